@@ -1,0 +1,14 @@
+//! Everything Auditstream services agree on about NATS JetStream.
+//!
+//! Owns the five streams of the topology ([`topology`]), the subject grammar
+//! ([`subjects`]), the header names that carry event metadata ([`headers`]) and the one
+//! way to publish durably ([`publish`]). It knows nothing about HTTP, gRPC or destinations;
+//! services bring their own connection and call in here.
+
+pub mod headers;
+pub mod publish;
+pub mod subjects;
+pub mod topology;
+
+pub use publish::{Ack, PublishError, connect, jetstream_context, publish_durable};
+pub use topology::{StreamChange, TopologyConfig, TopologyError, ensure_topology};

@@ -1,0 +1,118 @@
+//! Durable publishing: a publish returns only once JetStream has acknowledged the message
+//! (PubAck), and failures are classified so callers can answer "retry later" correctly.
+
+use std::time::Duration;
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{self, context::PublishErrorKind, message::PublishMessage},
+};
+use bytes::Bytes;
+
+/// What JetStream said about a stored message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub sequence: u64,
+    /// The `Nats-Msg-Id` was seen within the duplicate window: stored once, earlier.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// NATS or JetStream cannot be reached, or did not answer in time. Retry later.
+    #[error("jetstream unavailable: {0}")]
+    Unavailable(String),
+    /// The stream is at its limits (discard: new). Retry later.
+    #[error("jetstream stream full: {0}")]
+    StreamFull(String),
+    /// The message itself is refused (e.g. larger than the server's max_payload).
+    #[error("jetstream refused the message: {0}")]
+    Refused(String),
+}
+
+impl PublishError {
+    /// Short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PublishError::Unavailable(_) => "unavailable",
+            PublishError::StreamFull(_) => "stream_full",
+            PublishError::Refused(_) => "refused",
+        }
+    }
+
+    fn classify(e: jetstream::context::PublishError) -> Self {
+        let text = e.to_string();
+        match e.kind() {
+            PublishErrorKind::MaxPayloadExceeded => PublishError::Refused(text),
+            PublishErrorKind::TimedOut
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::StreamNotFound => PublishError::Unavailable(text),
+            _ if is_full(&text) => PublishError::StreamFull(text),
+            _ => PublishError::Unavailable(text),
+        }
+    }
+}
+
+/// JetStream's wording for a stream at its limits (API errors 10047, 10077, 10078, 10027).
+fn is_full(text: &str) -> bool {
+    [
+        "maximum bytes",
+        "maximum messages",
+        "insufficient resources",
+        "resource limits",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+}
+
+/// Connects to NATS. The client keeps reconnecting forever in the background, so a
+/// service started before NATS, or living through a NATS restart, recovers by itself.
+pub async fn connect(
+    url: &str,
+    name: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(url)
+        .await
+}
+
+/// A JetStream context whose API calls and publish acks give up after `timeout`.
+pub fn jetstream_context(client: async_nats::Client, timeout: Duration) -> jetstream::Context {
+    jetstream::context::ContextBuilder::new()
+        .timeout(timeout)
+        .build(client)
+}
+
+/// Publishes with `Nats-Msg-Id = msg_id` and waits for the PubAck.
+pub async fn publish_durable(
+    js: &jetstream::Context,
+    subject: String,
+    msg_id: &str,
+    headers: HeaderMap,
+    payload: Bytes,
+    timeout: Duration,
+) -> Result<Ack, PublishError> {
+    let publish = PublishMessage::build()
+        .headers(headers)
+        .message_id(msg_id)
+        .payload(payload);
+    let acked = async {
+        let ack = js
+            .send_publish(subject, publish)
+            .await
+            .map_err(PublishError::classify)?;
+        ack.await.map_err(PublishError::classify)
+    };
+    // The context has its own ack timeout; this bound also covers a client whose outgoing
+    // buffer is full while disconnected.
+    let ack = tokio::time::timeout(timeout, acked).await.map_err(|_| {
+        PublishError::Unavailable(format!("no acknowledgement within {timeout:?}"))
+    })??;
+    Ok(Ack {
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    })
+}

@@ -1,0 +1,102 @@
+//! Subject builders. Every token is checked against the ID rule, so no caller can build a
+//! subject that reaches into another tenant's space (`.`, `*` and `>` never get through).
+
+use auditstream_model::{EventType, IdError, SinkType, validate_id};
+
+pub const INGEST_PREFIX: &str = "audit.ingest";
+pub const DELIVER_PREFIX: &str = "audit.deliver";
+pub const BACKLOG_PREFIX: &str = "audit.backlog";
+pub const DLQ_PREFIX: &str = "audit.dlq";
+pub const CONTROL_PREFIX: &str = "audit.ctl";
+
+/// A subject token that failed the ID rule, with the token's role for the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{role} {value:?} cannot be used in a subject: it {source}")]
+pub struct SubjectError {
+    pub role: &'static str,
+    pub value: String,
+    pub source: IdError,
+}
+
+fn token<'a>(role: &'static str, value: &'a str) -> Result<&'a str, SubjectError> {
+    validate_id(value).map_err(|source| SubjectError {
+        role,
+        value: value.to_owned(),
+        source,
+    })?;
+    Ok(value)
+}
+
+/// `audit.ingest.<org>.<workspace>.<event_type>`
+pub fn ingest(
+    org_id: &str,
+    workspace_id: &str,
+    event_type: EventType,
+) -> Result<String, SubjectError> {
+    Ok(format!(
+        "{INGEST_PREFIX}.{}.{}.{event_type}",
+        token("org_id", org_id)?,
+        token("workspace_id", workspace_id)?
+    ))
+}
+
+/// `audit.deliver.<sink_type>.<stream_id>`
+pub fn deliver(sink: SinkType, stream_id: &str) -> Result<String, SubjectError> {
+    Ok(format!(
+        "{DELIVER_PREFIX}.{sink}.{}",
+        token("stream_id", stream_id)?
+    ))
+}
+
+/// `audit.backlog.<sink_type>.<stream_id>`
+pub fn backlog(sink: SinkType, stream_id: &str) -> Result<String, SubjectError> {
+    Ok(format!(
+        "{BACKLOG_PREFIX}.{sink}.{}",
+        token("stream_id", stream_id)?
+    ))
+}
+
+/// `audit.dlq.<sink_type>.<stream_id>`
+pub fn dlq(sink: SinkType, stream_id: &str) -> Result<String, SubjectError> {
+    Ok(format!(
+        "{DLQ_PREFIX}.{sink}.{}",
+        token("stream_id", stream_id)?
+    ))
+}
+
+/// The filter a sink type's shared consumer uses: `audit.deliver.<sink_type>.>`.
+pub fn deliver_filter(sink: SinkType) -> String {
+    format!("{DELIVER_PREFIX}.{sink}.>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_documented_subjects() {
+        assert_eq!(
+            ingest("org-1", "ws_2", EventType::UserActivity).unwrap(),
+            "audit.ingest.org-1.ws_2.user_activity"
+        );
+        assert_eq!(
+            deliver(SinkType::AzureBlob, "s9").unwrap(),
+            "audit.deliver.azure_blob.s9"
+        );
+        assert_eq!(backlog(SinkType::S3, "s9").unwrap(), "audit.backlog.s3.s9");
+        assert_eq!(dlq(SinkType::Http, "s9").unwrap(), "audit.dlq.http.s9");
+        assert_eq!(
+            deliver_filter(SinkType::AzureMonitor),
+            "audit.deliver.azure_monitor.>"
+        );
+    }
+
+    #[test]
+    fn refuses_tokens_that_would_change_the_subject() {
+        for bad in ["a.b", "*", ">", "a b", ""] {
+            let err = ingest("org", bad, EventType::JobStatus).unwrap_err();
+            assert_eq!(err.role, "workspace_id");
+        }
+        assert!(deliver(SinkType::Http, "s.>").is_err());
+    }
+}
