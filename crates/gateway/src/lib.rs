@@ -1,0 +1,222 @@
+//! The ingest gateway: the only way events enter Auditstream.
+//!
+//! Owns producer authentication, request framing (HTTP JSON / NDJSON / gzip, gRPC), per-item
+//! validation (through `model`) and durable publication to `AUDIT_INGEST` (through `bus`).
+//! It answers success only after JetStream's PubAck, and 503 / UNAVAILABLE with a retry
+//! delay whenever JetStream cannot take an event. It does no routing: that is the router's.
+//!
+//! [`run`] serves on listeners it is given until the shutdown token fires, so tests run the
+//! real gateway in-process on port 0; `main.rs` only loads configuration and binds.
+
+pub mod auth;
+pub mod config;
+mod grpc;
+mod http;
+pub mod ingest;
+pub mod metrics;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use async_nats::connection::State;
+use auditstream_bus::{connect, ensure_topology, jetstream_context};
+use auditstream_model::Limits;
+use auditstream_proto::v1::ingest_service_server::IngestServiceServer;
+use auditstream_telemetry::OpsState;
+use axum::http::HeaderValue;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::GatewayConfig;
+
+use crate::{auth::Auth, ingest::Ingestor, metrics::Metrics};
+
+/// Room for NATS headers on top of the event body when comparing with `max_payload`.
+const HEADER_ROOM: usize = 4096;
+
+/// The sockets the gateway serves on, bound by the caller.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: TcpListener,
+    pub ops: TcpListener,
+}
+
+/// State shared by both transports.
+pub(crate) struct Core {
+    pub(crate) ingestor: Ingestor,
+    pub(crate) auth: Auth,
+    pub(crate) limits: Limits,
+    pub(crate) retry_after: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Core {
+    pub(crate) fn retry_after_header(&self) -> HeaderValue {
+        HeaderValue::from(self.retry_after.as_secs().max(1))
+    }
+}
+
+/// Runs the gateway until `shutdown` is cancelled, then stops accepting requests, lets those
+/// in flight finish (they are waiting for PubAcks) and flushes the NATS connection.
+pub async fn run(
+    config: GatewayConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
+
+    // Returns at once; the client connects and reconnects in the background.
+    let client = connect(&config.nats.url, "auditstream-gateway")
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+    let js = jetstream_context(client.clone(), config.nats.publish_timeout);
+
+    let topology_ready = Arc::new(AtomicBool::new(!config.nats.ensure_topology));
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let watcher = tokio::spawn(watch_connection(
+        client.clone(),
+        js.clone(),
+        config.clone(),
+        topology_ready.clone(),
+        health_reporter,
+        shutdown.clone(),
+    ));
+
+    let core = Arc::new(Core {
+        ingestor: Ingestor {
+            client: client.clone(),
+            js,
+            metrics: metrics.clone(),
+            publish_timeout: config.nats.publish_timeout,
+        },
+        auth: Auth::new(
+            config.auth.tokens.clone(),
+            config.auth.allow_unauthenticated,
+        ),
+        limits: config.limits.clone(),
+        retry_after: config.retry_after,
+        metrics,
+    });
+
+    let readiness_client = client.clone();
+    let ops = OpsState {
+        registry: Arc::new(registry),
+        readiness: Arc::new(move || readiness(&readiness_client, &topology_ready)),
+    };
+
+    tracing::info!(
+        http = %listeners.http.local_addr()?,
+        grpc = %listeners.grpc.local_addr()?,
+        ops = %listeners.ops.local_addr()?,
+        nats = %config.nats.url,
+        "gateway listening"
+    );
+    let http = axum::serve(listeners.http, http::router(core.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(
+            IngestServiceServer::new(grpc::GrpcIngest { core: core.clone() })
+                .max_decoding_message_size(config.limits.max_request_bytes),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+    let ops = auditstream_telemetry::serve_ops(listeners.ops, ops, shutdown.clone());
+    let served = tokio::try_join!(
+        async { http.await.context("http server failed") },
+        async { grpc.await.context("grpc server failed") },
+        async { ops.await.context("ops server failed") },
+    );
+    shutdown.cancel();
+    let _ = watcher.await;
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "nats flush on shutdown failed");
+    }
+    tracing::info!("gateway stopped");
+    served.map(|_| ())
+}
+
+fn readiness(client: &async_nats::Client, topology_ready: &AtomicBool) -> Result<(), String> {
+    if client.connection_state() != State::Connected {
+        return Err("not connected to NATS".into());
+    }
+    if !topology_ready.load(Ordering::Acquire) {
+        return Err("JetStream streams not ensured yet".into());
+    }
+    Ok(())
+}
+
+/// Follows the NATS connection: (re-)ensures the topology after every (re)connect, so a
+/// NATS that lost its state gets its streams back, and mirrors readiness into gRPC health.
+async fn watch_connection(
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    config: GatewayConfig,
+    topology_ready: Arc<AtomicBool>,
+    health: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    const SERVICE: &str = "auditstream.v1.IngestService";
+    let mut was_connected = false;
+    loop {
+        let connected = client.connection_state() == State::Connected;
+        if connected && !was_connected {
+            check_max_payload(&client, &config.limits);
+        }
+        if connected
+            && config.nats.ensure_topology
+            && (!was_connected || !topology_ready.load(Ordering::Acquire))
+        {
+            match ensure_topology(&js, &config.nats.topology).await {
+                Ok(_) => topology_ready.store(true, Ordering::Release),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot ensure JetStream topology; will retry")
+                }
+            }
+        }
+        was_connected = connected;
+        if readiness(&client, &topology_ready).is_ok() {
+            health
+                .set_service_status(SERVICE, tonic_health::ServingStatus::Serving)
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+        } else {
+            health
+                .set_service_status(SERVICE, tonic_health::ServingStatus::NotServing)
+                .await;
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+/// An event that fits `max_event_bytes` must also fit NATS's `max_payload`, or it would be
+/// accepted by validation and refused by NATS; say so loudly at start.
+fn check_max_payload(client: &async_nats::Client, limits: &Limits) {
+    let max_payload = client.server_info().max_payload;
+    if limits.max_event_bytes + HEADER_ROOM > max_payload {
+        tracing::error!(
+            max_payload,
+            max_event_bytes = limits.max_event_bytes,
+            "nats max_payload is smaller than limits.max_event_bytes plus headers; raise max_payload on the server or lower the limit"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! The real gateway, in-process on port 0.
+
+use std::{net::SocketAddr, time::Duration};
+
+use auditstream_gateway::{GatewayConfig, Listeners};
+use auditstream_telemetry::Secret;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::small_topology;
+
+/// The bearer token [`test_gateway_config`] accepts.
+pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A gateway configuration for tests: loopback, the test token, a small topology and short
+/// timeouts so outage tests finish quickly.
+pub fn test_gateway_config(nats_url: &str) -> GatewayConfig {
+    let mut c = GatewayConfig::default();
+    c.nats.url = nats_url.to_owned();
+    c.nats.topology = small_topology();
+    c.nats.publish_timeout = Duration::from_secs(2);
+    c.retry_after = Duration::from_secs(1);
+    c.auth.tokens = vec![Secret::new(TEST_TOKEN)];
+    c
+}
+
+pub struct GatewayHarness {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub ops: SocketAddr,
+    shutdown: CancellationToken,
+    /// The gateway's `run`, with its error flattened to text for assertions.
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl GatewayHarness {
+    /// Starts the gateway with `config` (addresses are replaced by port 0 listeners) and
+    /// waits until `/readyz` says it is ready.
+    pub async fn start(config: GatewayConfig) -> Self {
+        let harness = Self::start_unready(config).await;
+        harness.wait_ready(Duration::from_secs(15)).await;
+        harness
+    }
+
+    /// Starts the gateway without waiting for readiness (e.g. while NATS is down).
+    pub async fn start_unready(config: GatewayConfig) -> Self {
+        let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind port 0") };
+        let listeners = Listeners {
+            http: bind().await,
+            grpc: bind().await,
+            ops: bind().await,
+        };
+        let (http, grpc, ops) = (
+            listeners.http.local_addr().unwrap(),
+            listeners.grpc.local_addr().unwrap(),
+            listeners.ops.local_addr().unwrap(),
+        );
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                auditstream_gateway::run(config, listeners, shutdown)
+                    .await
+                    .map_err(|e| format!("{e:#}"))
+            }
+        });
+        GatewayHarness {
+            http,
+            grpc,
+            ops,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn events_url(&self) -> String {
+        format!("http://{}/v1/events", self.http)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.ops)
+    }
+
+    /// `/readyz` status code.
+    pub async fn readyz(&self) -> u16 {
+        match reqwest::get(self.ops_url("/readyz")).await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Polls `/readyz` until 200; panics after `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.readyz().await != 200 {
+            if let Some(task) = &self.task {
+                assert!(!task.is_finished(), "gateway exited before it was ready");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway not ready within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the gateway gracefully and returns what `run` returned.
+    pub async fn stop(mut self) -> Result<(), String> {
+        self.shutdown.cancel();
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("gateway task")
+    }
+}
+
+impl Drop for GatewayHarness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

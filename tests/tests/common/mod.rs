@@ -1,0 +1,107 @@
+//! Helpers shared by the scenario files (each file is its own test binary).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use async_nats::jetstream::message::StreamMessage;
+use auditstream_testkit::{GatewayHarness, NatsServer, TEST_TOKEN, test_gateway_config};
+
+/// The producer examples from `shared/examples/ingest-events.ndjson`, one per event type
+/// (copied into the repo so a plain clone can run the tests).
+pub const EXAMPLES: &str = include_str!("../../data/ingest-events.ndjson");
+
+pub fn example_lines() -> Vec<&'static str> {
+    EXAMPLES.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+pub struct Stack {
+    pub nats: NatsServer,
+    pub gateway: GatewayHarness,
+}
+
+/// A fresh nats-server and a gateway on it, ready.
+pub async fn stack() -> Stack {
+    let nats = NatsServer::start();
+    let gateway = GatewayHarness::start(test_gateway_config(&nats.url())).await;
+    Stack { nats, gateway }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: serde_json::Value,
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// POSTs `body` to `/v1/events` with the test token and the given extra headers.
+pub async fn post(
+    gw: &GatewayHarness,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = http()
+        .post(gw.events_url())
+        .bearer_auth(TEST_TOKEN)
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    reply(req.send().await.expect("request sent")).await
+}
+
+pub async fn reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = resp.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    });
+    Reply {
+        status,
+        retry_after,
+        body,
+    }
+}
+
+pub fn ndjson() -> (&'static str, &'static str) {
+    ("content-type", "application/x-ndjson")
+}
+
+pub fn header<'a>(msg: &'a StreamMessage, name: &str) -> Option<&'a str> {
+    msg.headers.get(name).map(|v| v.as_str())
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// The ids of the messages in a stream.
+pub fn ids(messages: &[StreamMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            header(m, auditstream_bus::headers::EVENT_ID)
+                .expect("event id header")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// An envelope of the given type with a fresh id.
+pub fn event(id: &str, event_type: &str, data: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","event_type":"{event_type}","occurred_at":"2026-11-21T10:15:02.120Z","org_id":"org-acme","workspace_id":"ws-1","data":{data}}}"#
+    )
+}
