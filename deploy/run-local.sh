@@ -4,7 +4,7 @@
 # events, and prints what to try next. Ctrl-C stops everything it started.
 #
 # Settings (environment): AUDITSTREAM_NATS_URL, RUN_DIR (.run), GATEWAY_HTTP_PORT (8080),
-# GATEWAY_GRPC_PORT (50051), GATEWAY_OPS_PORT (9090), CARGO_TARGET_DIR.
+# GATEWAY_GRPC_PORT (50051), GATEWAY_OPS_PORT (9090), CARGO_TARGET_DIR, NATS_SERVER_BIN, GATEWAY_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ GRPC_PORT=${GATEWAY_GRPC_PORT:-50051}
 OPS_PORT=${GATEWAY_OPS_PORT:-9090}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 NATS_BIN=${NATS_SERVER_BIN:-.venv/bin/nats-server}
+GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/debug/auditstream-gateway}
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 
@@ -80,24 +81,13 @@ retry_after = "2s"
 format = "text"
 [nats]
 url = "$NATS_URL"
-# Local disk: JetStream reserves max_bytes per stream up front.
-[nats.topology.ingest]
-max_age = "24h"
-max_bytes = 268435456
-[nats.topology.deliver]
-max_age = "0s"
-max_bytes = 268435456
-[nats.topology.backlog]
-max_age = "7d"
-max_bytes = 536870912
-[nats.topology.dlq]
-max_age = "7d"
-max_bytes = 134217728
-[nats.topology.control]
-max_age = "7d"
-max_bytes = 67108864
 CONF
-AUDITSTREAM_AUTH__TOKENS=$TOKEN "$TARGET_DIR/debug/auditstream-gateway" --config "$RUN_DIR/gateway.toml" 2>"$RUN_DIR/gateway.log" &
+# Local disk: JetStream reserves max_bytes per stream up front, so keep them small here.
+for stream in ingest:24h:268435456 deliver:0s:268435456 backlog:7d:536870912 dlq:7d:134217728 control:7d:67108864; do
+  IFS=: read -r name age bytes <<<"$stream"
+  printf '[nats.topology.%s]\nmax_age = "%s"\nmax_bytes = %s\n' "$name" "$age" "$bytes" >> "$RUN_DIR/gateway.toml"
+done
+AUDITSTREAM_AUTH__TOKENS=$TOKEN "$GATEWAY_BIN" --config "$RUN_DIR/gateway.toml" 2>"$RUN_DIR/gateway.log" &
 pids+=($!)
 wait_for "http://127.0.0.1:$OPS_PORT/readyz" gateway "${pids[-1]}"
 

@@ -308,7 +308,7 @@ async fn whole_request_errors_store_nothing() {
     let huge = format!("{one}\n").repeat(1000);
     let r = post(&gw, huge.clone(), &[ndjson()]).await;
     assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
+        request_error(&r),
         (413, Some("request_too_large")),
         "{}",
         r.body
@@ -320,7 +320,7 @@ async fn whole_request_errors_store_nothing() {
     )
     .await;
     assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
+        request_error(&r),
         (413, Some("request_too_large")),
         "{}",
         r.body
@@ -332,55 +332,24 @@ async fn whole_request_errors_store_nothing() {
         &[("content-encoding", "gzip")],
     )
     .await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (400, Some("invalid_gzip")),
-        "{}",
-        r.body
-    );
+    assert_eq!(request_error(&r), (400, Some("invalid_gzip")), "{}", r.body);
 
     let r = post(&gw, format!("[{one},"), &[]).await;
     assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
+        request_error(&r),
         (400, Some("malformed_request")),
         "{}",
         r.body
     );
 
     let r = post(&gw, one.clone(), &[("content-type", "text/csv")]).await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (415, Some("unsupported_content_type"))
-    );
+    assert_eq!(request_error(&r), (415, Some("unsupported_content_type")));
 
     // Missing and wrong tokens.
-    let r = reply(
-        http()
-            .post(gw.events_url())
-            .body(one.clone())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (401, Some("unauthorized"))
-    );
-    let r = reply(
-        http()
-            .post(gw.events_url())
-            .bearer_auth("wrong-token-0123456789")
-            .body(one.clone())
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (401, Some("unauthorized"))
-    );
+    let r = post_as(&gw, None, one.clone(), &[]).await;
+    assert_eq!(request_error(&r), (401, Some("unauthorized")));
+    let r = post_as(&gw, Some("wrong-token-0123456789"), one.clone(), &[]).await;
+    assert_eq!(request_error(&r), (401, Some("unauthorized")));
     assert_eq!(r.body["error"]["message"], "invalid bearer token");
 
     assert!(
@@ -407,15 +376,8 @@ async fn metrics_count_accepted_rejected_and_publish_latency() {
         &[ndjson()],
     )
     .await;
-    let _ = reply(
-        http()
-            .post(s.gateway.events_url())
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = post_as(&s.gateway, None, "{}", &[]).await;
+    assert_eq!(r.status, 401);
     let text = http()
         .get(s.gateway.ops_url("/metrics"))
         .send()

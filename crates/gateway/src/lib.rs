@@ -190,20 +190,14 @@ async fn watch_connection(
             }
         }
         was_connected = connected;
-        if readiness(&client, &topology_ready).is_ok() {
-            health
-                .set_service_status(SERVICE, tonic_health::ServingStatus::Serving)
-                .await;
-            health
-                .set_service_status("", tonic_health::ServingStatus::Serving)
-                .await;
+        let status = if readiness(&client, &topology_ready).is_ok() {
+            tonic_health::ServingStatus::Serving
         } else {
-            health
-                .set_service_status(SERVICE, tonic_health::ServingStatus::NotServing)
-                .await;
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
+            tonic_health::ServingStatus::NotServing
+        };
+        // "" is the whole server, as Kubernetes' gRPC probe asks by default.
+        for service in ["", SERVICE] {
+            health.set_service_status(service, status).await;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -9,4 +9,4 @@ mod gateway;
 mod nats;
 
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
-pub use nats::{NatsServer, read_stream, small_topology};
+pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};

@@ -136,7 +136,7 @@ fn free_port() -> u16 {
 
 /// The nats-server the Makefile installed. The Debian package's server (2.9) is too old for
 /// the JetStream features used here, so PATH is not searched.
-fn nats_server_bin() -> PathBuf {
+pub fn nats_server_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os(NATS_SERVER_BIN_ENV) {
         return bin.into();
     }

@@ -45,10 +45,20 @@ pub async fn post(
     body: impl Into<reqwest::Body>,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut req = http()
-        .post(gw.events_url())
-        .bearer_auth(TEST_TOKEN)
-        .body(body);
+    post_as(gw, Some(TEST_TOKEN), body, headers).await
+}
+
+/// POSTs with the given bearer token, or none.
+pub async fn post_as(
+    gw: &GatewayHarness,
+    token: Option<&str>,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = http().post(gw.events_url()).body(body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -70,6 +80,16 @@ pub async fn reply(resp: reqwest::Response) -> Reply {
         retry_after,
         body,
     }
+}
+
+/// `(status, error code)` of a whole-request error.
+pub fn request_error(r: &Reply) -> (u16, Option<&str>) {
+    (r.status, r.body["error"]["code"].as_str())
+}
+
+/// `(status, error code)` of a whole-request error.
+pub fn request_error(r: &Reply) -> (u16, Option<&str>) {
+    (r.status, r.body["error"]["code"].as_str())
 }
 
 pub fn ndjson() -> (&'static str, &'static str) {
