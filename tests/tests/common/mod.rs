@@ -87,11 +87,6 @@ pub fn request_error(r: &Reply) -> (u16, Option<&str>) {
     (r.status, r.body["error"]["code"].as_str())
 }
 
-/// `(status, error code)` of a whole-request error.
-pub fn request_error(r: &Reply) -> (u16, Option<&str>) {
-    (r.status, r.body["error"]["code"].as_str())
-}
-
 pub fn ndjson() -> (&'static str, &'static str) {
     ("content-type", "application/x-ndjson")
 }
