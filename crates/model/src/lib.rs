@@ -6,12 +6,15 @@
 //! limits. It does no I/O: the gateway and config-service call it, and so will the router.
 
 pub mod catalog;
+pub mod destination;
 pub mod envelope;
 pub mod event_type;
 pub mod ids;
 pub mod limits;
 pub mod log;
+pub mod routing;
 pub mod sink_type;
+pub mod template;
 
 pub use catalog::ActivityCatalog;
 pub use envelope::{ItemError, ItemErrorCode, ValidatedEvent, validate_envelope, validate_parts};
