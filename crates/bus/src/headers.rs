@@ -13,6 +13,10 @@ pub const EVENT_TYPE: &str = "Auditstream-Event-Type";
 pub const OCCURRED_AT: &str = "Auditstream-Occurred-At";
 /// When the gateway accepted the event (RFC 3339, UTC); becomes `audit.received_at`.
 pub const RECEIVED_AT: &str = "Auditstream-Received-At";
+/// The config revision a change event carries.
+pub const REVISION: &str = "Auditstream-Revision";
+/// A request-reply error answer (the body then holds nothing).
+pub const ERROR: &str = "Auditstream-Error";
 /// W3C trace context, so one trace spans gateway → router → sink.
 pub const TRACEPARENT: &str = "traceparent";
 

@@ -8,6 +8,12 @@ pub const DELIVER_PREFIX: &str = "audit.deliver";
 pub const BACKLOG_PREFIX: &str = "audit.backlog";
 pub const DLQ_PREFIX: &str = "audit.dlq";
 pub const CONTROL_PREFIX: &str = "audit.ctl";
+/// Config change events (AUDIT_CONTROL), one per revision, in order.
+pub const CONFIG_CHANGES: &str = "audit.ctl.config";
+/// Request-reply between config-service and sinks (list targets, test connection). Kept
+/// outside AUDIT_CONTROL's `audit.ctl.>`: JetStream would otherwise capture each request
+/// and answer it with a PubAck in place of the sink.
+pub const RPC_PREFIX: &str = "audit.rpc";
 
 /// A subject token that failed the ID rule, with the token's role for the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +68,11 @@ pub fn dlq(sink: SinkType, stream_id: &str) -> Result<String, SubjectError> {
         "{DLQ_PREFIX}.{sink}.{}",
         token("stream_id", stream_id)?
     ))
+}
+
+/// `audit.rpc.<sink_type>.<operation>`, answered by any replica of that sink type.
+pub fn rpc(sink: SinkType, operation: &str) -> String {
+    format!("{RPC_PREFIX}.{sink}.{operation}")
 }
 
 /// The filter a sink type's shared consumer uses: `audit.deliver.<sink_type>.>`.

@@ -1,1 +1,187 @@
-//! (being written)
+//! The config service: Auditstream's control plane.
+//!
+//! Owns the tenant directory (organization → partner → customer → workspace), connections
+//! (destination credentials, sealed with AES-256-GCM), streams (what goes where), the
+//! override write rules, `Explain`, destination status, the change feed on AUDIT_CONTROL and
+//! the self-audit events. Storage is SQLite (embedded default) or Postgres through one sqlx
+//! implementation. The override rule itself lives in `model::routing`, shared with the router.
+//!
+//! It never touches events in flight: the data plane reads a snapshot plus the change feed.
+
+pub mod audit;
+pub mod authz;
+pub mod config;
+pub mod convert;
+pub mod credentials;
+pub mod crypto;
+pub mod error;
+pub mod feed;
+pub mod service;
+pub mod store;
+mod targets;
+pub mod validate;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use auditstream_bus::{connect, ensure_topology, jetstream_context};
+use auditstream_proto::v1::config_service_server::ConfigServiceServer;
+use auditstream_telemetry::OpsState;
+use prometheus_client::registry::Registry;
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+pub use config::ConfigServiceConfig;
+
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub ops: TcpListener,
+}
+
+/// Runs the config service until `shutdown` is cancelled.
+pub async fn run(
+    config: ConfigServiceConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let sealer = Arc::new(crypto::Sealer::new(&config.secrets).map_err(anyhow::Error::msg)?);
+    let auth = Arc::new(
+        authz::Authenticator::new(config.auth.tokens.clone()).map_err(anyhow::Error::msg)?,
+    );
+    let policy = Arc::new(validate::Policy::new(&config.http).map_err(anyhow::Error::msg)?);
+    let store = Arc::new(
+        store::Store::connect(&config.database.url, config.database.max_connections)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let nats = connect(&config.nats.url, "auditstream-config-service")
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+    let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
+    let committed = Arc::new(Notify::new());
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let watcher = tokio::spawn(watch(
+        store.clone(),
+        nats.clone(),
+        js.clone(),
+        config.clone(),
+        ready.clone(),
+        health_reporter,
+        shutdown.clone(),
+    ));
+    let publisher = tokio::spawn(feed::run_publisher(
+        store.clone(),
+        js,
+        committed.clone(),
+        config.nats.publish_timeout,
+        shutdown.clone(),
+    ));
+
+    let service = service::Service {
+        store,
+        sealer,
+        auth,
+        policy,
+        committed,
+        nats: nats.clone(),
+        request_timeout: config.request_timeout,
+    };
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(auditstream_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("gRPC reflection")?;
+    let ready_flag = ready.clone();
+    let ops = OpsState {
+        registry: Arc::new(Registry::default()),
+        readiness: Arc::new(move || {
+            if ready_flag.load(Ordering::Acquire) {
+                Ok(())
+            } else {
+                Err("database or NATS not reachable".into())
+            }
+        }),
+    };
+    tracing::info!(
+        grpc = %listeners.grpc.local_addr()?,
+        ops = %listeners.ops.local_addr()?,
+        database = %store_kind(&config.database.url),
+        "config service listening"
+    );
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ConfigServiceServer::new(service))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+    let ops = auditstream_telemetry::serve_ops(listeners.ops, ops, shutdown.clone());
+    let served = tokio::try_join!(async { grpc.await.context("grpc server failed") }, async {
+        ops.await.context("ops server failed")
+    },);
+    shutdown.cancel();
+    let _ = tokio::join!(watcher, publisher);
+    let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
+    tracing::info!("config service stopped");
+    served.map(|_| ())
+}
+
+fn store_kind(url: &str) -> &'static str {
+    match store::Backend::of_url(url) {
+        Ok(store::Backend::Sqlite) => "sqlite",
+        Ok(store::Backend::Postgres) => "postgres",
+        Err(_) => "unknown",
+    }
+}
+
+/// Keeps readiness and gRPC health current, and ensures the JetStream topology after every
+/// (re)connect so the change feed has its stream.
+async fn watch(
+    store: Arc<store::Store>,
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    config: ConfigServiceConfig,
+    ready: Arc<AtomicBool>,
+    health: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    const SERVICE: &str = "auditstream.v1.ConfigService";
+    let mut topology_ready = !config.nats.ensure_topology;
+    let mut was_connected = false;
+    loop {
+        let connected = nats.connection_state() == async_nats::connection::State::Connected;
+        if connected && (!was_connected || !topology_ready) && config.nats.ensure_topology {
+            match ensure_topology(&js, &config.nats.topology).await {
+                Ok(_) => topology_ready = true,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot ensure JetStream topology; will retry")
+                }
+            }
+        }
+        was_connected = connected;
+        let db_ok = store.revision().await.is_ok();
+        let is_ready = connected && topology_ready && db_ok;
+        ready.store(is_ready, Ordering::Release);
+        let status = if is_ready {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for service in ["", SERVICE] {
+            health.set_service_status(service, status).await;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}

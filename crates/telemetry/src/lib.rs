@@ -8,6 +8,7 @@
 pub mod config;
 pub mod logging;
 pub mod ops;
+pub mod service;
 
 pub use config::{ConfigError, Loaded, Secret, load};
 pub use ops::{OpsState, Readiness, serve_ops};

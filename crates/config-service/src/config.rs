@@ -1,0 +1,105 @@
+//! Config-service configuration (defaults < file < `AUDITSTREAM_*` environment).
+
+use std::{net::SocketAddr, time::Duration};
+
+use auditstream_bus::TopologyConfig;
+use auditstream_telemetry::logging::LogFormat;
+use serde::{Deserialize, Serialize};
+
+use crate::{authz::TokenConfig, crypto::SecretsConfig, validate::HttpPolicyConfig};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigServiceConfig {
+    /// gRPC `ConfigService`, health and reflection.
+    pub grpc_addr: SocketAddr,
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub ops_addr: SocketAddr,
+    pub database: DatabaseConfig,
+    pub nats: NatsConfig,
+    pub auth: AuthConfig,
+    pub secrets: SecretsConfig,
+    pub http: HttpPolicyConfig,
+    /// Longest wait for a sink to answer ListTargets.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db?mode=rwc` (embedded default) or `postgres://user@host/db`.
+    pub url: String,
+    /// Postgres pool size (SQLite always uses one connection: it has one writer).
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    pub url: String,
+    pub ensure_topology: bool,
+    pub topology: TopologyConfig,
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer tokens and the principal each one stands for.
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+impl Default for ConfigServiceConfig {
+    fn default() -> Self {
+        ConfigServiceConfig {
+            grpc_addr: ([0, 0, 0, 0], 50052).into(),
+            ops_addr: ([0, 0, 0, 0], 9091).into(),
+            database: DatabaseConfig::default(),
+            nats: NatsConfig::default(),
+            auth: AuthConfig::default(),
+            secrets: SecretsConfig::default(),
+            http: HttpPolicyConfig::default(),
+            request_timeout: Duration::from_secs(5),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://auditstream-config.db?mode=rwc".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            ensure_topology: true,
+            topology: TopologyConfig::default(),
+            publish_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Json,
+            filter: "info,async_nats=warn,sqlx=warn".into(),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Which fields of a connection are secrets. This list is the single place that knows; the
+//! service uses it to seal, blank, fingerprint and carry over secrets on update.
+
+use auditstream_model::SinkType;
+use auditstream_proto::v1::{
+    AzureClientCredentials, Connection, S3StaticKeys, azure_blob_credentials,
+    azure_monitor_credentials, connection::Credentials, http_credentials, s3_credentials,
+};
+
+/// Mutable references to every secret string of the connection's credential method, with
+/// the field path shown in `secret_fingerprints`.
+pub fn secret_slots(conn: &mut Connection) -> Vec<(&'static str, &mut String)> {
+    let mut slots = Vec::new();
+    match conn.credentials.as_mut() {
+        Some(Credentials::S3(s3)) => match s3.method.as_mut() {
+            Some(s3_credentials::Method::StaticKeys(k)) => {
+                static_keys(k, "s3.static_keys", &mut slots)
+            }
+            Some(s3_credentials::Method::AssumeRole(r)) => {
+                if let Some(k) = r.source_keys.as_mut() {
+                    static_keys(k, "s3.assume_role.source_keys", &mut slots);
+                }
+            }
+            Some(s3_credentials::Method::DefaultChain(_)) | None => {}
+        },
+        Some(Credentials::AzureBlob(b)) => match b.method.as_mut() {
+            Some(azure_blob_credentials::Method::SharedKey(k)) => {
+                slots.push(("azure_blob.shared_key.account_key", &mut k.account_key))
+            }
+            Some(azure_blob_credentials::Method::Sas(s)) => {
+                slots.push(("azure_blob.sas.sas_token", &mut s.sas_token))
+            }
+            Some(azure_blob_credentials::Method::ClientCredentials(c)) => {
+                client_secret(c, "azure_blob.client_credentials.client_secret", &mut slots)
+            }
+            None => {}
+        },
+        Some(Credentials::AzureMonitor(m)) => match m.method.as_mut() {
+            Some(azure_monitor_credentials::Method::ClientCredentials(c)) => client_secret(
+                c,
+                "azure_monitor.client_credentials.client_secret",
+                &mut slots,
+            ),
+            Some(azure_monitor_credentials::Method::LegacyDataCollector(l)) => slots.push((
+                "azure_monitor.legacy_data_collector.shared_key",
+                &mut l.shared_key,
+            )),
+            None => {}
+        },
+        Some(Credentials::Http(h)) => match h.auth.as_mut() {
+            Some(http_credentials::Auth::Basic(b)) => {
+                slots.push(("http.basic.password", &mut b.password))
+            }
+            Some(http_credentials::Auth::Bearer(b)) => {
+                slots.push(("http.bearer.token", &mut b.token))
+            }
+            Some(http_credentials::Auth::Header(h)) => {
+                slots.push(("http.header.value", &mut h.value))
+            }
+            Some(http_credentials::Auth::None(_)) | None => {}
+        },
+        None => {}
+    }
+    slots
+}
+
+fn static_keys<'a>(
+    k: &'a mut S3StaticKeys,
+    path: &'static str,
+    slots: &mut Vec<(&'static str, &'a mut String)>,
+) {
+    let (secret, token) = match path {
+        "s3.static_keys" => (
+            "s3.static_keys.secret_access_key",
+            "s3.static_keys.session_token",
+        ),
+        _ => (
+            "s3.assume_role.source_keys.secret_access_key",
+            "s3.assume_role.source_keys.session_token",
+        ),
+    };
+    slots.push((secret, &mut k.secret_access_key));
+    slots.push((token, &mut k.session_token));
+}
+
+fn client_secret<'a>(
+    c: &'a mut AzureClientCredentials,
+    path: &'static str,
+    slots: &mut Vec<(&'static str, &'a mut String)>,
+) {
+    slots.push((path, &mut c.client_secret));
+}
+
+/// The credential method, e.g. "s3.static_keys": an update keeps stored secrets only when
+/// the method is unchanged.
+pub fn method(conn: &Connection) -> Option<&'static str> {
+    Some(match conn.credentials.as_ref()? {
+        Credentials::S3(s3) => match s3.method.as_ref()? {
+            s3_credentials::Method::StaticKeys(_) => "s3.static_keys",
+            s3_credentials::Method::AssumeRole(_) => "s3.assume_role",
+            s3_credentials::Method::DefaultChain(_) => "s3.default_chain",
+        },
+        Credentials::AzureBlob(b) => match b.method.as_ref()? {
+            azure_blob_credentials::Method::SharedKey(_) => "azure_blob.shared_key",
+            azure_blob_credentials::Method::Sas(_) => "azure_blob.sas",
+            azure_blob_credentials::Method::ClientCredentials(_) => "azure_blob.client_credentials",
+        },
+        Credentials::AzureMonitor(m) => match m.method.as_ref()? {
+            azure_monitor_credentials::Method::ClientCredentials(_) => {
+                "azure_monitor.client_credentials"
+            }
+            azure_monitor_credentials::Method::LegacyDataCollector(_) => {
+                "azure_monitor.legacy_data_collector"
+            }
+        },
+        Credentials::Http(h) => match h.auth.as_ref()? {
+            http_credentials::Auth::None(_) => "http.none",
+            http_credentials::Auth::Basic(_) => "http.basic",
+            http_credentials::Auth::Bearer(_) => "http.bearer",
+            http_credentials::Auth::Header(_) => "http.header",
+        },
+    })
+}
+
+pub fn sink_type(conn: &Connection) -> Option<SinkType> {
+    Some(match conn.credentials.as_ref()? {
+        Credentials::S3(_) => SinkType::S3,
+        Credentials::AzureBlob(_) => SinkType::AzureBlob,
+        Credentials::AzureMonitor(_) => SinkType::AzureMonitor,
+        Credentials::Http(_) => SinkType::Http,
+    })
+}

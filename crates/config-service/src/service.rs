@@ -1,0 +1,844 @@
+//! The `ConfigService` RPCs: authentication, authorization, validation and the override
+//! write rules, then one store transaction per change.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use auditstream_model::{SinkType, routing::Inactive};
+use auditstream_proto::v1::{
+    self as pb, AppliesTo, Connection, DeleteConnectionResponse, DeleteNodeResponse,
+    DeleteStreamResponse, DestinationDetails, ExplainResponse, InactiveStream,
+    ListConnectionsResponse, ListNodesResponse, ListStreamsResponse, ListTargetsResponse, Node,
+    RoutingSnapshot, Stream, StreamStatus, config_service_server::ConfigService,
+    get_destination_request::Key,
+};
+use prost::Message;
+use tokio::sync::Notify;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    audit,
+    authz::{Authenticator, Principal},
+    credentials,
+    crypto::Sealer,
+    error::{ServiceError, invalid},
+    store::{Mutation, Plan, Store, StoredConnection, World},
+    validate::{self, Policy},
+};
+
+pub struct Service {
+    pub(crate) store: Arc<Store>,
+    pub(crate) sealer: Arc<Sealer>,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) policy: Arc<Policy>,
+    /// Wakes the change-feed publisher after every commit.
+    pub(crate) committed: Arc<Notify>,
+    /// For ListTargets, answered by the sinks over NATS request-reply.
+    pub(crate) nats: async_nats::Client,
+    pub(crate) request_timeout: Duration,
+}
+
+type Rpc<T> = Result<Response<T>, Status>;
+
+fn not_found(what: &str, id: &str) -> ServiceError {
+    ServiceError::NotFound(format!("{what} {id} does not exist"))
+}
+
+fn reply<T>(r: Result<T, ServiceError>) -> Rpc<T> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+impl Service {
+    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, ServiceError> {
+        self.auth.authenticate(
+            request
+                .metadata()
+                .get("authorization")
+                .map(|v| v.as_bytes()),
+        )
+    }
+
+    async fn commit<T>(
+        &self,
+        decide: impl FnOnce(&World) -> Result<Plan<T>, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let (changes, output) = self.store.write(decide).await?;
+        if !changes.is_empty() {
+            self.committed.notify_one();
+        }
+        Ok(output)
+    }
+
+    /// A stream as shown to callers: with the current version of its connection.
+    fn present(world: &World, stream: &Stream) -> Stream {
+        let mut s = stream.clone();
+        if let Some(c) = s
+            .destination
+            .as_ref()
+            .and_then(|d| world.connections.get(&d.connection_id))
+        {
+            s.connection_version = c.public.version;
+        }
+        s
+    }
+
+    fn node<'w>(world: &'w World, id: &str) -> Result<&'w Node, ServiceError> {
+        world.nodes.get(id).ok_or_else(|| not_found("node", id))
+    }
+
+    fn stream<'w>(world: &'w World, id: &str) -> Result<&'w Stream, ServiceError> {
+        world.streams.get(id).ok_or_else(|| not_found("stream", id))
+    }
+
+    fn connection<'w>(world: &'w World, id: &str) -> Result<&'w StoredConnection, ServiceError> {
+        world
+            .connections
+            .get(id)
+            .ok_or_else(|| not_found("connection", id))
+    }
+
+    /// The stored connection with its secrets.
+    fn open(&self, stored: &StoredConnection) -> Result<Connection, ServiceError> {
+        let plain = self
+            .sealer
+            .open(&stored.sealed, &stored.public.id)
+            .map_err(|e| ServiceError::Internal(format!("connection {}: {e}", stored.public.id)))?;
+        let mut full = Connection::decode(plain.as_slice()).map_err(|e| {
+            ServiceError::Internal(format!(
+                "connection {} cannot be decoded: {e}",
+                stored.public.id
+            ))
+        })?;
+        full.version = stored.public.version;
+        full.revision = stored.public.revision;
+        full.secret_fingerprints = stored.public.secret_fingerprints.clone();
+        Ok(full)
+    }
+
+    /// Seals `full` and returns what is stored: public fields with secrets blanked and
+    /// fingerprinted.
+    fn seal(&self, mut full: Connection) -> StoredConnection {
+        full.secret_fingerprints.clear();
+        let sealed = self.sealer.seal(&full.encode_to_vec(), &full.id);
+        let mut public = full;
+        let mut fingerprints = std::collections::HashMap::new();
+        for (path, value) in credentials::secret_slots(&mut public) {
+            if !value.is_empty() {
+                fingerprints.insert(path.to_owned(), self.sealer.fingerprint(value));
+            }
+            value.clear();
+        }
+        public.secret_fingerprints = fingerprints;
+        StoredConnection { public, sealed }
+    }
+
+    /// Checks that `stream` may use its connection: it exists, the caller may read it, it is
+    /// stored at the stream's node or an ancestor, and it is of the target's type.
+    fn check_connection_use(
+        world: &World,
+        principal: &Principal,
+        stream: &Stream,
+    ) -> Result<SinkType, ServiceError> {
+        let cid = stream
+            .destination
+            .as_ref()
+            .map(|d| d.connection_id.as_str())
+            .unwrap_or_default();
+        let conn = Self::connection(world, cid)?;
+        let usable = world.tree.is_within(&stream.node_id, &conn.public.node_id);
+        if !usable || principal.check_read(world, &conn.public.node_id).is_err() {
+            return Err(ServiceError::PermissionDenied(format!(
+                "stream {} cannot use connection {cid}: it belongs to node {}, which is not {} or one of its ancestors{}",
+                stream.id,
+                conn.public.node_id,
+                stream.node_id,
+                if usable { " visible to you" } else { "" }
+            )));
+        }
+        credentials::sink_type(&conn.public)
+            .ok_or_else(|| ServiceError::Internal(format!("connection {cid} has no credentials")))
+    }
+
+    /// The override write rule for `self` streams.
+    fn check_self_rule(world: &World, stream: &Stream) -> Result<(), ServiceError> {
+        if stream.applies_to() == AppliesTo::SelfOnly {
+            world
+                .tree
+                .check_self_stream_allowed(&stream.node_id)
+                .map_err(|r| {
+                    ServiceError::FailedPrecondition(format!("stream {}: {r}", stream.id))
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn validate_stream(
+        &self,
+        world: &World,
+        principal: &Principal,
+        stream: &Stream,
+    ) -> Result<(), ServiceError> {
+        let sink = Self::check_connection_use(world, principal, stream)?;
+        let urls = validate::stream(stream, sink, &self.policy)?;
+        validate::check_addresses(&urls, &self.policy).await
+    }
+}
+
+#[tonic::async_trait]
+impl ConfigService for Service {
+    async fn put_node(&self, request: Request<pb::PutNodeRequest>) -> Rpc<Node> {
+        let p = self.principal(&request)?;
+        let mut node = request
+            .into_inner()
+            .node
+            .ok_or_else(|| Status::from(invalid("node", "required")))?;
+        validate::node(&node)?;
+        node.revision = 0;
+        reply(
+            self.commit(|world| {
+                match world.nodes.get(&node.id) {
+                    Some(old) => {
+                        p.check_write(world, &node.id)?;
+                        let moved = old.parent_id != node.parent_id;
+                        let own_scope = p.scope() == Some(node.id.as_str());
+                        if own_scope && (moved || old.kind != node.kind || old.managed != node.managed) {
+                            return Err(ServiceError::PermissionDenied(format!(
+                                "{} may change the name, external id and contacts of node {}, not its parent, kind or managed flag",
+                                p.name, node.id
+                            )));
+                        }
+                        if moved {
+                            if node.parent_id.is_empty() && !p.is_platform_admin() {
+                                return Err(ServiceError::PermissionDenied("only a platform admin may create roots".into()));
+                            }
+                            if !node.parent_id.is_empty() {
+                                Self::node(world, &node.parent_id)?;
+                                p.check_write(world, &node.parent_id)?;
+                            }
+                        }
+                    }
+                    None => {
+                        if node.parent_id.is_empty() {
+                            if !p.is_platform_admin() {
+                                return Err(ServiceError::PermissionDenied("only a platform admin may create roots".into()));
+                            }
+                        } else {
+                            Self::node(world, &node.parent_id)?;
+                            p.check_write(world, &node.parent_id)?;
+                            if p.role == crate::authz::Role::WorkspaceAdmin {
+                                return Err(ServiceError::PermissionDenied(format!(
+                                    "{} (workspace_admin) may not create nodes",
+                                    p.name
+                                )));
+                            }
+                        }
+                    }
+                }
+                let mutations = vec![Mutation::PutNode(node.clone())];
+                // Refuses cycles and dangling parents before anything is written.
+                world.with(&mutations)?;
+                // The store gives the write's first mutation the next revision.
+                let stored = Node { revision: world.revision + 1, ..node.clone() };
+                Ok(Plan { mutations, audit: vec![], output: stored })
+            })
+            .await,
+        )
+    }
+
+    async fn get_node(&self, request: Request<pb::GetNodeRequest>) -> Rpc<Node> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let id = &request.get_ref().id;
+        let node = Self::node(&world, id)?;
+        p.check_read(&world, id)?;
+        Ok(Response::new(node.clone()))
+    }
+
+    async fn list_children(
+        &self,
+        request: Request<pb::ListChildrenRequest>,
+    ) -> Rpc<ListNodesResponse> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let parent = &request.get_ref().parent_id;
+        let nodes = if parent.is_empty() {
+            match p.scope() {
+                // A scoped admin's root is the node it administers.
+                Some(scope) => world.nodes.get(scope).cloned().into_iter().collect(),
+                None => world
+                    .nodes
+                    .values()
+                    .filter(|n| n.parent_id.is_empty())
+                    .cloned()
+                    .collect(),
+            }
+        } else {
+            Self::node(&world, parent)?;
+            p.check_read(&world, parent)?;
+            world
+                .nodes
+                .values()
+                .filter(|n| &n.parent_id == parent)
+                .cloned()
+                .collect()
+        };
+        Ok(Response::new(ListNodesResponse { nodes }))
+    }
+
+    async fn delete_node(
+        &self,
+        request: Request<pb::DeleteNodeRequest>,
+    ) -> Rpc<DeleteNodeResponse> {
+        let p = self.principal(&request)?;
+        let pb::DeleteNodeRequest { id, cascade } = request.into_inner();
+        reply(
+            self.commit(|world| {
+                Self::node(world, &id)?;
+                p.check_write(world, &id)?;
+                if p.scope() == Some(id.as_str()) {
+                    return Err(ServiceError::PermissionDenied(format!("{} may not delete the node it administers", p.name)));
+                }
+                // Deepest nodes first, so children go before their parents.
+                let mut subtree: Vec<&Node> = world.nodes.values().filter(|n| world.tree.is_within(&n.id, &id)).collect();
+                subtree.sort_by_key(|n| std::cmp::Reverse(world.tree.path(&n.id).map_or(0, |p| p.len())));
+                let in_subtree: BTreeSet<&str> = subtree.iter().map(|n| n.id.as_str()).collect();
+                let streams: Vec<&Stream> = world.streams.values().filter(|s| in_subtree.contains(s.node_id.as_str())).collect();
+                let connections: Vec<&StoredConnection> =
+                    world.connections.values().filter(|c| in_subtree.contains(c.public.node_id.as_str())).collect();
+                if !cascade && (subtree.len() > 1 || !streams.is_empty() || !connections.is_empty()) {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "node {id} has {} child node(s), {} stream(s) and {} connection(s) in its subtree; delete them first or set cascade",
+                        subtree.len() - 1,
+                        streams.len(),
+                        connections.len()
+                    )));
+                }
+                let mut mutations = Vec::new();
+                let mut audit = Vec::new();
+                for s in &streams {
+                    mutations.push(Mutation::DeleteStream(s.id.clone()));
+                    if s.enabled {
+                        audit.push(audit::streaming_toggled(world, &p, s, false));
+                    }
+                }
+                mutations.extend(connections.iter().map(|c| Mutation::DeleteConnection(c.public.id.clone())));
+                mutations.extend(subtree.iter().map(|n| Mutation::DeleteNode(n.id.clone())));
+                let output = DeleteNodeResponse {
+                    deleted_nodes: subtree.iter().map(|n| n.id.clone()).collect(),
+                    deleted_streams: streams.iter().map(|s| s.id.clone()).collect(),
+                    deleted_connections: connections.iter().map(|c| c.public.id.clone()).collect(),
+                };
+                Ok(Plan { mutations, audit, output })
+            })
+            .await,
+        )
+    }
+
+    async fn create_connection(
+        &self,
+        request: Request<pb::CreateConnectionRequest>,
+    ) -> Rpc<Connection> {
+        let p = self.principal(&request)?;
+        let mut conn = request
+            .into_inner()
+            .connection
+            .ok_or_else(|| Status::from(invalid("connection", "required")))?;
+        conn.version = 1;
+        conn.revision = 0;
+        conn.secret_fingerprints.clear();
+        let (_, urls) = validate::connection(&conn, &self.policy)?;
+        validate::check_addresses(&urls, &self.policy).await?;
+        let stored = self.seal(conn);
+        reply(
+            self.commit(|world| {
+                Self::node(world, &stored.public.node_id)?;
+                p.check_write(world, &stored.public.node_id)?;
+                if world.connections.contains_key(&stored.public.id) {
+                    return Err(ServiceError::AlreadyExists(format!(
+                        "connection {} already exists",
+                        stored.public.id
+                    )));
+                }
+                Ok(Plan {
+                    mutations: vec![Mutation::PutConnection(stored.clone())],
+                    audit: vec![],
+                    output: Connection {
+                        revision: world.revision + 1,
+                        ..stored.public.clone()
+                    },
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn get_connection(&self, request: Request<pb::GetConnectionRequest>) -> Rpc<Connection> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let conn = Self::connection(&world, &request.get_ref().id)?;
+        p.check_read(&world, &conn.public.node_id)?;
+        Ok(Response::new(conn.public.clone()))
+    }
+
+    async fn list_connections(
+        &self,
+        request: Request<pb::ListConnectionsRequest>,
+    ) -> Rpc<ListConnectionsResponse> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let pb::ListConnectionsRequest {
+            node_id,
+            include_inherited,
+        } = request.into_inner();
+        Self::node(&world, &node_id)?;
+        p.check_read(&world, &node_id)?;
+        let connections = world
+            .connections
+            .values()
+            .filter(|c| {
+                let at = &c.public.node_id;
+                at == &node_id
+                    || (include_inherited
+                        && world.tree.is_within(&node_id, at)
+                        && p.check_read(&world, at).is_ok())
+            })
+            .map(|c| c.public.clone())
+            .collect();
+        Ok(Response::new(ListConnectionsResponse { connections }))
+    }
+
+    async fn update_connection(
+        &self,
+        request: Request<pb::UpdateConnectionRequest>,
+    ) -> Rpc<Connection> {
+        let p = self.principal(&request)?;
+        let update = request
+            .into_inner()
+            .connection
+            .ok_or_else(|| Status::from(invalid("connection", "required")))?;
+        let world = self.store.load().await?;
+        let old = Self::connection(&world, &update.id)?;
+        p.check_write(&world, &old.public.node_id)?;
+        if !update.node_id.is_empty() && update.node_id != old.public.node_id {
+            return Err(invalid(
+                "connection.node_id",
+                "cannot change; create a new connection at the other node",
+            )
+            .into());
+        }
+        let old_full = self.open(old)?;
+        let mut full = update;
+        full.node_id = old.public.node_id.clone();
+        if full.credentials.is_none() {
+            full.credentials = old_full.credentials.clone();
+        }
+        if full.name.is_empty() {
+            full.name = old_full.name.clone();
+        }
+        // Write-only secrets: an empty secret with an unchanged method keeps the stored one.
+        if credentials::method(&full) == credentials::method(&old_full) {
+            let mut previous = old_full.clone();
+            let previous: std::collections::HashMap<&str, String> =
+                credentials::secret_slots(&mut previous)
+                    .into_iter()
+                    .map(|(path, v)| (path, v.clone()))
+                    .collect();
+            for (path, value) in credentials::secret_slots(&mut full) {
+                if value.is_empty() {
+                    value.clone_from(&previous[path]);
+                }
+            }
+        }
+        if credentials::sink_type(&full) != credentials::sink_type(&old_full) {
+            return Err(invalid(
+                "connection.credentials",
+                "the destination type of a connection cannot change",
+            )
+            .into());
+        }
+        let (_, urls) = validate::connection(&full, &self.policy)?;
+        validate::check_addresses(&urls, &self.policy).await?;
+        let expected_version = old.public.version;
+        full.version = expected_version + 1;
+        let stored = self.seal(full);
+        reply(
+            self.commit(|world| {
+                let current = Self::connection(world, &stored.public.id)?;
+                if current.public.version != expected_version {
+                    return Err(ServiceError::Unavailable(format!(
+                        "connection {} changed concurrently; retry",
+                        stored.public.id
+                    )));
+                }
+                let audit = world
+                    .streams
+                    .values()
+                    .filter(|s| {
+                        s.destination
+                            .as_ref()
+                            .is_some_and(|d| d.connection_id == stored.public.id)
+                    })
+                    .map(|s| audit::destination_updated(world, &p, s))
+                    .collect();
+                Ok(Plan {
+                    mutations: vec![Mutation::PutConnection(stored.clone())],
+                    audit,
+                    output: Connection {
+                        revision: world.revision + 1,
+                        ..stored.public.clone()
+                    },
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn delete_connection(
+        &self,
+        request: Request<pb::DeleteConnectionRequest>,
+    ) -> Rpc<DeleteConnectionResponse> {
+        let p = self.principal(&request)?;
+        let id = request.into_inner().id;
+        reply(
+            self.commit(|world| {
+                let conn = Self::connection(world, &id)?;
+                p.check_write(world, &conn.public.node_id)?;
+                let users: Vec<&str> = world
+                    .streams
+                    .values()
+                    .filter(|s| s.destination.as_ref().is_some_and(|d| d.connection_id == id))
+                    .map(|s| s.id.as_str())
+                    .collect();
+                if !users.is_empty() {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "connection {id} is used by stream(s) {}; point them elsewhere or delete them first",
+                        users.join(", ")
+                    )));
+                }
+                Ok(Plan { mutations: vec![Mutation::DeleteConnection(id.clone())], audit: vec![], output: DeleteConnectionResponse {} })
+            })
+            .await,
+        )
+    }
+
+    async fn list_targets(
+        &self,
+        request: Request<pb::ListTargetsRequest>,
+    ) -> Rpc<ListTargetsResponse> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let id = request.into_inner().connection_id;
+        let conn = Self::connection(&world, &id)?;
+        p.check_read(&world, &conn.public.node_id)?;
+        let sink = credentials::sink_type(&conn.public)
+            .ok_or_else(|| ServiceError::Internal(format!("connection {id} has no credentials")))?;
+        reply(crate::targets::list(&self.nats, sink, &id, self.request_timeout).await)
+    }
+
+    async fn create_stream(&self, request: Request<pb::CreateStreamRequest>) -> Rpc<Stream> {
+        let p = self.principal(&request)?;
+        let mut stream = request
+            .into_inner()
+            .stream
+            .ok_or_else(|| Status::from(invalid("stream", "required")))?;
+        stream.version = 1;
+        stream.revision = 0;
+        {
+            let world = self.store.load().await?;
+            Self::node(&world, &stream.node_id)?;
+            p.check_write(&world, &stream.node_id)?;
+            self.validate_stream(&world, &p, &stream).await?;
+        }
+        reply(
+            self.commit(|world| {
+                // Re-checked inside the transaction: the world may have moved since.
+                Self::node(world, &stream.node_id)?;
+                p.check_write(world, &stream.node_id)?;
+                Self::check_connection_use(world, &p, &stream)?;
+                if world.streams.contains_key(&stream.id) {
+                    return Err(ServiceError::AlreadyExists(format!(
+                        "stream {} already exists",
+                        stream.id
+                    )));
+                }
+                Self::check_self_rule(world, &stream)?;
+                let mutations = vec![Mutation::PutStream(stream.clone())];
+                let after = world.with(&mutations)?;
+                let audit = if stream.enabled {
+                    vec![audit::streaming_toggled(world, &p, &stream, true)]
+                } else {
+                    vec![]
+                };
+                Ok(Plan {
+                    mutations,
+                    audit,
+                    output: Self::present(&after, &stream),
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn get_stream(&self, request: Request<pb::GetStreamRequest>) -> Rpc<Stream> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let stream = Self::stream(&world, &request.get_ref().id)?;
+        p.check_read(&world, &stream.node_id)?;
+        Ok(Response::new(Self::present(&world, stream)))
+    }
+
+    async fn list_streams(
+        &self,
+        request: Request<pb::ListStreamsRequest>,
+    ) -> Rpc<ListStreamsResponse> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let node_id = &request.get_ref().node_id;
+        Self::node(&world, node_id)?;
+        p.check_read(&world, node_id)?;
+        let streams = world
+            .streams
+            .values()
+            .filter(|s| &s.node_id == node_id)
+            .map(|s| Self::present(&world, s))
+            .collect();
+        Ok(Response::new(ListStreamsResponse { streams }))
+    }
+
+    async fn update_stream(&self, request: Request<pb::UpdateStreamRequest>) -> Rpc<Stream> {
+        let p = self.principal(&request)?;
+        let pb::UpdateStreamRequest {
+            stream: update,
+            update_mask,
+        } = request.into_inner();
+        let update = update.ok_or_else(|| Status::from(invalid("stream", "required")))?;
+        if update_mask.is_empty() {
+            return Err(invalid("update_mask", "name at least one field to change").into());
+        }
+        let world = self.store.load().await?;
+        let old = Self::stream(&world, &update.id)?.clone();
+        p.check_write(&world, &old.node_id)?;
+        let mut new = old.clone();
+        for field in &update_mask {
+            match field.as_str() {
+                "name" => new.name.clone_from(&update.name),
+                "applies_to" => new.applies_to = update.applies_to,
+                "enabled" => new.enabled = update.enabled,
+                "selection" => new.selection.clone_from(&update.selection),
+                "template" => new.template.clone_from(&update.template),
+                "destination" => new.destination.clone_from(&update.destination),
+                "batching" => new.batching.clone_from(&update.batching),
+                other => {
+                    return Err(invalid(
+                        "update_mask",
+                        format!("{other:?} cannot be updated; use name, applies_to, enabled, selection, template, destination or batching"),
+                    )
+                    .into());
+                }
+            }
+        }
+        new.version = old.version + 1;
+        self.validate_stream(&world, &p, &new).await?;
+        reply(
+            self.commit(|world| {
+                let current = Self::stream(world, &new.id)?;
+                if current.version != old.version {
+                    return Err(ServiceError::Unavailable(format!(
+                        "stream {} changed concurrently; retry",
+                        new.id
+                    )));
+                }
+                p.check_write(world, &new.node_id)?;
+                Self::check_connection_use(world, &p, &new)?;
+                Self::check_self_rule(world, &new)?;
+                let mutations = vec![Mutation::PutStream(new.clone())];
+                let after = world.with(&mutations)?;
+                let audit = audit::stream_changes(world, &p, current, &new);
+                Ok(Plan {
+                    mutations,
+                    audit,
+                    output: Stream {
+                        revision: world.revision + 1,
+                        ..Self::present(&after, &new)
+                    },
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn set_stream_enabled(
+        &self,
+        request: Request<pb::SetStreamEnabledRequest>,
+    ) -> Rpc<Stream> {
+        let p = self.principal(&request)?;
+        let pb::SetStreamEnabledRequest { id, enabled } = request.into_inner();
+        reply(
+            self.commit(|world| {
+                let old = Self::stream(world, &id)?;
+                p.check_write(world, &old.node_id)?;
+                let mut new = old.clone();
+                if old.enabled == enabled {
+                    return Ok(Plan {
+                        mutations: vec![],
+                        audit: vec![],
+                        output: Self::present(world, old),
+                    });
+                }
+                new.enabled = enabled;
+                new.version += 1;
+                if enabled {
+                    Self::check_self_rule(world, &new)?;
+                }
+                let mutations = vec![Mutation::PutStream(new.clone())];
+                let after = world.with(&mutations)?;
+                Ok(Plan {
+                    mutations,
+                    audit: vec![audit::streaming_toggled(world, &p, &new, enabled)],
+                    output: Stream {
+                        revision: world.revision + 1,
+                        ..Self::present(&after, &new)
+                    },
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<pb::DeleteStreamRequest>,
+    ) -> Rpc<DeleteStreamResponse> {
+        let p = self.principal(&request)?;
+        let id = request.into_inner().id;
+        reply(
+            self.commit(|world| {
+                let stream = Self::stream(world, &id)?;
+                p.check_write(world, &stream.node_id)?;
+                let audit = if stream.enabled {
+                    vec![audit::streaming_toggled(world, &p, stream, false)]
+                } else {
+                    vec![]
+                };
+                Ok(Plan {
+                    mutations: vec![Mutation::DeleteStream(id.clone())],
+                    audit,
+                    output: DeleteStreamResponse {},
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Rpc<ExplainResponse> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let ws = request.into_inner().workspace_id;
+        Self::node(&world, &ws)?;
+        p.check_read(&world, &ws)?;
+        let explanation = world
+            .tree
+            .explain(&ws)
+            .ok_or_else(|| not_found("node", &ws))?;
+        let path = world
+            .tree
+            .path(&ws)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| world.nodes.get(&n.id).cloned())
+            .collect();
+        let stream = |id: &str| world.streams.get(id).map(|s| Self::present(&world, s));
+        Ok(Response::new(ExplainResponse {
+            workspace_id: ws.clone(),
+            path,
+            effective: explanation
+                .effective
+                .iter()
+                .filter_map(|s| stream(&s.id))
+                .collect(),
+            inactive: explanation
+                .inactive
+                .iter()
+                .map(|(s, why)| InactiveStream {
+                    stream: stream(&s.id),
+                    code: match why {
+                        Inactive::Disabled => "disabled",
+                        Inactive::OverriddenBy { .. } => "overridden",
+                        Inactive::OtherNodeOnly { .. } => "other_node_only",
+                        Inactive::WorkspaceManaged => "workspace_managed",
+                    }
+                    .into(),
+                    reason: why.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_status(&self, request: Request<pb::GetStatusRequest>) -> Rpc<StreamStatus> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let id = request.into_inner().stream_id;
+        let stream = Self::stream(&world, &id)?;
+        p.check_read(&world, &stream.node_id)?;
+        let status = self.store.get_status(&id).await?;
+        Ok(Response::new(status.unwrap_or(StreamStatus {
+            stream_id: id,
+            ..Default::default()
+        })))
+    }
+
+    async fn get_routing_snapshot(
+        &self,
+        request: Request<pb::GetRoutingSnapshotRequest>,
+    ) -> Rpc<RoutingSnapshot> {
+        self.principal(&request)?.check_service()?;
+        let world = self.store.load().await?;
+        Ok(Response::new(RoutingSnapshot {
+            revision: world.revision,
+            nodes: world.nodes.values().cloned().collect(),
+            streams: world
+                .streams
+                .values()
+                .map(|s| Self::present(&world, s))
+                .collect(),
+        }))
+    }
+
+    async fn get_destination(
+        &self,
+        request: Request<pb::GetDestinationRequest>,
+    ) -> Rpc<DestinationDetails> {
+        self.principal(&request)?.check_service()?;
+        let world = self.store.load().await?;
+        let (stream, connection_id) = match request.into_inner().key {
+            Some(Key::StreamId(id)) => {
+                let s = Self::present(&world, Self::stream(&world, &id)?);
+                let cid = s
+                    .destination
+                    .as_ref()
+                    .map(|d| d.connection_id.clone())
+                    .unwrap_or_default();
+                (Some(s), cid)
+            }
+            Some(Key::ConnectionId(id)) => (None, id),
+            None => return Err(invalid("key", "stream_id or connection_id is required").into()),
+        };
+        let connection = self.open(Self::connection(&world, &connection_id)?)?;
+        Ok(Response::new(DestinationDetails {
+            stream,
+            connection: Some(connection),
+        }))
+    }
+
+    async fn report_status(&self, request: Request<pb::ReportStatusRequest>) -> Rpc<StreamStatus> {
+        self.principal(&request)?.check_service()?;
+        let mut status = request
+            .into_inner()
+            .status
+            .ok_or_else(|| Status::from(invalid("status", "required")))?;
+        let world = self.store.load().await?;
+        Self::stream(&world, &status.stream_id)?;
+        status.updated_at = audit::now_rfc3339();
+        self.store.put_status(&status).await?;
+        Ok(Response::new(status))
+    }
+}

@@ -1,0 +1,548 @@
+//! Persistence: one implementation over sqlx's `Any` driver for SQLite (the embedded
+//! default) and Postgres (production), with embedded migrations per backend.
+//!
+//! The configuration is small (a tree of accounts and their streams), so the unit of reading
+//! is the whole [`World`] at one revision, loaded in one transaction and cached until the
+//! revision changes. Writes go through [`Store::write`]: inside one transaction it locks the
+//! revision counter, loads the world, lets the caller decide the mutations against it (so
+//! checks and writes see the same state), stores them with consecutive revisions and
+//! appends each to the `changes` outbox that feeds AUDIT_CONTROL.
+
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use auditstream_model::routing::{self, Tree};
+use auditstream_proto::v1::{
+    ConfigChange, Connection, Node, Stream, StreamStatus, config_change::Change,
+};
+use prost::Message;
+use sqlx::{
+    AnyPool, Row,
+    any::AnyPoolOptions,
+    migrate::{Migration, MigrationType, Migrator},
+};
+
+use crate::{crypto::Sealed, error::ServiceError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(format!(
+                "database.url must start with sqlite: or postgres://, got {:?}",
+                url.split(':').next().unwrap_or_default()
+            ))
+        }
+    }
+
+    fn migrator(self) -> Migrator {
+        let sql = match self {
+            Backend::Sqlite => include_str!("../migrations/sqlite/0001_initial.sql"),
+            Backend::Postgres => include_str!("../migrations/postgres/0001_initial.sql"),
+        };
+        Migrator::with_migrations(vec![Migration::new(
+            1,
+            Cow::Borrowed("initial"),
+            MigrationType::Simple,
+            sqlx::SqlStr::from_static(sql),
+            false,
+        )])
+    }
+}
+
+/// A connection as stored: public fields (secrets blanked, fingerprints set) and the sealed
+/// credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConnection {
+    pub public: Connection,
+    pub sealed: Sealed,
+}
+
+/// Everything configured, at one revision.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub revision: u64,
+    pub nodes: BTreeMap<String, Node>,
+    pub connections: BTreeMap<String, StoredConnection>,
+    pub streams: BTreeMap<String, Stream>,
+    /// The override-rule index over `nodes` and `streams`.
+    pub tree: Tree,
+}
+
+impl World {
+    pub fn new(
+        revision: u64,
+        nodes: BTreeMap<String, Node>,
+        connections: BTreeMap<String, StoredConnection>,
+        streams: BTreeMap<String, Stream>,
+    ) -> Result<World, ServiceError> {
+        let tree = build_tree(&nodes, &streams)?;
+        Ok(World {
+            revision,
+            nodes,
+            connections,
+            streams,
+            tree,
+        })
+    }
+
+    /// The world after `mutations`, for checking rules against the state a write would create.
+    pub fn with(&self, mutations: &[Mutation]) -> Result<World, ServiceError> {
+        let (mut nodes, mut connections, mut streams) = (
+            self.nodes.clone(),
+            self.connections.clone(),
+            self.streams.clone(),
+        );
+        for m in mutations {
+            match m {
+                Mutation::PutNode(n) => {
+                    nodes.insert(n.id.clone(), n.clone());
+                }
+                Mutation::DeleteNode(id) => {
+                    nodes.remove(id);
+                }
+                Mutation::PutConnection(c) => {
+                    connections.insert(c.public.id.clone(), c.clone());
+                }
+                Mutation::DeleteConnection(id) => {
+                    connections.remove(id);
+                }
+                Mutation::PutStream(s) => {
+                    streams.insert(s.id.clone(), s.clone());
+                }
+                Mutation::DeleteStream(id) => {
+                    streams.remove(id);
+                }
+            }
+        }
+        World::new(self.revision, nodes, connections, streams)
+    }
+}
+
+fn build_tree(
+    nodes: &BTreeMap<String, Node>,
+    streams: &BTreeMap<String, Stream>,
+) -> Result<Tree, ServiceError> {
+    let tree_nodes = nodes
+        .values()
+        .map(|n| routing::TreeNode {
+            id: n.id.clone(),
+            parent: (!n.parent_id.is_empty()).then(|| n.parent_id.clone()),
+            kind: crate::convert::node_kind(n.kind()),
+            managed: n.managed,
+        })
+        .collect();
+    let scopes = streams.values().map(crate::convert::stream_scope).collect();
+    Tree::new(tree_nodes, scopes).map_err(|e| ServiceError::FailedPrecondition(e.to_string()))
+}
+
+/// One change to store. Revisions (and, for nodes, the `revision` field) are filled in by
+/// the store.
+#[derive(Debug, Clone)]
+pub enum Mutation {
+    PutNode(Node),
+    DeleteNode(String),
+    PutConnection(StoredConnection),
+    DeleteConnection(String),
+    PutStream(Stream),
+    DeleteStream(String),
+}
+
+/// What a write decided: the mutations, and the self-audit events (envelope JSON) to emit
+/// with them.
+#[derive(Debug, Default)]
+pub struct Plan<T> {
+    pub mutations: Vec<Mutation>,
+    pub audit: Vec<Vec<u8>>,
+    /// Whatever the caller wants back (e.g. the stored object).
+    pub output: T,
+}
+
+/// An unpublished change from the outbox.
+#[derive(Debug, Clone)]
+pub struct PendingChange {
+    pub revision: u64,
+    pub change: ConfigChange,
+    pub audit: Vec<Vec<u8>>,
+}
+
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    cache: Mutex<Option<Arc<World>>>,
+}
+
+impl Store {
+    /// Connects and applies the embedded migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, ServiceError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url).map_err(ServiceError::Internal)?;
+        // One SQLite writer at a time anyway; a single connection also keeps an in-memory
+        // database alive.
+        let max = if backend == Backend::Sqlite {
+            1
+        } else {
+            max_connections.max(1)
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(url)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("cannot open database: {e}")))?;
+        backend
+            .migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("database migration failed: {e}")))?;
+        Ok(Store {
+            pool,
+            backend,
+            cache: Mutex::new(None),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The current world, from cache when the revision has not moved.
+    pub async fn load(&self) -> Result<Arc<World>, ServiceError> {
+        let revision = self.revision().await?;
+        if let Some(world) = self.cache.lock().expect("not poisoned").as_ref()
+            && world.revision == revision
+        {
+            return Ok(world.clone());
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if self.backend == Backend::Postgres {
+            // One consistent view of all tables.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let world = Arc::new(load_world(&mut tx).await?);
+        tx.commit().await.map_err(db)?;
+        *self.cache.lock().expect("not poisoned") = Some(world.clone());
+        Ok(world)
+    }
+
+    pub async fn revision(&self) -> Result<u64, ServiceError> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = 'revision'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.try_get::<i64, _>(0).map_err(db)? as u64)
+    }
+
+    /// Runs `decide` against the current world inside one write transaction and stores what
+    /// it returns. Returns the changes (with their revisions) and the decision's output.
+    pub async fn write<T>(
+        &self,
+        decide: impl FnOnce(&World) -> Result<Plan<T>, ServiceError>,
+    ) -> Result<(Vec<ConfigChange>, T), ServiceError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // First statement: take the writer lock by touching the revision row.
+        sqlx::query("UPDATE meta SET value = value WHERE key = 'revision'")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let world = load_world(&mut tx).await?;
+        let plan = decide(&world)?;
+        let mut revision = world.revision;
+        let mut changes = Vec::with_capacity(plan.mutations.len());
+        let mut audit = plan.audit.into_iter();
+        for mutation in plan.mutations {
+            revision += 1;
+            let change = apply(&mut tx, mutation, revision).await?;
+            let audit_blob = audit.next().map(|first| {
+                // All audit events of a write travel with its first change.
+                let mut events = vec![first];
+                events.extend(audit.by_ref());
+                encode_audit(&events)
+            });
+            sqlx::query(
+                "INSERT INTO changes (revision, body, audit, published) VALUES ($1, $2, $3, 0)",
+            )
+            .bind(revision as i64)
+            .bind(change.encode_to_vec())
+            .bind(audit_blob)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            changes.push(change);
+        }
+        if revision != world.revision {
+            sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'")
+                .bind(revision as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok((changes, plan.output))
+    }
+
+    /// The oldest unpublished changes, in revision order.
+    pub async fn pending_changes(&self, limit: i64) -> Result<Vec<PendingChange>, ServiceError> {
+        let rows = sqlx::query("SELECT revision, body, audit FROM changes WHERE published = 0 ORDER BY revision LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|row| {
+                let body: Vec<u8> = row.try_get(1).map_err(db)?;
+                let audit: Option<Vec<u8>> = row.try_get(2).map_err(db)?;
+                Ok(PendingChange {
+                    revision: row.try_get::<i64, _>(0).map_err(db)? as u64,
+                    change: ConfigChange::decode(body.as_slice()).map_err(corrupt)?,
+                    audit: audit
+                        .map(|a| decode_audit(&a))
+                        .transpose()?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mark_published(&self, revision: u64) -> Result<(), ServiceError> {
+        sqlx::query("UPDATE changes SET published = 1 WHERE revision = $1")
+            .bind(revision as i64)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    pub async fn put_status(&self, status: &StreamStatus) -> Result<(), ServiceError> {
+        let body = status.encode_to_vec();
+        let updated = sqlx::query("UPDATE stream_status SET body = $2 WHERE stream_id = $1")
+            .bind(status.stream_id.as_str())
+            .bind(body.clone())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            sqlx::query("INSERT INTO stream_status (stream_id, body) VALUES ($1, $2)")
+                .bind(status.stream_id.as_str())
+                .bind(body)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    pub async fn get_status(&self, stream_id: &str) -> Result<Option<StreamStatus>, ServiceError> {
+        let row = sqlx::query("SELECT body FROM stream_status WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            let body: Vec<u8> = r.try_get(0).map_err(db)?;
+            StreamStatus::decode(body.as_slice()).map_err(corrupt)
+        })
+        .transpose()
+    }
+}
+
+async fn load_world(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<World, ServiceError> {
+    let revision = sqlx::query("SELECT value FROM meta WHERE key = 'revision'")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?
+        .try_get::<i64, _>(0)
+        .map_err(db)? as u64;
+    let mut nodes = BTreeMap::new();
+    for row in sqlx::query("SELECT body FROM nodes")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?
+    {
+        let node =
+            Node::decode(row.try_get::<Vec<u8>, _>(0).map_err(db)?.as_slice()).map_err(corrupt)?;
+        nodes.insert(node.id.clone(), node);
+    }
+    let mut connections = BTreeMap::new();
+    for row in sqlx::query("SELECT body, sealed, key_id FROM connections")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?
+    {
+        let public = Connection::decode(row.try_get::<Vec<u8>, _>(0).map_err(db)?.as_slice())
+            .map_err(corrupt)?;
+        let sealed = Sealed {
+            blob: row.try_get(1).map_err(db)?,
+            key_id: row.try_get(2).map_err(db)?,
+        };
+        connections.insert(public.id.clone(), StoredConnection { public, sealed });
+    }
+    let mut streams = BTreeMap::new();
+    for row in sqlx::query("SELECT body FROM streams")
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?
+    {
+        let stream = Stream::decode(row.try_get::<Vec<u8>, _>(0).map_err(db)?.as_slice())
+            .map_err(corrupt)?;
+        streams.insert(stream.id.clone(), stream);
+    }
+    World::new(revision, nodes, connections, streams)
+}
+
+/// Stores one mutation at `revision` and returns its change event.
+async fn apply(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    mutation: Mutation,
+    revision: u64,
+) -> Result<ConfigChange, ServiceError> {
+    let change = match mutation {
+        Mutation::PutNode(mut node) => {
+            node.revision = revision;
+            sqlx::query("DELETE FROM nodes WHERE id = $1")
+                .bind(node.id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("INSERT INTO nodes (id, parent_id, body) VALUES ($1, $2, $3)")
+                .bind(node.id.as_str())
+                .bind((!node.parent_id.is_empty()).then(|| node.parent_id.clone()))
+                .bind(node.encode_to_vec())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            Change::NodePut(node)
+        }
+        Mutation::DeleteNode(id) => {
+            sqlx::query("DELETE FROM nodes WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            Change::NodeDeleted(id)
+        }
+        Mutation::PutConnection(StoredConnection { mut public, sealed }) => {
+            public.revision = revision;
+            sqlx::query("DELETE FROM connections WHERE id = $1")
+                .bind(public.id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("INSERT INTO connections (id, node_id, body, sealed, key_id) VALUES ($1, $2, $3, $4, $5)")
+                .bind(public.id.as_str())
+                .bind(public.node_id.as_str())
+                .bind(public.encode_to_vec())
+                .bind(sealed.blob)
+                .bind(sealed.key_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            Change::ConnectionPut(auditstream_proto::v1::ConnectionChanged {
+                id: public.id,
+                node_id: public.node_id,
+                version: public.version,
+            })
+        }
+        Mutation::DeleteConnection(id) => {
+            sqlx::query("DELETE FROM connections WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            Change::ConnectionDeleted(id)
+        }
+        Mutation::PutStream(mut stream) => {
+            stream.revision = revision;
+            let connection_id = stream
+                .destination
+                .as_ref()
+                .map(|d| d.connection_id.clone())
+                .unwrap_or_default();
+            sqlx::query("DELETE FROM streams WHERE id = $1")
+                .bind(stream.id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(
+                "INSERT INTO streams (id, node_id, connection_id, body) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(stream.id.as_str())
+            .bind(stream.node_id.as_str())
+            .bind(connection_id)
+            .bind(stream.encode_to_vec())
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+            Change::StreamPut(stream)
+        }
+        Mutation::DeleteStream(id) => {
+            sqlx::query("DELETE FROM streams WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("DELETE FROM stream_status WHERE stream_id = $1")
+                .bind(id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(db)?;
+            Change::StreamDeleted(id)
+        }
+    };
+    Ok(ConfigChange {
+        revision,
+        change: Some(change),
+    })
+}
+
+/// Audit events are stored as length-prefixed JSON envelopes.
+fn encode_audit(events: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        out.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+fn decode_audit(mut blob: &[u8]) -> Result<Vec<Vec<u8>>, ServiceError> {
+    let mut out = Vec::new();
+    while !blob.is_empty() {
+        let (len, rest) = blob
+            .split_at_checked(4)
+            .ok_or_else(|| corrupt("truncated audit length"))?;
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        let (event, rest) = rest
+            .split_at_checked(len)
+            .ok_or_else(|| corrupt("truncated audit event"))?;
+        out.push(event.to_vec());
+        blob = rest;
+    }
+    Ok(out)
+}
+
+fn db(e: sqlx::Error) -> ServiceError {
+    ServiceError::Internal(format!("database error: {e}"))
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Internal(format!("stored data cannot be decoded: {e}"))
+}

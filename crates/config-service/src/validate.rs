@@ -1,0 +1,502 @@
+//! Checks on what admins save, each failing with INVALID_ARGUMENT naming the field. The
+//! rules themselves live in `model` (destination names, URLs, address classes, templates)
+//! so that the sinks apply the same ones at connect time; this module walks the wire types.
+
+use std::net::IpAddr;
+
+use auditstream_model::{
+    EventType, LogLevel, SinkType,
+    destination::{self as rules, Host, HttpUrl, NetworkAllowList},
+    template::Template,
+    validate_id,
+};
+use auditstream_proto::v1::{
+    AppliesTo, Connection, Node, NodeKind, ServerSideEncryption, Stream, azure_blob_credentials,
+    azure_monitor_credentials, connection::Credentials, destination::Target, http_credentials,
+    s3_credentials,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ServiceError, invalid};
+
+/// Operator settings for HTTP(S) destinations (`http` in the configuration).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpPolicyConfig {
+    /// Allow `http://` URLs (plain text). Off: every URL must be https.
+    pub allow_insecure_http: bool,
+    /// Networks (CIDR) and host names that may be targeted although they are loopback,
+    /// private, link-local or metadata addresses, e.g. an in-cluster receiver.
+    pub allowed_networks: Vec<String>,
+}
+
+pub struct Policy {
+    pub allow_insecure_http: bool,
+    pub allowed: NetworkAllowList,
+}
+
+impl Policy {
+    pub fn new(config: &HttpPolicyConfig) -> Result<Policy, String> {
+        Ok(Policy {
+            allow_insecure_http: config.allow_insecure_http,
+            allowed: NetworkAllowList::parse(&config.allowed_networks)
+                .map_err(|e| format!("http.allowed_networks: {e}"))?,
+        })
+    }
+}
+
+const MAX_NAME: usize = 200;
+
+fn id(field: &str, value: &str) -> Result<(), ServiceError> {
+    validate_id(value).map_err(|e| invalid(field, format!("{value:?} {e}")))
+}
+
+fn name(field: &str, value: &str) -> Result<(), ServiceError> {
+    if value.chars().count() > MAX_NAME || value.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("at most {MAX_NAME} characters, without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn required(field: &str, value: &str) -> Result<(), ServiceError> {
+    if value.trim().is_empty() {
+        return Err(invalid(field, "required"));
+    }
+    Ok(())
+}
+
+pub fn node(node: &Node) -> Result<(), ServiceError> {
+    id("node.id", &node.id)?;
+    if !node.parent_id.is_empty() {
+        id("node.parent_id", &node.parent_id)?;
+        if node.parent_id == node.id {
+            return Err(invalid("node.parent_id", "a node cannot be its own parent"));
+        }
+    }
+    if node.kind() == NodeKind::Unspecified {
+        return Err(invalid(
+            "node.kind",
+            "required: organization, partner, customer or workspace",
+        ));
+    }
+    name("node.name", &node.name)?;
+    if node.external_id.len() > 256 || node.external_id.chars().any(char::is_control) {
+        return Err(invalid(
+            "node.external_id",
+            "at most 256 characters, without control characters",
+        ));
+    }
+    for (i, email) in node.admin_emails.iter().enumerate() {
+        let ok = email.len() <= 254
+            && email.split_once('@').is_some_and(|(user, domain)| {
+                !user.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            })
+            && !email
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ';');
+        if !ok {
+            return Err(invalid(
+                &format!("node.admin_emails[{i}]"),
+                format!("{email:?} is not an e-mail address"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a connection whose secrets are already merged (on update, empty secrets were
+/// filled from the stored ones). Returns its destination type and the URLs to resolve.
+pub fn connection(
+    conn: &Connection,
+    policy: &Policy,
+) -> Result<(SinkType, Vec<(String, HttpUrl)>), ServiceError> {
+    id("connection.id", &conn.id)?;
+    id("connection.node_id", &conn.node_id)?;
+    name("connection.name", &conn.name)?;
+    let mut urls = Vec::new();
+    let sink = match conn.credentials.as_ref() {
+        None => {
+            return Err(invalid(
+                "connection.credentials",
+                "required: one of s3, azure_blob, azure_monitor, http",
+            ));
+        }
+        Some(Credentials::S3(s3)) => {
+            if !s3.region.is_empty() {
+                rules::validate_s3_region("connection.s3.region", &s3.region)?;
+            }
+            if !s3.endpoint.is_empty() {
+                urls.push(url("connection.s3.endpoint", &s3.endpoint, policy)?);
+            }
+            match s3.method.as_ref() {
+                None => {
+                    return Err(invalid(
+                        "connection.s3",
+                        "a method is required: static_keys, assume_role or default_chain",
+                    ));
+                }
+                Some(s3_credentials::Method::StaticKeys(k)) => {
+                    required("connection.s3.static_keys.access_key_id", &k.access_key_id)?;
+                    required(
+                        "connection.s3.static_keys.secret_access_key",
+                        &k.secret_access_key,
+                    )?;
+                }
+                Some(s3_credentials::Method::AssumeRole(r)) => {
+                    let arn_ok = r.role_arn.starts_with("arn:")
+                        && r.role_arn.split(':').count() == 6
+                        && r.role_arn
+                            .split(':')
+                            .nth(5)
+                            .is_some_and(|res| res.starts_with("role/") && res.len() > 5);
+                    if !arn_ok {
+                        return Err(invalid(
+                            "connection.s3.assume_role.role_arn",
+                            "must be an IAM role ARN like arn:aws:iam::123456789012:role/auditstream-writer",
+                        ));
+                    }
+                    if let Some(k) = r.source_keys.as_ref() {
+                        required(
+                            "connection.s3.assume_role.source_keys.access_key_id",
+                            &k.access_key_id,
+                        )?;
+                        required(
+                            "connection.s3.assume_role.source_keys.secret_access_key",
+                            &k.secret_access_key,
+                        )?;
+                    }
+                }
+                Some(s3_credentials::Method::DefaultChain(_)) => {}
+            }
+            SinkType::S3
+        }
+        Some(Credentials::AzureBlob(b)) => {
+            if b.endpoint.is_empty() {
+                rules::validate_azure_account("connection.azure_blob.account", &b.account)?;
+            } else {
+                urls.push(url("connection.azure_blob.endpoint", &b.endpoint, policy)?);
+            }
+            match b.method.as_ref() {
+                None => {
+                    return Err(invalid(
+                        "connection.azure_blob",
+                        "a method is required: shared_key, sas or client_credentials",
+                    ));
+                }
+                Some(azure_blob_credentials::Method::SharedKey(k)) => required(
+                    "connection.azure_blob.shared_key.account_key",
+                    &k.account_key,
+                )?,
+                Some(azure_blob_credentials::Method::Sas(s)) => {
+                    required("connection.azure_blob.sas.sas_token", &s.sas_token)?
+                }
+                Some(azure_blob_credentials::Method::ClientCredentials(c)) => client_credentials(
+                    "connection.azure_blob.client_credentials",
+                    c,
+                    policy,
+                    &mut urls,
+                )?,
+            }
+            SinkType::AzureBlob
+        }
+        Some(Credentials::AzureMonitor(m)) => {
+            match m.method.as_ref() {
+                None => {
+                    return Err(invalid(
+                        "connection.azure_monitor",
+                        "a method is required: client_credentials",
+                    ));
+                }
+                Some(azure_monitor_credentials::Method::LegacyDataCollector(_)) => {
+                    return Err(invalid(
+                        "connection.azure_monitor.legacy_data_collector",
+                        rules::LEGACY_DATA_COLLECTOR_RETIRED,
+                    ));
+                }
+                Some(azure_monitor_credentials::Method::ClientCredentials(c)) => {
+                    client_credentials(
+                        "connection.azure_monitor.client_credentials",
+                        c,
+                        policy,
+                        &mut urls,
+                    )?
+                }
+            }
+            SinkType::AzureMonitor
+        }
+        Some(Credentials::Http(h)) => {
+            match h.auth.as_ref() {
+                None => {
+                    return Err(invalid(
+                        "connection.http",
+                        "auth is required: none, basic, bearer or header",
+                    ));
+                }
+                Some(http_credentials::Auth::None(_)) => {}
+                Some(http_credentials::Auth::Basic(b)) => {
+                    required("connection.http.basic.username", &b.username)?;
+                    if b.username.contains(':') {
+                        return Err(invalid(
+                            "connection.http.basic.username",
+                            "must not contain ':'",
+                        ));
+                    }
+                    required("connection.http.basic.password", &b.password)?;
+                }
+                Some(http_credentials::Auth::Bearer(b)) => {
+                    required("connection.http.bearer.token", &b.token)?
+                }
+                Some(http_credentials::Auth::Header(h)) => {
+                    header_name("connection.http.header.name", &h.name)?;
+                    required("connection.http.header.value", &h.value)?;
+                    if h.value.chars().any(|c| c.is_control()) {
+                        return Err(invalid(
+                            "connection.http.header.value",
+                            "must not contain control characters",
+                        ));
+                    }
+                }
+            }
+            SinkType::Http
+        }
+    };
+    Ok((sink, urls))
+}
+
+fn client_credentials(
+    field: &str,
+    c: &auditstream_proto::v1::AzureClientCredentials,
+    policy: &Policy,
+    urls: &mut Vec<(String, HttpUrl)>,
+) -> Result<(), ServiceError> {
+    required(&format!("{field}.tenant_id"), &c.tenant_id)?;
+    required(&format!("{field}.client_id"), &c.client_id)?;
+    required(&format!("{field}.client_secret"), &c.client_secret)?;
+    if !c.authority_host.is_empty() {
+        urls.push(url(
+            &format!("{field}.authority_host"),
+            &c.authority_host,
+            policy,
+        )?);
+    }
+    Ok(())
+}
+
+fn header_name(field: &str, name: &str) -> Result<(), ServiceError> {
+    let token = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(invalid(
+            field,
+            format!("{name:?} is not a valid HTTP header name"),
+        ));
+    }
+    Ok(())
+}
+
+fn url(field: &str, value: &str, policy: &Policy) -> Result<(String, HttpUrl), ServiceError> {
+    let parsed = rules::parse_http_url(field, value, policy.allow_insecure_http)?;
+    Ok((field.to_owned(), parsed))
+}
+
+/// Checks a stream against the type of its connection. Returns the URLs to resolve.
+pub fn stream(
+    stream: &Stream,
+    connection_type: SinkType,
+    policy: &Policy,
+) -> Result<Vec<(String, HttpUrl)>, ServiceError> {
+    id("stream.id", &stream.id)?;
+    id("stream.node_id", &stream.node_id)?;
+    name("stream.name", &stream.name)?;
+    if stream.applies_to() == AppliesTo::Unspecified {
+        return Err(invalid(
+            "stream.applies_to",
+            "required: self or descendants",
+        ));
+    }
+    let selection = stream
+        .selection
+        .as_ref()
+        .ok_or_else(|| invalid("stream.selection", "required: at least one event type"))?;
+    if selection.event_types.is_empty() {
+        return Err(invalid(
+            "stream.selection.event_types",
+            "select at least one event type",
+        ));
+    }
+    for (i, t) in selection.event_types.iter().enumerate() {
+        t.parse::<EventType>()
+            .map_err(|e| invalid(&format!("stream.selection.event_types[{i}]"), e))?;
+    }
+    for (i, level) in selection.log_levels.iter().enumerate() {
+        level.parse::<LogLevel>().map_err(|()| {
+            invalid(
+                &format!("stream.selection.log_levels[{i}]"),
+                format!(
+                    "unknown level {level:?}; expected one of {}",
+                    LogLevel::NAMES
+                ),
+            )
+        })?;
+    }
+    for (i, t) in selection.log_types.iter().enumerate() {
+        if t.is_empty() || t.len() > 64 {
+            return Err(invalid(
+                &format!("stream.selection.log_types[{i}]"),
+                "a non-empty log type of at most 64 characters",
+            ));
+        }
+    }
+    if !stream.template.is_empty() {
+        Template::compile(&stream.template).map_err(|e| invalid("stream.template", e))?;
+    }
+    if let Some(b) = stream.batching.as_ref() {
+        if b.max_events > 100_000 {
+            return Err(invalid("stream.batching.max_events", "at most 100000"));
+        }
+        if b.max_bytes > 100 * 1024 * 1024 {
+            return Err(invalid(
+                "stream.batching.max_bytes",
+                "at most 104857600 (100 MiB)",
+            ));
+        }
+        if b.max_age_ms > 15 * 60 * 1000 {
+            return Err(invalid(
+                "stream.batching.max_age_ms",
+                "at most 900000 (15 minutes)",
+            ));
+        }
+    }
+    let destination = stream
+        .destination
+        .as_ref()
+        .ok_or_else(|| invalid("stream.destination", "required: a connection and a target"))?;
+    required(
+        "stream.destination.connection_id",
+        &destination.connection_id,
+    )?;
+    let target = destination.target.as_ref().ok_or_else(|| {
+        invalid(
+            "stream.destination",
+            "a target is required: s3, azure_blob, azure_monitor or http",
+        )
+    })?;
+    let target_type = match target {
+        Target::S3(_) => SinkType::S3,
+        Target::AzureBlob(_) => SinkType::AzureBlob,
+        Target::AzureMonitor(_) => SinkType::AzureMonitor,
+        Target::Http(_) => SinkType::Http,
+    };
+    if target_type != connection_type {
+        return Err(invalid(
+            "stream.destination",
+            format!(
+                "connection {} is a {connection_type} connection but the target is {target_type}",
+                destination.connection_id
+            ),
+        ));
+    }
+    let mut urls = Vec::new();
+    match target {
+        Target::S3(t) => {
+            rules::validate_s3_bucket("stream.destination.s3.bucket", &t.bucket)?;
+            if !t.region.is_empty() {
+                rules::validate_s3_region("stream.destination.s3.region", &t.region)?;
+            }
+            rules::validate_key_prefix("stream.destination.s3.prefix", &t.prefix)?;
+            let kms = t.sse() == ServerSideEncryption::AwsKms;
+            if kms && t.kms_key_id.is_empty() {
+                return Err(invalid(
+                    "stream.destination.s3.kms_key_id",
+                    "required with SERVER_SIDE_ENCRYPTION_AWS_KMS",
+                ));
+            }
+            if !kms && !t.kms_key_id.is_empty() {
+                return Err(invalid(
+                    "stream.destination.s3.kms_key_id",
+                    "only used with SERVER_SIDE_ENCRYPTION_AWS_KMS",
+                ));
+            }
+        }
+        Target::AzureBlob(t) => {
+            rules::validate_azure_container(
+                "stream.destination.azure_blob.container",
+                &t.container,
+            )?;
+            rules::validate_key_prefix("stream.destination.azure_blob.prefix", &t.prefix)?;
+        }
+        Target::AzureMonitor(t) => {
+            urls.push(url(
+                "stream.destination.azure_monitor.ingestion_endpoint",
+                &t.ingestion_endpoint,
+                policy,
+            )?);
+            rules::validate_dcr_immutable_id(
+                "stream.destination.azure_monitor.dcr_immutable_id",
+                &t.dcr_immutable_id,
+            )?;
+            rules::validate_monitor_stream_name(
+                "stream.destination.azure_monitor.stream_name",
+                &t.stream_name,
+            )?;
+            rules::validate_log_type("stream.destination.azure_monitor.log_type", &t.log_type)?;
+        }
+        Target::Http(t) => {
+            urls.push(url("stream.destination.http.url", &t.url, policy)?);
+            for name in t.headers.keys() {
+                header_name(&format!("stream.destination.http.headers.{name}"), name)?;
+                if name.eq_ignore_ascii_case("authorization") {
+                    return Err(invalid(
+                        &format!("stream.destination.http.headers.{name}"),
+                        "credentials belong in the connection (http.bearer, http.basic or http.header), where they are encrypted",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(urls)
+}
+
+/// Resolves every URL host and applies the address rules to each address it resolves to.
+/// Done at save time; the HTTP sink repeats the check at connect time (DNS can change).
+pub async fn check_addresses(
+    urls: &[(String, HttpUrl)],
+    policy: &Policy,
+) -> Result<(), ServiceError> {
+    for (field, url) in urls {
+        match &url.host {
+            Host::Ip(ip) => {
+                rules::check_destination_ip(field, &ip.to_string(), *ip, &policy.allowed)?
+            }
+            Host::Name(name) => {
+                if policy.allowed.allows_host(name) {
+                    continue;
+                }
+                let addrs: Vec<IpAddr> = tokio::net::lookup_host((name.as_str(), url.port))
+                    .await
+                    .map_err(|e| invalid(field, format!("cannot resolve host {name}: {e}")))?
+                    .map(|a| a.ip())
+                    .collect();
+                if addrs.is_empty() {
+                    return Err(invalid(
+                        field,
+                        format!("host {name} resolves to no address"),
+                    ));
+                }
+                for ip in addrs {
+                    rules::check_destination_ip(field, name, ip, &policy.allowed)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! The few lines every service binary's `main` shares: reading `--config`, binding a
+//! listener with an error that names the setting, and turning SIGINT/SIGTERM into a
+//! cancellation.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+/// What the command line asked for.
+pub enum Args {
+    Run { config: Option<PathBuf> },
+    Help,
+}
+
+/// Parses `[--config FILE]` (or `-c`), and `--help`.
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+    let mut config = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => config = Some(args.next().ok_or("--config needs a file")?.into()),
+            "--help" | "-h" => return Ok(Args::Help),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args::Run { config })
+}
+
+/// Binds `addr`; the error names the setting so an operator knows which one to change.
+pub async fn bind(addr: SocketAddr, setting: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {setting} {addr} (is the port in use?): {e}"))
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("can install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}
