@@ -6,12 +6,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // prost-build finds protoc through the PROTOC variable.
     unsafe_env_set("PROTOC", protoc);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["auditstream/v1/ingest.proto", "auditstream/v1/config.proto"].map(|f| root.join(f));
+    let files =
+        ["auditstream/v1/ingest.proto", "auditstream/v1/config.proto"].map(|f| root.join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     // The descriptor set feeds gRPC reflection, so grpcurl and friends work without .proto files.
-    let descriptor = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("auditstream_descriptor.bin");
+    let descriptor =
+        std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("auditstream_descriptor.bin");
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptor)
         .compile_protos(&files, &[root])?;

@@ -36,6 +36,16 @@ pub struct Sealer {
     fingerprint_key: Vec<u8>,
 }
 
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key ids only: key material never reaches a log.
+        f.debug_struct("Sealer")
+            .field("active_key", &self.active_id)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// A sealed secret: which key, and nonce ‖ ciphertext ‖ tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {

@@ -258,45 +258,20 @@ impl Store {
         decide: impl FnOnce(&World) -> Result<Plan<T>, ServiceError>,
     ) -> Result<(Vec<ConfigChange>, T), ServiceError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        // First statement: take the writer lock by touching the revision row.
-        sqlx::query("UPDATE meta SET value = value WHERE key = 'revision'")
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let world = load_world(&mut tx).await?;
-        let plan = decide(&world)?;
-        let mut revision = world.revision;
-        let mut changes = Vec::with_capacity(plan.mutations.len());
-        let mut audit = plan.audit.into_iter();
-        for mutation in plan.mutations {
-            revision += 1;
-            let change = apply(&mut tx, mutation, revision).await?;
-            let audit_blob = audit.next().map(|first| {
-                // All audit events of a write travel with its first change.
-                let mut events = vec![first];
-                events.extend(audit.by_ref());
-                encode_audit(&events)
-            });
-            sqlx::query(
-                "INSERT INTO changes (revision, body, audit, published) VALUES ($1, $2, $3, 0)",
-            )
-            .bind(revision as i64)
-            .bind(change.encode_to_vec())
-            .bind(audit_blob)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            changes.push(change);
+        match write_in(&mut tx, decide).await {
+            Ok(done) => {
+                tx.commit().await.map_err(db)?;
+                Ok(done)
+            }
+            Err(e) => {
+                // Release the revision lock now rather than whenever the pool reuses the
+                // connection.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
         }
-        if revision != world.revision {
-            sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'")
-                .bind(revision as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok((changes, plan.output))
     }
 
     /// The oldest unpublished changes, in revision order.
@@ -362,6 +337,50 @@ impl Store {
         })
         .transpose()
     }
+}
+
+async fn write_in<T>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    decide: impl FnOnce(&World) -> Result<Plan<T>, ServiceError>,
+) -> Result<(Vec<ConfigChange>, T), ServiceError> {
+    // First statement: take the writer lock by touching the revision row.
+    sqlx::query("UPDATE meta SET value = value WHERE key = 'revision'")
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    let world = load_world(tx).await?;
+    let plan = decide(&world)?;
+    let mut revision = world.revision;
+    let mut changes = Vec::with_capacity(plan.mutations.len());
+    let mut audit = plan.audit.into_iter();
+    for mutation in plan.mutations {
+        revision += 1;
+        let change = apply(tx, mutation, revision).await?;
+        let audit_blob = audit.next().map(|first| {
+            // All audit events of a write travel with its first change.
+            let mut events = vec![first];
+            events.extend(audit.by_ref());
+            encode_audit(&events)
+        });
+        sqlx::query(
+            "INSERT INTO changes (revision, body, audit, published) VALUES ($1, $2, $3, 0)",
+        )
+        .bind(revision as i64)
+        .bind(change.encode_to_vec())
+        .bind(audit_blob)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        changes.push(change);
+    }
+    if revision != world.revision {
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'")
+            .bind(revision as i64)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    Ok((changes, plan.output))
 }
 
 async fn load_world(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<World, ServiceError> {

@@ -10,4 +10,5 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of every Auditstream proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("auditstream_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("auditstream_descriptor");

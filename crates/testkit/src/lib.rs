@@ -5,8 +5,12 @@
 //! Nothing here is mocked and nothing is skipped: when a binary is missing, the helper
 //! panics with the command that installs it.
 
+mod config_service;
 mod gateway;
 mod nats;
+mod postgres;
 
+pub use config_service::{ConfigHarness, Database, TOKENS, TestToken, test_config_service_config};
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};
+pub use postgres::PgSchema;

@@ -1,0 +1,326 @@
+//! One store test suite, run against SQLite and against Postgres (a schema of its own per
+//! test on the server named by DATABASE_URL).
+
+use std::sync::Arc;
+
+use auditstream_config_service::{
+    crypto::Sealed,
+    error::ServiceError,
+    store::{Mutation, Plan, Store, StoredConnection},
+};
+use auditstream_proto::v1::{
+    AppliesTo, Connection, Destination, HealthState, Node, NodeKind, Stream, StreamStatus,
+    config_change::Change,
+};
+use auditstream_testkit::PgSchema;
+
+/// Keeps the database alive for the test.
+enum Guard {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Pg(#[allow(dead_code)] PgSchema),
+}
+
+async fn sqlite() -> (Guard, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    (Guard::Dir(dir), url)
+}
+
+async fn postgres() -> (Guard, String) {
+    let pg = PgSchema::create().await;
+    let url = pg.url();
+    (Guard::Pg(pg), url)
+}
+
+fn node(id: &str, parent: &str, kind: NodeKind) -> Node {
+    Node {
+        id: id.into(),
+        parent_id: parent.into(),
+        kind: kind as i32,
+        name: format!("Node {id}"),
+        ..Default::default()
+    }
+}
+
+fn stream(id: &str, node: &str, connection: &str) -> Stream {
+    Stream {
+        id: id.into(),
+        node_id: node.into(),
+        applies_to: AppliesTo::Descendants as i32,
+        enabled: true,
+        destination: Some(Destination {
+            connection_id: connection.into(),
+            target: None,
+        }),
+        version: 1,
+        ..Default::default()
+    }
+}
+
+fn connection(id: &str, node: &str) -> StoredConnection {
+    StoredConnection {
+        public: Connection {
+            id: id.into(),
+            node_id: node.into(),
+            version: 1,
+            ..Default::default()
+        },
+        sealed: Sealed {
+            key_id: "k1".into(),
+            blob: vec![1, 2, 3, 4],
+        },
+    }
+}
+
+fn plan(mutations: Vec<Mutation>) -> Plan<()> {
+    Plan {
+        mutations,
+        audit: vec![],
+        output: (),
+    }
+}
+
+async fn starts_empty_at_revision_zero(url: String) {
+    let store = Store::connect(&url, 4).await.unwrap();
+    let world = store.load().await.unwrap();
+    assert_eq!(world.revision, 0);
+    assert!(world.nodes.is_empty() && world.streams.is_empty() && world.connections.is_empty());
+    // Migrations are embedded and idempotent: connecting again changes nothing.
+    let again = Store::connect(&url, 4).await.unwrap();
+    assert_eq!(again.revision().await.unwrap(), 0);
+}
+
+async fn writes_get_consecutive_revisions_and_feed_the_outbox(url: String) {
+    let store = Store::connect(&url, 4).await.unwrap();
+    let (changes, ()) = store
+        .write(|_| {
+            Ok(Plan {
+                mutations: vec![
+                    Mutation::PutNode(node("org", "", NodeKind::Organization)),
+                    Mutation::PutNode(node("ws", "org", NodeKind::Workspace)),
+                ],
+                audit: vec![br#"{"a":1}"#.to_vec(), br#"{"b":2}"#.to_vec()],
+                output: (),
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        changes.iter().map(|c| c.revision).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    store
+        .write(|w| {
+            assert_eq!(w.revision, 2);
+            Ok(plan(vec![
+                Mutation::PutConnection(connection("c1", "org")),
+                Mutation::PutStream(stream("s1", "org", "c1")),
+            ]))
+        })
+        .await
+        .unwrap();
+    let world = store.load().await.unwrap();
+    assert_eq!(world.revision, 4);
+    assert_eq!(
+        world.nodes["ws"].revision, 2,
+        "a node records the revision of its last change"
+    );
+    assert_eq!(world.connections["c1"].sealed.blob, vec![1, 2, 3, 4]);
+    assert_eq!(world.streams["s1"].revision, 4);
+    let effective: Vec<_> = world
+        .tree
+        .resolve("ws")
+        .unwrap()
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    assert_eq!(effective, vec!["s1"]);
+
+    let pending = store.pending_changes(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.revision).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(matches!(&pending[0].change.change, Some(Change::NodePut(n)) if n.id == "org"));
+    assert_eq!(
+        pending[0].audit,
+        vec![br#"{"a":1}"#.to_vec(), br#"{"b":2}"#.to_vec()]
+    );
+    assert!(pending[1].audit.is_empty());
+    store.mark_published(1).await.unwrap();
+    store.mark_published(2).await.unwrap();
+    let pending = store.pending_changes(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.revision).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+}
+
+async fn a_refused_write_stores_nothing(url: String) {
+    let store = Store::connect(&url, 4).await.unwrap();
+    let err = store
+        .write(|_| -> Result<Plan<()>, ServiceError> {
+            Err(ServiceError::FailedPrecondition("no".into()))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err, ServiceError::FailedPrecondition("no".into()));
+    assert_eq!(store.revision().await.unwrap(), 0);
+    assert!(store.pending_changes(10).await.unwrap().is_empty());
+}
+
+async fn puts_replace_and_deletes_remove(url: String) {
+    let store = Store::connect(&url, 4).await.unwrap();
+    store
+        .write(|_| {
+            Ok(plan(vec![Mutation::PutNode(node(
+                "org",
+                "",
+                NodeKind::Organization,
+            ))]))
+        })
+        .await
+        .unwrap();
+    let mut renamed = node("org", "", NodeKind::Organization);
+    renamed.name = "Renamed".into();
+    store
+        .write(|_| Ok(plan(vec![Mutation::PutNode(renamed.clone())])))
+        .await
+        .unwrap();
+    assert_eq!(store.load().await.unwrap().nodes["org"].name, "Renamed");
+    store
+        .write(|_| {
+            Ok(plan(vec![
+                Mutation::PutConnection(connection("c1", "org")),
+                Mutation::PutStream(stream("s1", "org", "c1")),
+            ]))
+        })
+        .await
+        .unwrap();
+    let status = StreamStatus {
+        stream_id: "s1".into(),
+        state: HealthState::Broken as i32,
+        last_error: "403".into(),
+        ..Default::default()
+    };
+    store.put_status(&status).await.unwrap();
+    store
+        .put_status(&StreamStatus {
+            backlog_depth: 7,
+            ..status.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_status("s1").await.unwrap().unwrap().backlog_depth,
+        7
+    );
+    store
+        .write(|_| {
+            Ok(plan(vec![
+                Mutation::DeleteStream("s1".into()),
+                Mutation::DeleteConnection("c1".into()),
+                Mutation::DeleteNode("org".into()),
+            ]))
+        })
+        .await
+        .unwrap();
+    let world = store.load().await.unwrap();
+    assert!(world.nodes.is_empty() && world.streams.is_empty() && world.connections.is_empty());
+    assert_eq!(
+        store.get_status("s1").await.unwrap(),
+        None,
+        "a deleted stream's status goes with it"
+    );
+    assert_eq!(world.revision, 7);
+}
+
+async fn concurrent_writers_never_share_a_revision(url: String) {
+    let store = Arc::new(Store::connect(&url, 4).await.unwrap());
+    store
+        .write(|_| {
+            Ok(plan(vec![Mutation::PutNode(node(
+                "org",
+                "",
+                NodeKind::Organization,
+            ))]))
+        })
+        .await
+        .unwrap();
+    let writers = (0..12).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |_| {
+                    Ok(plan(vec![Mutation::PutNode(node(
+                        &format!("w{i}"),
+                        "org",
+                        NodeKind::Workspace,
+                    ))]))
+                })
+                .await
+                .map(|(changes, ())| changes[0].revision)
+        })
+    });
+    let mut revisions = Vec::new();
+    for w in writers {
+        revisions.push(w.await.unwrap().expect("every writer commits"));
+    }
+    revisions.sort();
+    assert_eq!(revisions, (2..=13).collect::<Vec<u64>>());
+    assert_eq!(store.load().await.unwrap().nodes.len(), 13);
+}
+
+async fn a_cycle_is_refused_before_writing(url: String) {
+    let store = Store::connect(&url, 4).await.unwrap();
+    store
+        .write(|_| {
+            Ok(plan(vec![
+                Mutation::PutNode(node("a", "", NodeKind::Organization)),
+                Mutation::PutNode(node("b", "a", NodeKind::Partner)),
+            ]))
+        })
+        .await
+        .unwrap();
+    let err = store
+        .write(|w| {
+            let m = vec![Mutation::PutNode(node("a", "b", NodeKind::Organization))];
+            w.with(&m)?;
+            Ok(plan(m))
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ServiceError::FailedPrecondition(ref m) if m.contains("cycle")),
+        "{err:?}"
+    );
+    assert_eq!(store.revision().await.unwrap(), 2);
+}
+
+macro_rules! store_suite {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test]
+            async fn $test() {
+                let (_guard, url) = super::sqlite().await;
+                super::$test(url).await;
+            })*
+        }
+        mod on_postgres {
+            $(#[tokio::test]
+            async fn $test() {
+                let (_guard, url) = super::postgres().await;
+                super::$test(url).await;
+            })*
+        }
+    };
+}
+
+store_suite!(
+    starts_empty_at_revision_zero,
+    writes_get_consecutive_revisions_and_feed_the_outbox,
+    a_refused_write_stores_nothing,
+    puts_replace_and_deletes_remove,
+    concurrent_writers_never_share_a_revision,
+    a_cycle_is_refused_before_writing,
+);

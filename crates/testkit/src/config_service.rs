@@ -1,0 +1,216 @@
+//! The real config service, in-process on port 0, on SQLite (a temporary file) or on a
+//! Postgres schema of its own, with one token per role.
+
+use std::{net::SocketAddr, time::Duration};
+
+use auditstream_config_service::{
+    ConfigServiceConfig, Listeners,
+    authz::{Role, TokenConfig},
+};
+use auditstream_telemetry::Secret;
+use base64::Engine as _;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{PgSchema, small_topology};
+
+/// A token of the test configuration and the principal it stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct TestToken {
+    pub token: &'static str,
+    pub role: Role,
+    pub node: Option<&'static str>,
+    pub name: &'static str,
+}
+
+/// The principals every test config service knows. Scoped admins administer `p1` (a partner)
+/// and `c1` (a customer), the node ids the scenario tests use.
+pub const TOKENS: [TestToken; 6] = [
+    TestToken {
+        token: "tok-service-0123456789",
+        role: Role::Service,
+        node: None,
+        name: "router",
+    },
+    TestToken {
+        token: "tok-platform-0123456789",
+        role: Role::PlatformAdmin,
+        node: None,
+        name: "root@platform",
+    },
+    TestToken {
+        token: "tok-partner-p1-0123456789",
+        role: Role::PartnerAdmin,
+        node: Some("p1"),
+        name: "admin@p1",
+    },
+    TestToken {
+        token: "tok-partner-p2-0123456789",
+        role: Role::PartnerAdmin,
+        node: Some("p2"),
+        name: "admin@p2",
+    },
+    TestToken {
+        token: "tok-workspace-c1-0123456789",
+        role: Role::WorkspaceAdmin,
+        node: Some("c1"),
+        name: "admin@c1",
+    },
+    TestToken {
+        token: "tok-auditor-0123456789",
+        role: Role::Auditor,
+        node: None,
+        name: "auditor",
+    },
+];
+
+impl TestToken {
+    pub fn of(role: Role, node: Option<&str>) -> TestToken {
+        *TOKENS
+            .iter()
+            .find(|t| t.role == role && t.node == node)
+            .expect("a test token for that principal")
+    }
+}
+
+/// Where the harness keeps its data.
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
+/// A config-service configuration for tests: the tokens above, a fixed test key, loopback
+/// and the given database URL.
+pub fn test_config_service_config(nats_url: &str, database_url: &str) -> ConfigServiceConfig {
+    let mut c = ConfigServiceConfig::default();
+    c.nats.url = nats_url.to_owned();
+    c.nats.topology = small_topology();
+    c.nats.publish_timeout = Duration::from_secs(2);
+    c.database.url = database_url.to_owned();
+    c.request_timeout = Duration::from_secs(2);
+    c.auth.tokens = TOKENS
+        .iter()
+        .map(|t| TokenConfig {
+            token: Secret::new(t.token),
+            role: t.role,
+            node: t.node.map(str::to_owned),
+            name: t.name.to_owned(),
+        })
+        .collect();
+    c.secrets.active_key = "test-key".into();
+    c.secrets.keys.insert(
+        "test-key".into(),
+        Secret::new(base64::engine::general_purpose::STANDARD.encode([7u8; 32])),
+    );
+    c
+}
+
+pub struct ConfigHarness {
+    pub grpc: SocketAddr,
+    pub ops: SocketAddr,
+    /// The database URL the service uses (a SQLite file or a Postgres schema).
+    pub database_url: String,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgSchema>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl ConfigHarness {
+    /// Starts the config service on `database`, with `tweak` applied to the test config.
+    pub async fn start(
+        nats_url: &str,
+        database: Database,
+        tweak: impl FnOnce(&mut ConfigServiceConfig),
+    ) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("auditstream-config-")
+            .tempdir()
+            .expect("temp dir");
+        let (database_url, pg) = match database {
+            Database::Sqlite => (
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("config.db").display()
+                ),
+                None,
+            ),
+            Database::Postgres => {
+                let pg = PgSchema::create().await;
+                (pg.url(), Some(pg))
+            }
+        };
+        let mut config = test_config_service_config(nats_url, &database_url);
+        tweak(&mut config);
+        let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind port 0") };
+        let listeners = Listeners {
+            grpc: bind().await,
+            ops: bind().await,
+        };
+        let (grpc, ops) = (
+            listeners.grpc.local_addr().unwrap(),
+            listeners.ops.local_addr().unwrap(),
+        );
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                auditstream_config_service::run(config, listeners, shutdown)
+                    .await
+                    .map_err(|e| format!("{e:#}"))
+            }
+        });
+        let harness = ConfigHarness {
+            grpc,
+            ops,
+            database_url,
+            _dir: dir,
+            _pg: pg,
+            shutdown,
+            task: Some(task),
+        };
+        harness.wait_ready(Duration::from_secs(20)).await;
+        harness
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = reqwest::get(format!("http://{}/readyz", self.ops))
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                return;
+            }
+            if let Some(task) = &self.task
+                && task.is_finished()
+            {
+                panic!("config service exited before it was ready");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "config service not ready within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn stop(mut self) -> Result<(), String> {
+        self.shutdown.cancel();
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("config service task")
+    }
+}
+
+impl Drop for ConfigHarness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
