@@ -23,10 +23,12 @@ $(NATS_SERVER):
 	"$(NATS_SERVER)" --version
 
 ## test: formatting, lints, and every unit, integration and end-to-end test
+# The store suite also runs on Postgres: ensure-postgres.sh finds or starts a server and
+# prints its URL; every test makes a schema of its own there.
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	$(CARGO) test --workspace --locked
+	DATABASE_URL="$$(bash deploy/ensure-postgres.sh)" $(CARGO) test --workspace --locked
 
 ## run: nats-server (unless AUDITSTREAM_NATS_URL is set) and the gateway, on local defaults
 run: deps
