@@ -7,10 +7,16 @@ use auditstream_config_service::{
     ConfigServiceConfig, Listeners,
     authz::{Role, TokenConfig},
 };
+use auditstream_proto::v1::config_service_client::ConfigServiceClient;
 use auditstream_telemetry::Secret;
 use base64::Engine as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
 
 use crate::{PgSchema, small_topology};
 
@@ -206,6 +212,43 @@ impl ConfigHarness {
             .expect("running")
             .await
             .expect("config service task")
+    }
+}
+
+/// A `ConfigService` client that sends `token` as its bearer token.
+pub type ConfigClient = ConfigServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+impl ConfigHarness {
+    /// A client authenticated as `token` (see [`TOKENS`]).
+    pub async fn client(&self, token: &str) -> ConfigClient {
+        let channel = Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to config service");
+        let value = format!("Bearer {token}").parse().expect("ascii token");
+        ConfigServiceClient::with_interceptor(channel, Bearer(value))
+    }
+
+    /// A client for the principal with `role` (and `node`, for scoped admins).
+    pub async fn client_as(&self, role: Role, node: Option<&str>) -> ConfigClient {
+        self.client(TestToken::of(role, node).token).await
     }
 }
 

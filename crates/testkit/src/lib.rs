@@ -10,7 +10,9 @@ mod gateway;
 mod nats;
 mod postgres;
 
-pub use config_service::{ConfigHarness, Database, TOKENS, TestToken, test_config_service_config};
+pub use config_service::{
+    Bearer, ConfigClient, ConfigHarness, Database, TOKENS, TestToken, test_config_service_config,
+};
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};
 pub use postgres::PgSchema;

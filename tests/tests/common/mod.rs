@@ -1,6 +1,8 @@
 //! Helpers shared by the scenario files (each file is its own test binary).
 #![allow(dead_code)]
 
+pub mod config;
+
 use std::time::Duration;
 
 use async_nats::jetstream::message::StreamMessage;
