@@ -1,1 +1,285 @@
-//! (being written)
+//! The data plane's view of the configuration.
+//!
+//! The router and the sinks never ask config-service per event. [`Follower`] keeps an
+//! in-memory [`ConfigView`]: loaded from `GetRoutingSnapshot`, then updated from the change
+//! feed on AUDIT_CONTROL (`audit.ctl.config`), one revision at a time. A revision other than
+//! `last + 1` means something was missed, so the view is replaced by a fresh snapshot. While
+//! config-service is unreachable the last view stays in force (last known good).
+//!
+//! Ordering argument: the feed consumer is created *before* the snapshot is fetched, and a
+//! change is published only after it committed. So every revision newer than the snapshot
+//! reaches the consumer, and older ones are recognised and skipped.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
+use auditstream_bus::{subjects, topology};
+use auditstream_proto::v1::{
+    ConfigChange, GetRoutingSnapshotRequest, Node, RoutingSnapshot, Stream, config_change::Change,
+    config_service_client::ConfigServiceClient,
+};
+use futures_util::StreamExt;
+use prost::Message;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::{metadata::MetadataValue, transport::Channel};
+
+/// The configuration at one revision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigView {
+    pub revision: u64,
+    pub nodes: BTreeMap<String, Node>,
+    pub streams: BTreeMap<String, Stream>,
+    /// Connection id → version, so a sink notices a rotated credential.
+    pub connection_versions: BTreeMap<String, u64>,
+    /// False until the first snapshot arrived.
+    pub synced: bool,
+}
+
+impl ConfigView {
+    fn from_snapshot(s: RoutingSnapshot) -> ConfigView {
+        let mut connection_versions = BTreeMap::new();
+        for stream in &s.streams {
+            if let Some(d) = &stream.destination {
+                connection_versions.insert(d.connection_id.clone(), stream.connection_version);
+            }
+        }
+        ConfigView {
+            revision: s.revision,
+            nodes: s.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            streams: s.streams.into_iter().map(|s| (s.id.clone(), s)).collect(),
+            connection_versions,
+            synced: true,
+        }
+    }
+
+    fn apply(&mut self, change: ConfigChange) {
+        self.revision = change.revision;
+        match change.change {
+            Some(Change::NodePut(n)) => {
+                self.nodes.insert(n.id.clone(), n);
+            }
+            Some(Change::NodeDeleted(id)) => {
+                self.nodes.remove(&id);
+            }
+            Some(Change::StreamPut(mut s)) => {
+                if let Some(v) = s
+                    .destination
+                    .as_ref()
+                    .and_then(|d| self.connection_versions.get(&d.connection_id))
+                {
+                    s.connection_version = s.connection_version.max(*v);
+                }
+                self.streams.insert(s.id.clone(), s);
+            }
+            Some(Change::StreamDeleted(id)) => {
+                self.streams.remove(&id);
+            }
+            Some(Change::ConnectionPut(c)) => {
+                for s in self.streams.values_mut() {
+                    if s.destination
+                        .as_ref()
+                        .is_some_and(|d| d.connection_id == c.id)
+                    {
+                        s.connection_version = c.version;
+                    }
+                }
+                self.connection_versions.insert(c.id, c.version);
+            }
+            Some(Change::ConnectionDeleted(id)) => {
+                self.connection_versions.remove(&id);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Where to reach config-service, and as whom.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub url: String,
+    /// A token of the `service` role.
+    pub token: String,
+}
+
+/// Counters for tests and metrics.
+#[derive(Debug, Default)]
+pub struct FollowerStats {
+    /// Snapshots loaded (1 at start, +1 per resync).
+    pub snapshots: AtomicU64,
+    /// Changes applied from the feed.
+    pub applied: AtomicU64,
+}
+
+/// A running follower. Dropping it does not stop it; cancel the token passed to `start`.
+pub struct Follower {
+    view: watch::Receiver<Arc<ConfigView>>,
+    pub stats: Arc<FollowerStats>,
+}
+
+impl Follower {
+    /// Starts following at once; the view is empty (`synced: false`) until config-service
+    /// answers.
+    pub fn start(
+        source: ConfigSource,
+        nats: async_nats::Client,
+        shutdown: CancellationToken,
+    ) -> Follower {
+        let (tx, view) = watch::channel(Arc::new(ConfigView::default()));
+        let stats = Arc::new(FollowerStats::default());
+        tokio::spawn(run(
+            source,
+            jetstream::new(nats),
+            tx,
+            stats.clone(),
+            shutdown,
+        ));
+        Follower { view, stats }
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<ConfigView> {
+        self.view.borrow().clone()
+    }
+
+    /// A receiver that is notified of every new view.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigView>> {
+        self.view.clone()
+    }
+
+    /// Waits until the view reaches `revision` or `timeout` passes; returns the view.
+    pub async fn wait_for(&self, revision: u64, timeout: Duration) -> Arc<ConfigView> {
+        let mut rx = self.view.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|v| v.synced && v.revision >= revision))
+            .await;
+        self.view()
+    }
+}
+
+async fn run(
+    source: ConfigSource,
+    js: jetstream::Context,
+    tx: watch::Sender<Arc<ConfigView>>,
+    stats: Arc<FollowerStats>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    // Outer loop: (re)create the feed consumer, then (re)load the snapshot.
+    while !shutdown.is_cancelled() {
+        match follow_once(&source, &js, &tx, &stats, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "config feed interrupted; keeping the last known configuration");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn follow_once(
+    source: &ConfigSource,
+    js: &jetstream::Context,
+    tx: &watch::Sender<Arc<ConfigView>>,
+    stats: &FollowerStats,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let stream = js
+        .get_stream(topology::CONTROL)
+        .await
+        .map_err(|e| format!("AUDIT_CONTROL: {e}"))?;
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: subjects::CONFIG_CHANGES.to_owned(),
+            deliver_policy: DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("feed consumer: {e}"))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| format!("feed: {e}"))?;
+    // Created before the snapshot (see the module doc). Also after a reconnect: changes made
+    // while the consumer was gone are only in the snapshot. If config-service cannot be
+    // reached, the error keeps the current view in force and the caller retries.
+    let mut view = snapshot(source).await?;
+    stats.snapshots.fetch_add(1, Ordering::Relaxed);
+    tx.send_replace(Arc::new(view.clone()));
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            m = messages.next() => m,
+        };
+        let message = match message {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(format!("feed: {e}")),
+            None => return Err("feed ended".into()),
+        };
+        let change = match ConfigChange::decode(message.payload.as_ref()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable config change; resyncing");
+                view = snapshot(source).await?;
+                stats.snapshots.fetch_add(1, Ordering::Relaxed);
+                tx.send_replace(Arc::new(view.clone()));
+                continue;
+            }
+        };
+        if change.revision <= view.revision {
+            continue; // Already in the snapshot.
+        }
+        if change.revision != view.revision + 1 {
+            tracing::warn!(
+                have = view.revision,
+                got = change.revision,
+                "config feed gap; loading a fresh snapshot"
+            );
+            view = snapshot(source).await?;
+            stats.snapshots.fetch_add(1, Ordering::Relaxed);
+            tx.send_replace(Arc::new(view.clone()));
+            if change.revision != view.revision + 1 {
+                // Already covered by the snapshot, or ahead of anything committed (not a
+                // real change): nothing to apply.
+                continue;
+            }
+        }
+        view.apply(change);
+        stats.applied.fetch_add(1, Ordering::Relaxed);
+        tx.send_replace(Arc::new(view.clone()));
+    }
+}
+
+async fn snapshot(source: &ConfigSource) -> Result<ConfigView, String> {
+    let channel = Channel::from_shared(source.url.clone())
+        .map_err(|e| format!("config url: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach config-service at {}: {e}", source.url))?;
+    let token: MetadataValue<_> = format!("Bearer {}", source.token)
+        .parse()
+        .map_err(|_| "token is not ASCII".to_string())?;
+    let mut client =
+        ConfigServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", token.clone());
+            Ok(r)
+        });
+    let snapshot = client
+        .get_routing_snapshot(GetRoutingSnapshotRequest {})
+        .await
+        .map_err(|e| format!("GetRoutingSnapshot: {e}"))?
+        .into_inner();
+    Ok(ConfigView::from_snapshot(snapshot))
+}
