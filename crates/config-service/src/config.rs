@@ -23,6 +23,10 @@ pub struct ConfigServiceConfig {
     /// Longest wait for a sink to answer ListTargets.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// After SIGTERM: how long open connections (router and sink channels) may take before
+    /// the process exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     pub log: LogConfig,
 }
 
@@ -70,6 +74,7 @@ impl Default for ConfigServiceConfig {
             secrets: SecretsConfig::default(),
             http: HttpPolicyConfig::default(),
             request_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),
         }
     }

@@ -19,6 +19,9 @@ pub enum ServiceError {
     Unauthenticated(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A concurrent change won; the caller should re-read and retry.
+    #[error("{0}")]
+    Aborted(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -33,6 +36,7 @@ impl From<ServiceError> for Status {
             ServiceError::PermissionDenied(m) => Status::permission_denied(m),
             ServiceError::Unauthenticated(m) => Status::unauthenticated(m),
             ServiceError::Unavailable(m) => Status::unavailable(m),
+            ServiceError::Aborted(m) => Status::aborted(m),
             ServiceError::Internal(m) => {
                 // Details go to the log; callers get a stable message.
                 tracing::error!(error = %m, "internal error");

@@ -143,6 +143,12 @@ impl Service {
             .as_ref()
             .map(|d| d.connection_id.as_str())
             .unwrap_or_default();
+        if cid.is_empty() {
+            return Err(invalid(
+                "stream.destination.connection_id",
+                "required: a connection and a target",
+            ));
+        }
         let conn = Self::connection(world, cid)?;
         let usable = world.tree.is_within(&stream.node_id, &conn.public.node_id);
         if !usable || principal.check_read(world, &conn.public.node_id).is_err() {
@@ -464,7 +470,7 @@ impl ConfigService for Service {
             self.commit(|world| {
                 let current = Self::connection(world, &stored.public.id)?;
                 if current.public.version != expected_version {
-                    return Err(ServiceError::Unavailable(format!(
+                    return Err(ServiceError::Aborted(format!(
                         "connection {} changed concurrently; retry",
                         stored.public.id
                     )));
@@ -642,7 +648,7 @@ impl ConfigService for Service {
             self.commit(|world| {
                 let current = Self::stream(world, &new.id)?;
                 if current.version != old.version {
-                    return Err(ServiceError::Unavailable(format!(
+                    return Err(ServiceError::Aborted(format!(
                         "stream {} changed concurrently; retry",
                         new.id
                     )));

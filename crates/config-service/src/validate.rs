@@ -400,7 +400,7 @@ pub fn stream(
         return Err(invalid(
             "stream.destination",
             format!(
-                "connection {} is a {connection_type} connection but the target is {target_type}",
+                "connection {} is of type {connection_type} but the target is of type {target_type}",
                 destination.connection_id
             ),
         ));

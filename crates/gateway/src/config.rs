@@ -23,6 +23,10 @@ pub struct GatewayConfig {
     /// Sent as `Retry-After` (whole seconds) with every 503 / UNAVAILABLE.
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
+    /// After SIGTERM: how long in-flight requests and open connections may take before the
+    /// process exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     pub log: LogConfig,
 }
 
@@ -68,6 +72,7 @@ impl Default for GatewayConfig {
             auth: AuthConfig::default(),
             limits: Limits::default(),
             retry_after: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),
         }
     }

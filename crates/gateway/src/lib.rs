@@ -133,11 +133,19 @@ pub async fn run(
             shutdown.clone().cancelled_owned(),
         );
     let ops = auditstream_telemetry::serve_ops(listeners.ops, ops, shutdown.clone());
-    let served = tokio::try_join!(
-        async { http.await.context("http server failed") },
-        async { grpc.await.context("grpc server failed") },
-        async { ops.await.context("ops server failed") },
-    );
+    let served = auditstream_telemetry::service::serve_with_grace(
+        async {
+            tokio::try_join!(
+                async { http.await.context("http server failed") },
+                async { grpc.await.context("grpc server failed") },
+                async { ops.await.context("ops server failed") },
+            )
+        },
+        &shutdown,
+        config.shutdown_grace,
+    )
+    .await
+    .unwrap_or(Ok(((), (), ())));
     shutdown.cancel();
     let _ = watcher.await;
     // Every accepted event already has its PubAck; the flush only speeds up the goodbye,

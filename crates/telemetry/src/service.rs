@@ -44,3 +44,24 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
     tracing::info!("shutdown requested");
     shutdown.cancel();
 }
+
+/// Runs `serving` (the servers, which stop accepting when `shutdown` fires and then wait
+/// for open connections) but gives up `grace` after shutdown was requested: long-lived
+/// clients (gRPC channels, HTTP keep-alive) must not hold a pod past its termination
+/// period. Returns `None` when the grace period cut the wait short.
+pub async fn serve_with_grace<T>(
+    serving: impl std::future::Future<Output = T>,
+    shutdown: &CancellationToken,
+    grace: std::time::Duration,
+) -> Option<T> {
+    tokio::select! {
+        done = serving => Some(done),
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
+            None
+        }
+    }
+}

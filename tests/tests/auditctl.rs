@@ -1,0 +1,726 @@
+//! `auditctl` end to end: the real CLI code (`auditstream_cli::run_args`, in-process) against
+//! the real config service (SQLite, its own nats-server), with the test tokens of
+//! `auditstream_testkit::TOKENS`. Checks what an admin sees: the text output, the `--json`
+//! output read back into the proto messages, and the error lines with their exit codes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use auditstream_cli::CliError;
+use auditstream_proto::v1::{
+    Connection, ExplainResponse, ListStreamsResponse, Node, NodeKind, Stream, connection,
+    s3_credentials,
+};
+use common::config::{SECRET, config_stack};
+use tonic::Code;
+
+const PLATFORM: &str = "tok-platform-0123456789";
+const PARTNER_P1: &str = "tok-partner-p1-0123456789";
+const PARTNER_P2: &str = "tok-partner-p2-0123456789";
+
+/// The template of DESIGN §5's example: the event as a string, and the time in microseconds.
+const TEMPLATE: &str =
+    "{\"log_message_str\": {{{log_message_str}}}, \"now_utc_micro\": {{{now_utc_micro}}}}\n";
+
+/// Runs `auditctl --server <url> --token <token> <args...>` and returns what it printed.
+async fn ctl(url: &str, token: &str, args: &[&str]) -> Result<String, CliError> {
+    let argv = ["auditctl", "--server", url, "--token", token]
+        .into_iter()
+        .chain(args.iter().copied());
+    let mut out = Vec::new();
+    auditstream_cli::run_args(argv, &mut out).await?;
+    Ok(String::from_utf8(out).expect("auditctl prints UTF-8"))
+}
+
+/// [`ctl`] that must succeed.
+async fn ok(url: &str, token: &str, args: &[&str]) -> String {
+    ctl(url, token, args)
+        .await
+        .unwrap_or_else(|e| panic!("auditctl {args:?} failed: {e}"))
+}
+
+/// [`ctl`] that must fail with a gRPC status; returns it with the rendered error line.
+async fn rpc_err(url: &str, token: &str, args: &[&str]) -> (tonic::Status, String) {
+    match ctl(url, token, args).await {
+        Err(CliError::Rpc(status)) => {
+            let err = CliError::Rpc(status.clone());
+            assert_eq!(err.exit_code(), 1, "{err}");
+            (status, err.to_string())
+        }
+        Err(other) => panic!("auditctl {args:?}: expected an RPC error, got {other:?}"),
+        Ok(out) => panic!("auditctl {args:?} should have failed; printed:\n{out}"),
+    }
+}
+
+/// The output's lines with runs of spaces collapsed, so checks do not depend on column widths.
+fn lines(out: &str) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[track_caller]
+fn assert_lines(out: &str, expected: &[&str]) {
+    let got = lines(out);
+    for want in expected {
+        assert!(
+            got.iter().any(|l| l == want),
+            "no line {want:?} in the output:\n{out}"
+        );
+    }
+}
+
+/// The value after `label:` in a `label: value` block.
+#[track_caller]
+fn field(out: &str, label: &str) -> String {
+    let prefix = format!("{label}:");
+    lines(out)
+        .into_iter()
+        .find_map(|l| Some(l.strip_prefix(&prefix)?.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{out}"))
+}
+
+/// A directory for the JSON input files, removed when dropped.
+struct Files(PathBuf);
+
+impl Files {
+    fn new() -> Files {
+        let dir =
+            std::env::temp_dir().join(format!("auditctl-test-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Files(dir)
+    }
+
+    /// Writes `name` and returns its path as an argument.
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write input file");
+        path_arg(&path)
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_str().expect("UTF-8 temp path").to_owned()
+}
+
+fn s3_credentials(secret: &str) -> String {
+    serde_json::json!({
+        "s3": {
+            "static_keys": {"access_key_id": "AKIAEXAMPLE", "secret_access_key": secret},
+            "region": "us-east-1",
+        }
+    })
+    .to_string()
+}
+
+/// org → p1 (partner) → c1 (customer), and the S3 connection `p1-s3` stored at p1.
+async fn seed(url: &str, files: &Files) {
+    for args in [
+        &[
+            "node",
+            "put",
+            "org",
+            "--kind",
+            "organization",
+            "--name",
+            "Org",
+        ][..],
+        &[
+            "node",
+            "put",
+            "p1",
+            "--kind",
+            "partner",
+            "--parent",
+            "org",
+            "--name",
+            "Partner One",
+        ],
+        &[
+            "node",
+            "put",
+            "c1",
+            "--kind",
+            "customer",
+            "--parent",
+            "p1",
+            "--name",
+            "Customer One",
+        ],
+    ] {
+        ok(url, PLATFORM, args).await;
+    }
+    let creds = files.write("creds.json", &s3_credentials(SECRET));
+    let created = ok(
+        url,
+        PLATFORM,
+        &[
+            "connection",
+            "create",
+            "--file",
+            &creds,
+            "--id",
+            "p1-s3",
+            "--node",
+            "p1",
+            "--name",
+            "P1 archive",
+        ],
+    )
+    .await;
+    assert!(!created.contains(SECRET), "{created}");
+}
+
+#[tokio::test]
+async fn nodes_are_put_read_and_listed_as_text_and_json() {
+    let s = config_stack().await;
+    let url = s.config.url();
+
+    let org = ok(
+        &url,
+        PLATFORM,
+        &["node", "put", "org", "--kind", "org", "--name", "Org"],
+    )
+    .await;
+    assert_lines(&org, &["id: org", "kind: organization", "parent: (root)"]);
+    let p1 = ok(
+        &url,
+        PLATFORM,
+        &[
+            "node",
+            "put",
+            "p1",
+            "--kind",
+            "partner",
+            "--parent",
+            "org",
+            "--name",
+            "Partner One",
+            "--external-id",
+            "ext-p1",
+            "--admin-email",
+            "ops@p1.example",
+        ],
+    )
+    .await;
+    assert_lines(
+        &p1,
+        &[
+            "id: p1",
+            "kind: partner",
+            "parent: org",
+            "name: Partner One",
+            "external id: ext-p1",
+            "managed: no",
+            "admin emails: ops@p1.example",
+        ],
+    );
+    // The partner admin of p1 creates its customer (the proto's enum name works too).
+    ok(
+        &url,
+        PARTNER_P1,
+        &[
+            "node",
+            "put",
+            "c1",
+            "--kind",
+            "NODE_KIND_CUSTOMER",
+            "--parent",
+            "p1",
+            "--name",
+            "Customer One",
+            "--managed",
+        ],
+    )
+    .await;
+
+    let got = ok(&url, PARTNER_P1, &["node", "get", "c1"]).await;
+    assert_lines(
+        &got,
+        &["id: c1", "kind: customer", "parent: p1", "managed: yes"],
+    );
+    assert_eq!(field(&got, "name"), "Customer One");
+
+    let children = ok(&url, PLATFORM, &["node", "list", "--parent", "p1"]).await;
+    assert_eq!(
+        lines(&children),
+        [
+            "ID KIND PARENT NAME EXTERNAL ID MANAGED",
+            "c1 customer p1 Customer One - yes",
+        ]
+    );
+    // Without --parent: the roots the caller may see; a partner admin's root is its node.
+    let roots = ok(&url, PARTNER_P1, &["node", "list"]).await;
+    assert_eq!(lines(&roots)[1..], ["p1 partner org Partner One ext-p1 no"]);
+
+    // --json is the proto3 JSON mapping: it reads back into the message.
+    let json = ok(&url, PLATFORM, &["--json", "node", "get", "p1"]).await;
+    let node: Node = serde_json::from_str(&json).expect("node JSON");
+    assert_eq!(
+        (node.id.as_str(), node.parent_id.as_str(), node.kind()),
+        ("p1", "org", NodeKind::Partner)
+    );
+    assert_eq!(node.admin_emails, ["ops@p1.example"]);
+    assert_eq!(node.revision.to_string(), field(&p1, "revision"));
+    let raw: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(raw["kind"], "NODE_KIND_PARTNER", "{json}");
+    let listed: auditstream_proto::v1::ListNodesResponse = serde_json::from_str(
+        &ok(
+            &url,
+            PLATFORM,
+            &["node", "list", "--parent", "p1", "--json"],
+        )
+        .await,
+    )
+    .expect("list JSON");
+    assert_eq!(listed.nodes.len(), 1);
+    assert!(listed.nodes[0].managed);
+}
+
+#[tokio::test]
+async fn connections_never_show_secrets_and_rotation_bumps_the_version() {
+    let s = config_stack().await;
+    let url = s.config.url();
+    let files = Files::new();
+    seed(&url, &files).await;
+
+    let shown = ok(&url, PLATFORM, &["connection", "get", "p1-s3"]).await;
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert_lines(
+        &shown,
+        &[
+            "id: p1-s3",
+            "node: p1",
+            "name: P1 archive",
+            "credentials: s3, static keys AKIAEXAMPLE, region us-east-1",
+            "version: 1",
+        ],
+    );
+    let secrets = field(&shown, "secrets");
+    let fingerprint = secrets
+        .strip_prefix("s3.static_keys.secret_access_key ")
+        .unwrap_or_else(|| panic!("{secrets}"))
+        .to_owned();
+    assert!(fingerprint.starts_with("hmac-sha256:"), "{fingerprint}");
+
+    // --json prints the message as received: the secret field is blank, the fingerprint set.
+    let json = ok(&url, PLATFORM, &["connection", "get", "p1-s3", "--json"]).await;
+    assert!(!json.contains(SECRET), "{json}");
+    let c: Connection = serde_json::from_str(&json).expect("connection JSON");
+    assert_eq!(
+        c.secret_fingerprints["s3.static_keys.secret_access_key"],
+        fingerprint
+    );
+    let Some(connection::Credentials::S3(s3)) = &c.credentials else {
+        panic!("{c:?}")
+    };
+    let Some(s3_credentials::Method::StaticKeys(keys)) = &s3.method else {
+        panic!("{s3:?}")
+    };
+    assert_eq!(
+        (keys.access_key_id.as_str(), keys.secret_access_key.as_str()),
+        ("AKIAEXAMPLE", "")
+    );
+
+    // Rotation: a new secret, a new fingerprint, version 2; the name is kept.
+    let rotated_secret = "rotated-9f8e7d6c5b4a3f2e1d0c";
+    let rotated = files.write("rotated.json", &s3_credentials(rotated_secret));
+    let out = ok(
+        &url,
+        PLATFORM,
+        &["connection", "update", "p1-s3", "--file", &rotated],
+    )
+    .await;
+    assert!(!out.contains(rotated_secret), "{out}");
+    assert_eq!(field(&out, "version"), "2");
+    assert_eq!(field(&out, "name"), "P1 archive");
+    let new_fingerprint = field(&out, "secrets");
+    assert!(!new_fingerprint.contains(&fingerprint), "{out}");
+
+    // An update that leaves the secret empty keeps the stored one (same fingerprint).
+    let no_secret = files.write(
+        "no-secret.json",
+        r#"{"s3": {"static_keys": {"access_key_id": "AKIAEXAMPLE"}, "region": "eu-west-1"}}"#,
+    );
+    let out = ok(
+        &url,
+        PARTNER_P1,
+        &["connection", "update", "p1-s3", "--file", &no_secret],
+    )
+    .await;
+    assert_eq!(field(&out, "version"), "3");
+    assert_eq!(field(&out, "secrets"), new_fingerprint);
+    assert_eq!(
+        field(&out, "credentials"),
+        "s3, static keys AKIAEXAMPLE, region eu-west-1"
+    );
+
+    let listed = ok(&url, PARTNER_P1, &["connection", "list", "--node", "p1"]).await;
+    assert_eq!(
+        lines(&listed),
+        ["ID NODE NAME TYPE VERSION", "p1-s3 p1 P1 archive s3 3"]
+    );
+    // c1 has none of its own; --inherited adds its ancestors' (those its streams may use).
+    let own = ok(&url, PARTNER_P1, &["connection", "list", "--node", "c1"]).await;
+    assert_eq!(lines(&own), ["(no connections)"]);
+    let inherited = ok(
+        &url,
+        PARTNER_P1,
+        &["connection", "list", "--node", "c1", "--inherited"],
+    )
+    .await;
+    assert_lines(&inherited, &["p1-s3 p1 P1 archive s3 3"]);
+}
+
+#[tokio::test]
+async fn streams_from_files_their_lifecycle_and_explain() {
+    let s = config_stack().await;
+    let url = s.config.url();
+    let files = Files::new();
+    seed(&url, &files).await;
+
+    let stream = files.write(
+        "stream.json",
+        r#"{"id": "s-c1", "node_id": "c1", "name": "Customer archive",
+            "applies_to": "APPLIES_TO_SELF_ONLY",
+            "selection": {"event_types": ["job_status", "user_activity"]},
+            "batching": {"max_events": 500, "max_age_ms": 60000}}"#,
+    );
+    let destination = files.write(
+        "destination.json",
+        r#"{"connection_id": "p1-s3",
+            "s3": {"bucket": "c1-audit", "prefix": "audit/c1/", "format": "OBJECT_FORMAT_NDJSON"}}"#,
+    );
+    let template = files.write("template.json", TEMPLATE);
+    let created = ok(
+        &url,
+        PARTNER_P1,
+        &[
+            "stream",
+            "create",
+            "--file",
+            &stream,
+            "--destination-file",
+            &destination,
+            "--template-file",
+            &template,
+        ],
+    )
+    .await;
+    assert_lines(
+        &created,
+        &[
+            "id: s-c1",
+            "node: c1",
+            "name: Customer archive",
+            "applies to: self",
+            // Created enabled: the file does not say otherwise.
+            "enabled: yes",
+            "events: job_status, user_activity",
+            "destination: s3 c1-audit/audit/c1/ via connection p1-s3 (format ndjson)",
+            "batching: at most 500 events, 60000 ms",
+            "version: 1",
+            "connection version: 1",
+        ],
+    );
+    assert_eq!(
+        field(&created, "template"),
+        format!("{} bytes (--json shows it)", TEMPLATE.len())
+    );
+
+    // The template is stored byte for byte; --json shows it.
+    let json = ok(&url, PLATFORM, &["stream", "get", "s-c1", "--json"]).await;
+    let got: Stream = serde_json::from_str(&json).expect("stream JSON");
+    assert_eq!(got.template, TEMPLATE);
+    assert_eq!(got.batching.map(|b| b.max_events), Some(500));
+    assert_eq!(
+        got.destination.as_ref().map(|d| d.connection_id.as_str()),
+        Some("p1-s3")
+    );
+
+    let listed = ok(&url, PARTNER_P1, &["stream", "list", "--node", "c1"]).await;
+    assert_eq!(
+        lines(&listed),
+        [
+            "ID NODE NAME APPLIES TO ENABLED DESTINATION VERSION",
+            "s-c1 c1 Customer archive self yes s3 c1-audit/audit/c1/ via p1-s3 1",
+        ]
+    );
+
+    // Update from a file: the mask is the file's fields (name, selection); the rest stays.
+    let update = files.write(
+        "update.json",
+        r#"{"name": "Customer jobs", "selection": {"event_types": ["job_status"]}}"#,
+    );
+    let updated = ok(
+        &url,
+        PARTNER_P1,
+        &["stream", "update", "s-c1", "--file", &update],
+    )
+    .await;
+    assert_lines(
+        &updated,
+        &[
+            "name: Customer jobs",
+            "events: job_status",
+            "batching: at most 500 events, 60000 ms",
+            "destination: s3 c1-audit/audit/c1/ via connection p1-s3 (format ndjson)",
+            "version: 2",
+        ],
+    );
+    let json = ok(&url, PARTNER_P1, &["--json", "stream", "get", "s-c1"]).await;
+    assert_eq!(
+        serde_json::from_str::<Stream>(&json).unwrap().template,
+        TEMPLATE
+    );
+
+    let disabled = ok(&url, PARTNER_P1, &["stream", "disable", "s-c1"]).await;
+    assert_eq!(
+        (field(&disabled, "enabled"), field(&disabled, "version")),
+        ("no".into(), "3".into())
+    );
+    let enabled = ok(&url, PARTNER_P1, &["stream", "enable", "s-c1"]).await;
+    assert_eq!(
+        (field(&enabled, "enabled"), field(&enabled, "version")),
+        ("yes".into(), "4".into())
+    );
+
+    // No sink has reported on it yet.
+    let status = ok(&url, PARTNER_P1, &["stream", "status", "s-c1"]).await;
+    assert_lines(
+        &status,
+        &[
+            "stream: s-c1",
+            "state: unknown (nothing reported yet)",
+            "backlog: 0",
+            "last delivery: never",
+            "updated: never",
+        ],
+    );
+
+    let before = ok(&url, PARTNER_P1, &["explain", "c1"]).await;
+    assert_lines(
+        &before,
+        &[
+            "Effective streams (1):",
+            "s-c1 c1 Customer jobs self s3 c1-audit/audit/c1/ via p1-s3",
+            "Inactive streams (0):",
+            "(none)",
+        ],
+    );
+
+    // The partner's "all customers" stream, from flags and a file with the selection only.
+    let selection = files.write(
+        "all-customers.json",
+        r#"{"selection": {"event_types": ["user_activity"]}}"#,
+    );
+    let partner_destination = files.write(
+        "p1-destination.json",
+        r#"{"connection_id": "p1-s3", "s3": {"bucket": "p1-audit"}}"#,
+    );
+    ok(
+        &url,
+        PARTNER_P1,
+        &[
+            "stream",
+            "create",
+            "--file",
+            &selection,
+            "--id",
+            "s-p1",
+            "--node",
+            "p1",
+            "--name",
+            "All customers",
+            "--applies-to",
+            "descendants",
+            "--destination-file",
+            &partner_destination,
+        ],
+    )
+    .await;
+
+    let explained = ok(&url, PARTNER_P1, &["explain", "c1"]).await;
+    assert_eq!(
+        lines(&explained),
+        [
+            "Workspace c1",
+            "",
+            "Path (root → workspace):",
+            "1. organization org Org",
+            "2. partner p1 Partner One",
+            "3. customer c1 Customer One",
+            "",
+            "Effective streams (1):",
+            "ID NODE NAME APPLIES TO DESTINATION",
+            "s-p1 p1 All customers descendants s3 p1-audit via p1-s3",
+            "",
+            "Inactive streams (1):",
+            "ID NODE NAME CODE REASON",
+            "s-c1 c1 Customer jobs overridden overridden by partner p1 stream s-p1",
+        ]
+    );
+    let json = ok(&url, PLATFORM, &["explain", "c1", "--json"]).await;
+    let e: ExplainResponse = serde_json::from_str(&json).expect("explain JSON");
+    assert_eq!(e.inactive[0].code, "overridden");
+
+    // The write rule: the customer's self stream may not change while p1 governs.
+    let (status, line) = rpc_err(
+        &url,
+        PARTNER_P1,
+        &["stream", "update", "s-c1", "--file", &update],
+    )
+    .await;
+    assert_eq!(status.code(), Code::FailedPrecondition, "{line}");
+    assert!(
+        line.starts_with("FAILED_PRECONDITION: ")
+            && line.contains("partner p1 governs this node with stream s-p1"),
+        "{line}"
+    );
+
+    // Deleting the governing stream makes the customer's own stream effective again.
+    let deleted = ok(&url, PARTNER_P1, &["stream", "delete", "s-p1"]).await;
+    assert_eq!(deleted.trim_end(), "deleted stream s-p1");
+    let streams: ListStreamsResponse = serde_json::from_str(
+        &ok(
+            &url,
+            PLATFORM,
+            &["--json", "stream", "list", "--node", "p1"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert!(streams.streams.is_empty(), "{streams:?}");
+    let after = ok(&url, PARTNER_P1, &["explain", "c1"]).await;
+    assert_lines(
+        &after,
+        &["s-c1 c1 Customer jobs self s3 c1-audit/audit/c1/ via p1-s3"],
+    );
+}
+
+#[tokio::test]
+async fn list_targets_is_unavailable_until_the_sink_runs() {
+    let s = config_stack().await;
+    let url = s.config.url();
+    let files = Files::new();
+    seed(&url, &files).await;
+
+    let (status, line) = rpc_err(&url, PLATFORM, &["connection", "targets", "p1-s3"]).await;
+    assert_eq!(status.code(), Code::Unavailable, "{line}");
+    assert!(line.starts_with("UNAVAILABLE: "), "{line}");
+    assert!(line.contains("auditstream-sink-s3"), "{line}");
+}
+
+#[tokio::test]
+async fn wrong_tokens_and_other_partners_are_refused() {
+    let s = config_stack().await;
+    let url = s.config.url();
+    let files = Files::new();
+    seed(&url, &files).await;
+
+    let (status, line) = rpc_err(&url, "tok-wrong-0123456789", &["node", "get", "p1"]).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(line, "UNAUTHENTICATED: invalid bearer token");
+    // An empty --token sends no authorization at all.
+    let (status, line) = rpc_err(&url, "", &["node", "get", "p1"]).await;
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(line, "UNAUTHENTICATED: missing bearer token");
+
+    // Partner p2's admin may neither read nor change partner p1's subtree.
+    for args in [
+        &["node", "get", "p1"][..],
+        &["connection", "get", "p1-s3"],
+        &["explain", "c1"],
+        &["node", "delete", "c1"],
+    ] {
+        let (status, line) = rpc_err(&url, PARTNER_P2, args).await;
+        assert_eq!(status.code(), Code::PermissionDenied, "{args:?}: {line}");
+        assert!(
+            line.starts_with("PERMISSION_DENIED: admin@p2 (partner_admin of p2) may not "),
+            "{line}"
+        );
+    }
+    // Data-plane calls are for the service principal only.
+    let (status, _) = rpc_err(&url, PLATFORM, &["snapshot"]).await;
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn streams_and_whole_subtrees_are_deleted() {
+    let s = config_stack().await;
+    let url = s.config.url();
+    let files = Files::new();
+    seed(&url, &files).await;
+    let destination = files.write(
+        "destination.json",
+        r#"{"connection_id": "p1-s3", "s3": {"bucket": "c1-audit"}}"#,
+    );
+    let selection = files.write(
+        "stream.json",
+        r#"{"selection": {"event_types": ["log_event"]}}"#,
+    );
+    for id in ["s-a", "s-b"] {
+        ok(
+            &url,
+            PLATFORM,
+            &[
+                "stream",
+                "create",
+                "--file",
+                &selection,
+                "--id",
+                id,
+                "--node",
+                "c1",
+                "--applies-to",
+                "self",
+                "--destination-file",
+                &destination,
+            ],
+        )
+        .await;
+    }
+
+    assert_eq!(
+        ok(&url, PLATFORM, &["stream", "delete", "s-a"]).await,
+        "deleted stream s-a\n"
+    );
+    let (status, _) = rpc_err(&url, PLATFORM, &["stream", "get", "s-a"]).await;
+    assert_eq!(status.code(), Code::NotFound);
+
+    // A connection in use, and a node with a subtree, are not deleted by accident.
+    let (status, line) = rpc_err(&url, PLATFORM, &["connection", "delete", "p1-s3"]).await;
+    assert_eq!(status.code(), Code::FailedPrecondition, "{line}");
+    assert!(line.contains("used by stream(s) s-b"), "{line}");
+    let (status, line) = rpc_err(&url, PLATFORM, &["node", "delete", "p1"]).await;
+    assert_eq!(status.code(), Code::FailedPrecondition, "{line}");
+    assert!(line.contains("set cascade"), "{line}");
+
+    let out = ok(&url, PLATFORM, &["node", "delete", "p1", "--cascade"]).await;
+    assert_eq!(
+        lines(&out),
+        [
+            "deleted nodes: c1, p1",
+            "deleted streams: s-b",
+            "deleted connections: p1-s3",
+        ]
+    );
+    for args in [
+        &["node", "get", "p1"][..],
+        &["node", "get", "c1"],
+        &["connection", "get", "p1-s3"],
+        &["stream", "get", "s-b"],
+    ] {
+        let (status, line) = rpc_err(&url, PLATFORM, args).await;
+        assert_eq!(status.code(), Code::NotFound, "{args:?}: {line}");
+    }
+    let roots = ok(&url, PLATFORM, &["node", "list"]).await;
+    assert_eq!(lines(&roots)[1..], ["org organization - Org - no"]);
+}
