@@ -28,11 +28,13 @@ $(NATS_SERVER):
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) build --workspace --bins --locked  # the make-run scenario runs the real binaries
 	DATABASE_URL="$$(bash deploy/ensure-postgres.sh)" $(CARGO) test --workspace --locked
 
-## run: nats-server (unless AUDITSTREAM_NATS_URL is set) and the gateway, on local defaults
+## run: nats-server (unless AUDITSTREAM_NATS_URL is set), the gateway and the config service
+## (SQLite) with a demo tenant tree, on local defaults
 run: deps
-	$(CARGO) build --locked --bin auditstream-gateway
+	$(CARGO) build --locked --bin auditstream-gateway --bin auditstream-config-service --bin auditctl
 	bash deploy/run-local.sh
 
 fmt:

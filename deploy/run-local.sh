@@ -4,7 +4,9 @@
 # events, and prints what to try next. Ctrl-C stops everything it started.
 #
 # Settings (environment): AUDITSTREAM_NATS_URL, RUN_DIR (.run), GATEWAY_HTTP_PORT (8080),
-# GATEWAY_GRPC_PORT (50051), GATEWAY_OPS_PORT (9090), CARGO_TARGET_DIR, NATS_SERVER_BIN, GATEWAY_BIN.
+# GATEWAY_GRPC_PORT (50051), GATEWAY_OPS_PORT (9090), CONFIG_GRPC_PORT (50052),
+# CONFIG_OPS_PORT (9091), CARGO_TARGET_DIR, NATS_SERVER_BIN, BIN_DIR (where the built
+# binaries are; default $CARGO_TARGET_DIR/debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,9 +14,11 @@ RUN_DIR=${RUN_DIR:-.run}
 HTTP_PORT=${GATEWAY_HTTP_PORT:-8080}
 GRPC_PORT=${GATEWAY_GRPC_PORT:-50051}
 OPS_PORT=${GATEWAY_OPS_PORT:-9090}
+CONFIG_PORT=${CONFIG_GRPC_PORT:-50052}
+CONFIG_OPS=${CONFIG_OPS_PORT:-9091}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN_DIR=${BIN_DIR:-$TARGET_DIR/debug}
 NATS_BIN=${NATS_SERVER_BIN:-.venv/bin/nats-server}
-GATEWAY_BIN=${GATEWAY_BIN:-$TARGET_DIR/debug/auditstream-gateway}
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 
@@ -33,9 +37,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$HTTP_PORT" "$GRPC_PORT" "$OPS_PORT"; do
+for p in "$HTTP_PORT" "$GRPC_PORT" "$OPS_PORT" "$CONFIG_PORT" "$CONFIG_OPS"; do
   if port_in_use "$p"; then
-    echo "error: port $p on 127.0.0.1 is already in use; set GATEWAY_HTTP_PORT / GATEWAY_GRPC_PORT / GATEWAY_OPS_PORT" >&2
+    echo "error: port $p on 127.0.0.1 is already in use; set GATEWAY_HTTP_PORT / GATEWAY_GRPC_PORT / GATEWAY_OPS_PORT / CONFIG_GRPC_PORT / CONFIG_OPS_PORT" >&2
     exit 1
   fi
 done
@@ -87,9 +91,62 @@ for stream in ingest:24h:268435456 deliver:0s:268435456 backlog:7d:536870912 dlq
   IFS=: read -r name age bytes <<<"$stream"
   printf '[nats.topology.%s]\nmax_age = "%s"\nmax_bytes = %s\n' "$name" "$age" "$bytes" >> "$RUN_DIR/gateway.toml"
 done
-AUDITSTREAM_AUTH__TOKENS=$TOKEN "$GATEWAY_BIN" --config "$RUN_DIR/gateway.toml" 2>"$RUN_DIR/gateway.log" &
+AUDITSTREAM_AUTH__TOKENS=$TOKEN "$BIN_DIR/auditstream-gateway" --config "$RUN_DIR/gateway.toml" 2>"$RUN_DIR/gateway.log" &
 pids+=($!)
 wait_for "http://127.0.0.1:$OPS_PORT/readyz" gateway "${pids[-1]}"
+
+# --- config service on the embedded SQLite store, with a demo tenant tree ---
+secret() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+[[ -s $RUN_DIR/admin-token ]] || secret 24 > "$RUN_DIR/admin-token"
+[[ -s $RUN_DIR/service-token ]] || secret 24 > "$RUN_DIR/service-token"
+[[ -s $RUN_DIR/secrets-key ]] || head -c 32 /dev/urandom | base64 > "$RUN_DIR/secrets-key"
+ADMIN_TOKEN=$(cat "$RUN_DIR/admin-token")
+cat > "$RUN_DIR/config-service.toml" <<CONF
+grpc_addr = "127.0.0.1:$CONFIG_PORT"
+ops_addr = "127.0.0.1:$CONFIG_OPS"
+[log]
+format = "text"
+[database]
+url = "sqlite://$RUN_DIR/config.db?mode=rwc"
+[nats]
+url = "$NATS_URL"
+ensure_topology = false
+[secrets]
+active_key = "local"
+[http]
+# The demo destinations are local receivers.
+allow_insecure_http = true
+allowed_networks = ["127.0.0.0/8"]
+CONF
+AUDITSTREAM_AUTH__TOKENS="[{\"token\":\"$ADMIN_TOKEN\",\"role\":\"platform_admin\",\"name\":\"local-admin\"},{\"token\":\"$(cat "$RUN_DIR/service-token")\",\"role\":\"service\",\"name\":\"local-services\"}]" \
+AUDITSTREAM_SECRETS__KEYS="{\"local\":\"$(cat "$RUN_DIR/secrets-key")\"}" \
+  "$BIN_DIR/auditstream-config-service" --config "$RUN_DIR/config-service.toml" 2>"$RUN_DIR/config-service.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$CONFIG_OPS/readyz" config-service "${pids[-1]}"
+
+ctl() { "$BIN_DIR/auditctl" --server "http://127.0.0.1:$CONFIG_PORT" --token "$ADMIN_TOKEN" "$@"; }
+if ! ctl node get org-acme >/dev/null 2>&1; then
+  echo "creating the demo tenant tree..."
+  ctl node put org-acme --kind organization --name "Acme (Automation HQ)" --admin-email sre@acme.example >/dev/null
+  ctl node put ws-cust-17 --kind workspace --parent org-acme --name "Direct customer 17" >/dev/null
+  ctl node put p-globex --kind partner --parent org-acme --name "Globex (OEM partner)" --external-id GLOBEX >/dev/null
+  ctl node put c-initech --kind customer --parent p-globex --name Initech --external-id INI-001 >/dev/null
+  ctl node put c-umbrella --kind customer --parent p-globex --name Umbrella --external-id UMB-002 >/dev/null
+  cat > "$RUN_DIR/demo-connection.json" <<JSON
+{"http": {"none": {}}}
+JSON
+  ctl connection create --id demo-receiver --node org-acme --name "local demo receiver" --file "$RUN_DIR/demo-connection.json" >/dev/null
+  for spec in "s-ws17:ws-cust-17:self" "s-initech:c-initech:self" "s-globex-all:p-globex:descendants"; do
+    IFS=: read -r id node applies <<<"$spec"
+    cat > "$RUN_DIR/demo-stream.json" <<JSON
+{"selection": {"event_types": ["job_status", "job_details", "user_activity", "api_platform", "log_event", "genie_conversation"], "include_step_details": true},
+ "destination": {"connection_id": "demo-receiver", "http": {"url": "http://127.0.0.1:8099/$id"}}}
+JSON
+    ctl stream create --file "$RUN_DIR/demo-stream.json" --id "$id" --node "$node" --name "demo $id" --applies-to "$applies" >/dev/null
+  done
+  # The partner's stream starts disabled: enable it to see it override Initech's own.
+  ctl stream disable s-globex-all >/dev/null
+fi
 
 echo
 echo "sending the example events (one per event type)..."
@@ -105,7 +162,9 @@ Auditstream is running (Ctrl-C stops it).
   gateway HTTP  http://127.0.0.1:$HTTP_PORT/v1/events
   gateway gRPC  127.0.0.1:$GRPC_PORT (auditstream.v1.IngestService)
   ops           http://127.0.0.1:$OPS_PORT/readyz  /metrics
-  token         $TOKEN   (in $TOKEN_FILE)
+  config gRPC   127.0.0.1:$CONFIG_PORT (auditstream.v1.ConfigService, SQLite at $RUN_DIR/config.db)
+  token         $TOKEN   (in $TOKEN_FILE; producers)
+  admin token   in $RUN_DIR/admin-token (auditctl)
   logs          $RUN_DIR/*.log
 
 Send an event:
@@ -114,7 +173,15 @@ Send an event:
     -H "Authorization: Bearer \$(cat $TOKEN_FILE)" -H 'Content-Type: application/json' \\
     -d '{"event_type":"api_platform","occurred_at":"2026-11-21T10:17:00Z","org_id":"org-acme","workspace_id":"ws-cust-17","data":{"endpoint":"GET /employees","status":200}}'
 
-Watch it arrive in JetStream (AUDIT_INGEST):
+Look at the demo tenant tree and the override rule:
+
+  export AUDITSTREAM_CONFIG_URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_TOKEN=\$(cat $RUN_DIR/admin-token)
+  $BIN_DIR/auditctl explain c-initech          # Initech's own stream applies
+  $BIN_DIR/auditctl stream enable s-globex-all # the partner's stream now governs its customers
+  $BIN_DIR/auditctl explain c-initech          # ...and Initech's stream is "overridden by partner p-globex"
+  $BIN_DIR/auditctl stream status s-initech
+
+Watch events arrive in JetStream (AUDIT_INGEST):
 
   curl -s http://127.0.0.1:$OPS_PORT/metrics | grep auditstream_gateway_events
 TXT

@@ -1,6 +1,9 @@
-//! `make run`'s script (`deploy/run-local.sh`) end to end: it starts its own nats-server and
-//! the gateway, sends the examples, serves the printed curl command, and Ctrl-C (SIGINT)
-//! stops everything it started.
+//! `make run`'s script (`deploy/run-local.sh`) end to end: it starts its own nats-server, the
+//! gateway and the config service (SQLite) with a demo tenant tree, sends the examples,
+//! serves the printed commands, and Ctrl-C (SIGINT) stops everything it started.
+//!
+//! It runs the real binaries, which `make test` builds (`cargo build --workspace --bins`)
+//! into the target directory beside this test's executable.
 
 use std::{
     io::{BufRead, BufReader},
@@ -10,6 +13,29 @@ use std::{
     sync::mpsc,
     time::Duration,
 };
+
+/// `target/<profile>`: the test executable lives in its `deps/`.
+fn bin_dir() -> std::path::PathBuf {
+    let dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for bin in [
+        "auditstream-gateway",
+        "auditstream-config-service",
+        "auditctl",
+    ] {
+        assert!(
+            dir.join(bin).exists(),
+            "{bin} is not built in {}: run `make test` (or `cargo build --workspace --bins`) first",
+            dir.display()
+        );
+    }
+    dir
+}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -21,9 +47,11 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let run_dir = tempfile::tempdir().unwrap();
     let (http, grpc, ops) = (free_port(), free_port(), free_port());
+    let (config_grpc, config_ops) = (free_port(), free_port());
+    let bins = bin_dir();
     let mut child = Command::new("bash")
         .arg(root.join("deploy/run-local.sh"))
         .env_remove("AUDITSTREAM_NATS_URL")
@@ -31,7 +59,9 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
         .env("GATEWAY_HTTP_PORT", http.to_string())
         .env("GATEWAY_GRPC_PORT", grpc.to_string())
         .env("GATEWAY_OPS_PORT", ops.to_string())
-        .env("GATEWAY_BIN", env!("CARGO_BIN_EXE_auditstream-gateway"))
+        .env("CONFIG_GRPC_PORT", config_grpc.to_string())
+        .env("CONFIG_OPS_PORT", config_ops.to_string())
+        .env("BIN_DIR", &bins)
         .env("NATS_SERVER_BIN", auditstream_testkit::nats_server_bin())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -76,6 +106,38 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    // The demo tree is there, and the printed auditctl commands show the override rule.
+    let admin = std::fs::read_to_string(run_dir.path().join("admin-token")).unwrap();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(bins.join("auditctl"))
+            .args([
+                "--server",
+                &format!("http://127.0.0.1:{config_grpc}"),
+                "--token",
+                admin.trim(),
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "auditctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = ctl(&["--json", "explain", "c-initech"]);
+    let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+    assert_eq!(before["effective"][0]["id"], "s-initech", "{before}");
+    ctl(&["stream", "enable", "s-globex-all"]);
+    let after: serde_json::Value =
+        serde_json::from_str(&ctl(&["--json", "explain", "c-initech"])).unwrap();
+    assert_eq!(after["effective"][0]["id"], "s-globex-all", "{after}");
+    assert_eq!(
+        after["inactive"][0]["reason"],
+        "overridden by partner p-globex stream s-globex-all"
+    );
+
     // Ctrl-C: everything it started stops.
     Command::new("kill")
         .arg("-INT")
@@ -85,7 +147,7 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
     // Its exit status is the interrupted `wait`'s (130), as for any Ctrl-C'd script; what
     // matters is that it returns and leaves nothing running.
     child.wait().unwrap();
-    for port in [http, grpc, ops] {
+    for port in [http, grpc, ops, config_grpc, config_ops] {
         assert!(
             TcpStream::connect(("127.0.0.1", port)).is_err(),
             "port {port} still served after Ctrl-C"
