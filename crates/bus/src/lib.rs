@@ -5,10 +5,12 @@
 //! way to publish durably ([`publish`]). It knows nothing about HTTP, gRPC or destinations;
 //! services bring their own connection and call in here.
 
+pub mod config;
 pub mod headers;
 pub mod publish;
 pub mod subjects;
 pub mod topology;
 
+pub use config::NatsConfig;
 pub use publish::{Ack, PublishError, connect, jetstream_context, publish_durable};
 pub use topology::{StreamChange, TopologyConfig, TopologyError, ensure_topology};

@@ -2,8 +2,8 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use auditstream_bus::TopologyConfig;
-use auditstream_telemetry::logging::LogFormat;
+use auditstream_bus::NatsConfig;
+use auditstream_telemetry::{logging::LogConfig, service::ServiceConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{authz::TokenConfig, crypto::SecretsConfig, validate::HttpPolicyConfig};
@@ -39,28 +39,11 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsConfig {
-    pub url: String,
-    pub ensure_topology: bool,
-    pub topology: TopologyConfig,
-    #[serde(with = "humantime_serde")]
-    pub publish_timeout: Duration,
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Bearer tokens and the principal each one stands for.
     pub tokens: Vec<TokenConfig>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub filter: String,
 }
 
 impl Default for ConfigServiceConfig {
@@ -89,22 +72,8 @@ impl Default for DatabaseConfig {
     }
 }
 
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            ensure_topology: true,
-            topology: TopologyConfig::default(),
-            publish_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Json,
-            filter: "info,async_nats=warn,sqlx=warn".into(),
-        }
+impl ServiceConfig for ConfigServiceConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
     }
 }

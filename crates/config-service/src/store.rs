@@ -20,7 +20,7 @@ use auditstream_proto::v1::{
 };
 use prost::Message;
 use sqlx::{
-    AnyPool, Row,
+    AnyPool, Row, SqlSafeStr,
     any::AnyPoolOptions,
     migrate::{Migration, MigrationType, Migrator},
 };
@@ -48,15 +48,19 @@ impl Backend {
     }
 
     fn migrator(self) -> Migrator {
+        // One schema for both backends; only the binary column type is spelled differently.
+        const INITIAL: &str = include_str!("../migrations/0001_initial.sql");
         let sql = match self {
-            Backend::Sqlite => include_str!("../migrations/sqlite/0001_initial.sql"),
-            Backend::Postgres => include_str!("../migrations/postgres/0001_initial.sql"),
+            Backend::Sqlite => sqlx::SqlStr::from_static(INITIAL),
+            Backend::Postgres => {
+                sqlx::AssertSqlSafe(INITIAL.replace("BLOB", "BYTEA")).into_sql_str()
+            }
         };
         Migrator::with_migrations(vec![Migration::new(
             1,
             Cow::Borrowed("initial"),
             MigrationType::Simple,
-            sqlx::SqlStr::from_static(sql),
+            sql,
             false,
         )])
     }

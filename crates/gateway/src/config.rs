@@ -3,9 +3,9 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use auditstream_bus::TopologyConfig;
+use auditstream_bus::NatsConfig;
 use auditstream_model::Limits;
-use auditstream_telemetry::{Secret, logging::LogFormat};
+use auditstream_telemetry::{Secret, logging::LogConfig, service::ServiceConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,19 +30,6 @@ pub struct GatewayConfig {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsConfig {
-    pub url: String,
-    /// Create or update the JetStream streams at start. Turn off where an operator manages
-    /// the streams and the gateway's NATS user may not.
-    pub ensure_topology: bool,
-    pub topology: TopologyConfig,
-    /// Longest wait for JetStream's acknowledgement of one publish before answering 503.
-    #[serde(with = "humantime_serde")]
-    pub publish_timeout: Duration,
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -52,14 +39,6 @@ pub struct AuthConfig {
     /// Accept requests without a token. Only for local experiments; the gateway refuses to
     /// start with no tokens unless this is set.
     pub allow_unauthenticated: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    /// `RUST_LOG` syntax.
-    pub filter: String,
 }
 
 impl Default for GatewayConfig {
@@ -78,26 +57,6 @@ impl Default for GatewayConfig {
     }
 }
 
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            ensure_topology: true,
-            topology: TopologyConfig::default(),
-            publish_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Json,
-            filter: "info,async_nats=warn".into(),
-        }
-    }
-}
-
 impl GatewayConfig {
     /// Checks what serde cannot: values that are individually valid but unusable.
     pub fn validate(&self) -> Result<(), String> {
@@ -112,6 +71,12 @@ impl GatewayConfig {
             return Err("nats.publish_timeout must be greater than zero".into());
         }
         Ok(())
+    }
+}
+
+impl ServiceConfig for GatewayConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
     }
 }
 

@@ -4,11 +4,8 @@
 use std::process::ExitCode;
 
 use auditstream_gateway::{GatewayConfig, Listeners, run};
-use auditstream_telemetry::service::{Args, bind, cancel_on_signal, parse_args};
+use auditstream_telemetry::service::{bind, cancel_on_signal, load_config};
 use tokio_util::sync::CancellationToken;
-
-const USAGE: &str = "usage: auditstream-gateway [--config FILE]\n\
-    Configuration: defaults < FILE (TOML) < AUDITSTREAM_* environment variables (see README).";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,23 +19,15 @@ async fn main() -> ExitCode {
 }
 
 async fn main_inner() -> anyhow::Result<()> {
-    let file =
-        match parse_args(std::env::args().skip(1)).map_err(|e| anyhow::anyhow!("{e}\n{USAGE}"))? {
-            Args::Help => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            Args::Run { config } => config,
-        };
-    let loaded = auditstream_telemetry::load::<GatewayConfig>(file.as_deref(), std::env::vars())?;
-    let config = loaded.config;
-    auditstream_telemetry::logging::init(config.log.format, &config.log.filter);
-    for var in loaded.ignored_env {
-        tracing::warn!(
-            var,
-            "environment variable names no gateway setting; ignored"
-        );
-    }
+    let Some(config) = load_config::<GatewayConfig>(
+        "auditstream-gateway",
+        std::env::args().skip(1),
+        std::env::vars(),
+    )
+    .map_err(anyhow::Error::msg)?
+    else {
+        return Ok(());
+    };
     config.validate().map_err(anyhow::Error::msg)?;
     let listeners = Listeners {
         http: bind(config.http_addr, "http_addr")

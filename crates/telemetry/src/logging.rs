@@ -12,6 +12,24 @@ pub enum LogFormat {
     Text,
 }
 
+/// The `log` section of every service's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `RUST_LOG` syntax.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Json,
+            filter: "info,async_nats=warn,sqlx=warn".into(),
+        }
+    }
+}
+
 /// Installs the global subscriber. `filter` uses `RUST_LOG` syntax (`info,async_nats=warn`).
 /// A second call is a no-op, so tests may call it freely.
 pub fn init(format: LogFormat, filter: &str) {

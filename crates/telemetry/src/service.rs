@@ -4,7 +4,46 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use serde::{Serialize, de::DeserializeOwned};
 use tokio_util::sync::CancellationToken;
+
+use crate::logging::{self, LogConfig};
+
+/// A service's whole configuration.
+pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
+    fn log(&self) -> &LogConfig;
+}
+
+/// The start of every service's `main`: parses `args` (`--config FILE`, `--help`), loads the
+/// configuration from defaults, the file and `env`, installs logging and reports
+/// `AUDITSTREAM_*` variables that named no setting. `None` means help was printed.
+pub fn load_config<C: ServiceConfig>(
+    service: &str,
+    args: impl IntoIterator<Item = String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Option<C>, String> {
+    let usage = format!(
+        "usage: {service} [--config FILE]\n\
+         Configuration: defaults < FILE (TOML) < AUDITSTREAM_* environment variables (see README)."
+    );
+    let file = match parse_args(args).map_err(|e| format!("{e}\n{usage}"))? {
+        Args::Help => {
+            println!("{usage}");
+            return Ok(None);
+        }
+        Args::Run { config } => config,
+    };
+    let loaded = crate::load::<C>(file.as_deref(), env).map_err(|e| e.to_string())?;
+    logging::init(loaded.config.log().format, &loaded.config.log().filter);
+    for var in loaded.ignored_env {
+        tracing::warn!(
+            var,
+            service,
+            "environment variable names no setting of this service; ignored"
+        );
+    }
+    Ok(Some(loaded.config))
+}
 
 /// What the command line asked for.
 pub enum Args {

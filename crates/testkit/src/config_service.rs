@@ -184,34 +184,7 @@ impl ConfigHarness {
     }
 
     pub async fn wait_ready(&self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let ready = reqwest::get(format!("http://{}/readyz", self.ops))
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if ready {
-                return;
-            }
-            if let Some(task) = &self.task
-                && task.is_finished()
-            {
-                panic!("config service exited before it was ready");
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "config service not ready within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub async fn stop(mut self) -> Result<(), String> {
-        self.shutdown.cancel();
-        self.task
-            .take()
-            .expect("running")
-            .await
-            .expect("config service task")
+        crate::wait_ready("config service", self.ops, self.task.as_ref(), timeout).await;
     }
 }
 

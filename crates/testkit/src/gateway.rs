@@ -95,17 +95,7 @@ impl GatewayHarness {
 
     /// Polls `/readyz` until 200; panics after `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.readyz().await != 200 {
-            if let Some(task) = &self.task {
-                assert!(!task.is_finished(), "gateway exited before it was ready");
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "gateway not ready within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::wait_ready("gateway", self.ops, self.task.as_ref(), timeout).await;
     }
 
     /// Stops the gateway gracefully and returns what `run` returned.

@@ -16,3 +16,31 @@ pub use config_service::{
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};
 pub use postgres::PgSchema;
+
+/// Polls `http://<ops>/readyz` until it answers 200. Panics after `timeout`, or as soon as the
+/// service's task has ended (it failed to start), naming `what`.
+pub(crate) async fn wait_ready<T>(
+    what: &str,
+    ops: std::net::SocketAddr,
+    task: Option<&tokio::task::JoinHandle<T>>,
+    timeout: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let ready = reqwest::get(format!("http://{ops}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return;
+        }
+        assert!(
+            !task.is_some_and(|t| t.is_finished()),
+            "{what} exited before it was ready"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} not ready within {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
