@@ -13,6 +13,8 @@ pub const EVENT_TYPE: &str = "Auditstream-Event-Type";
 pub const OCCURRED_AT: &str = "Auditstream-Occurred-At";
 /// When the gateway accepted the event (RFC 3339, UTC); becomes `audit.received_at`.
 pub const RECEIVED_AT: &str = "Auditstream-Received-At";
+/// The stream a delivery message is for.
+pub const STREAM_ID: &str = "Auditstream-Stream-Id";
 /// The config revision a change event carries.
 pub const REVISION: &str = "Auditstream-Revision";
 /// A request-reply error answer (the body then holds nothing).

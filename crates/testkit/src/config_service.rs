@@ -186,6 +186,16 @@ impl ConfigHarness {
     pub async fn wait_ready(&self, timeout: Duration) {
         crate::wait_ready("config service", self.ops, self.task.as_ref(), timeout).await;
     }
+
+    /// Stops the service gracefully and returns what `run` returned.
+    pub async fn stop(mut self) -> Result<(), String> {
+        self.shutdown.cancel();
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("config service task")
+    }
 }
 
 /// A `ConfigService` client that sends `token` as its bearer token.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod router;
 
 use std::time::Duration;
 

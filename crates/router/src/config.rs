@@ -1,0 +1,88 @@
+//! Router configuration (defaults < file < `AUDITSTREAM_*` environment).
+
+use std::{net::SocketAddr, time::Duration};
+
+use auditstream_bus::NatsConfig;
+use auditstream_telemetry::{Secret, logging::LogConfig, service::ServiceConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// `/healthz`, `/readyz`, `/metrics`.
+    pub ops_addr: SocketAddr,
+    pub nats: NatsConfig,
+    pub config_service: ConfigServiceSource,
+    pub consumer: ConsumerConfig,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigServiceSource {
+    pub url: String,
+    /// A token of the config service's `service` role.
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerConfig {
+    /// Durable consumer on AUDIT_INGEST shared by every replica.
+    pub durable_name: String,
+    /// Messages per pull.
+    pub batch: usize,
+    /// Events in flight per replica (each waits for its deliveries' PubAcks).
+    pub concurrency: usize,
+    /// Unacked messages are redelivered after this long (a crashed replica's work).
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Cap on unacked messages across replicas.
+    pub max_ack_pending: i64,
+    /// Redelivery delay after a failed publish.
+    #[serde(with = "humantime_serde")]
+    pub retry_delay: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            ops_addr: ([0, 0, 0, 0], 9092).into(),
+            nats: NatsConfig::default(),
+            config_service: ConfigServiceSource::default(),
+            consumer: ConsumerConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ConfigServiceSource {
+    fn default() -> Self {
+        ConfigServiceSource {
+            url: "http://127.0.0.1:50052".into(),
+            token: Secret::new(""),
+        }
+    }
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            durable_name: "router".into(),
+            batch: 500,
+            concurrency: 256,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 20_000,
+            retry_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ServiceConfig for RouterConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+}

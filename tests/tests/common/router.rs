@@ -1,0 +1,199 @@
+//! A whole pipeline up to AUDIT_DELIVER: nats-server, config service, gateway and router,
+//! plus helpers to publish ingest messages directly and to read deliveries back.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
+use auditstream_bus::{headers, headers::EventMeta, publish_durable, subjects, topology};
+use auditstream_config_service::authz::Role;
+use auditstream_proto::v1 as pb;
+use auditstream_testkit::{
+    ConfigClient, ConfigHarness, Database, GatewayHarness, NatsServer, RouterHarness,
+    test_gateway_config, test_router_config,
+};
+use futures_util::StreamExt;
+
+pub struct Pipeline {
+    pub nats: NatsServer,
+    pub config: Option<ConfigHarness>,
+    pub gateway: GatewayHarness,
+    pub router: RouterHarness,
+    pub admin: ConfigClient,
+    pub service: ConfigClient,
+}
+
+/// Starts everything; `setup` builds the configuration before the router starts.
+pub async fn pipeline(setup: impl AsyncFnOnce(&mut ConfigClient)) -> Pipeline {
+    let nats = NatsServer::start();
+    let config = ConfigHarness::start(&nats.url(), Database::Sqlite, |_| {}).await;
+    let mut admin = config.client_as(Role::PlatformAdmin, None).await;
+    let service = config.client_as(Role::Service, None).await;
+    setup(&mut admin).await;
+    let gateway = GatewayHarness::start(test_gateway_config(&nats.url())).await;
+    let router = RouterHarness::start(test_router_config(&nats.url(), &config.url())).await;
+    Pipeline {
+        nats,
+        config: Some(config),
+        gateway,
+        router,
+        admin,
+        service,
+    }
+}
+
+impl Pipeline {
+    pub async fn revision(&mut self) -> u64 {
+        self.service
+            .get_routing_snapshot(pb::GetRoutingSnapshotRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .revision
+    }
+
+    /// Waits until the router acked every message now in AUDIT_INGEST (the test's events and
+    /// the config service's own self-audit events alike).
+    pub async fn wait_all_processed(&self) {
+        let js = self.nats.jetstream().await;
+        let stream = js.get_stream(topology::INGEST).await.unwrap();
+        let count = stream.get_info().await.unwrap().state.messages;
+        self.wait_processed(count).await;
+    }
+
+    /// Waits until the router acked `count` ingest messages in all.
+    pub async fn wait_processed(&self, count: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let done = self
+                .router
+                .metric("auditstream_router_events_processed_total")
+                .await as u64;
+            if done >= count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "router processed {done} of {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Publishes one ingest message as the gateway would (headers + envelope body).
+pub async fn publish_ingest(
+    js: &jetstream::Context,
+    id: &str,
+    event_type: &str,
+    org: &str,
+    workspace: &str,
+    data: &str,
+) {
+    let body = format!(
+        r#"{{"id":"{id}","event_type":"{event_type}","occurred_at":"2026-11-21T10:15:02.120Z","org_id":"{org}","workspace_id":"{workspace}","data":{data}}}"#
+    );
+    let h = EventMeta {
+        event_id: id,
+        org_id: org,
+        workspace_id: workspace,
+        event_type,
+        occurred_at: "2026-11-21T10:15:02.120Z",
+        received_at: "2026-11-21T10:15:03Z",
+        traceparent: None,
+    }
+    .to_headers();
+    let subject = subjects::ingest(org, workspace, event_type.parse().unwrap()).unwrap();
+    publish_durable(js, subject, id, h, body.into(), Duration::from_secs(10))
+        .await
+        .unwrap();
+}
+
+/// One delivery message as read back.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub subject: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: serde_json::Value,
+}
+
+/// Every message on AUDIT_DELIVER, read by sequence without consuming them (a work-queue
+/// stream allows no second consumer beside the sinks').
+pub async fn deliveries(js: &jetstream::Context) -> Vec<Delivered> {
+    auditstream_testkit::read_stream(js, topology::DELIVER)
+        .await
+        .into_iter()
+        .map(|m| Delivered {
+            subject: m.subject.to_string(),
+            headers: m
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        v.first().map(|v| v.as_str().to_owned()).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            body: serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null),
+        })
+        .collect()
+}
+
+/// Consumes every message of AUDIT_DELIVER (fast, for large counts) and returns, per
+/// `(event id, stream id)`, how many times it was delivered.
+pub async fn drain_deliveries(js: &jetstream::Context) -> BTreeMap<(String, String), usize> {
+    let stream = js.get_stream(topology::DELIVER).await.unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("test-drain".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut counts = BTreeMap::new();
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(2000)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        let mut got = 0;
+        while let Some(m) = batch.next().await {
+            let m = m.unwrap();
+            let get = |name: &str| {
+                m.headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            *counts
+                .entry((get(headers::EVENT_ID), get(headers::STREAM_ID)))
+                .or_default() += 1;
+            m.ack().await.unwrap();
+            got += 1;
+        }
+        if got == 0 {
+            return counts;
+        }
+    }
+}
+
+impl Delivered {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+    pub fn event_id(&self) -> &str {
+        self.header(headers::EVENT_ID)
+    }
+    pub fn stream_id(&self) -> &str {
+        self.header(headers::STREAM_ID)
+    }
+}
