@@ -84,27 +84,10 @@ impl ServiceConfig for GatewayConfig {
 mod tests {
     use super::*;
 
-    /// Every setting's environment variable name, derived from the default configuration.
-    fn env_names(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
-        match value.as_object() {
-            Some(map) => {
-                for (k, v) in map {
-                    env_names(&format!("{prefix}__{}", k.to_ascii_uppercase()), v, out);
-                }
-            }
-            None => out.push(prefix.replacen("__", "_", 1)),
-        }
-    }
-
     #[test]
     fn readme_lists_every_setting() {
         let readme = include_str!("../../../README.md");
-        let mut names = Vec::new();
-        env_names(
-            "AUDITSTREAM",
-            &serde_json::to_value(GatewayConfig::default()).unwrap(),
-            &mut names,
-        );
+        let names = auditstream_telemetry::config::env_var_names::<GatewayConfig>();
         assert!(names.len() > 20, "{names:?}");
         let missing: Vec<_> = names
             .iter()

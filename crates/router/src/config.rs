@@ -86,3 +86,20 @@ impl ServiceConfig for RouterConfig {
         &self.log
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readme_lists_every_setting() {
+        let readme = include_str!("../../../README.md");
+        let names = auditstream_telemetry::config::env_var_names::<RouterConfig>();
+        assert!(names.len() > 10, "{names:?}");
+        let missing: Vec<_> = names
+            .iter()
+            .filter(|n| !readme.contains(n.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "README lacks {missing:?}");
+    }
+}

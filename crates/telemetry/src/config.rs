@@ -114,6 +114,28 @@ where
     })
 }
 
+/// The environment variable of every setting of `T` (from its defaults), e.g.
+/// `AUDITSTREAM_NATS__URL`. Used to check that documentation lists them all.
+pub fn env_var_names<T: Serialize + Default>() -> Vec<String> {
+    fn walk(prefix: &str, value: &Value, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    walk(&format!("{prefix}__{}", k.to_ascii_uppercase()), v, out);
+                }
+            }
+            _ => out.push(prefix.replacen("__", "_", 1)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "AUDITSTREAM",
+        &serde_json::to_value(T::default()).expect("defaults serialize"),
+        &mut out,
+    );
+    out
+}
+
 /// Deep-merges `over` into `base`; objects merge key by key, anything else replaces.
 fn merge(base: &mut Value, over: Value) {
     match (base, over) {
