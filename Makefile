@@ -13,7 +13,7 @@ CARGO       ?= cargo
 # testkit starts this nats-server for every test (the Debian one is too old).
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: test run deps fmt lint unit build clean
+.PHONY: test run deps fmt lint unit build clean bench
 
 deps: $(NATS_SERVER)
 
@@ -42,6 +42,11 @@ fmt:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## bench: micro-benchmark of the router's per-event work (route, RoutingTable::build,
+## Template::compile), release profile; needs nothing but cargo (no nats-server)
+bench:
+	$(CARGO) bench --locked -p auditstream-router --bench pipeline
 
 clean:
 	rm -rf .run

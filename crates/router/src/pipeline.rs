@@ -59,7 +59,13 @@ pub fn route<'t>(
     let Some(effective) = table.tree.resolve(event.workspace_id) else {
         return Outcome::Unroutable("unknown_workspace");
     };
-    if effective.is_empty() {
+    // Most filtering needs only the event type: decide that before reading the body.
+    let candidates: Vec<_> = effective
+        .iter()
+        .filter_map(|scope| table.streams.get(&scope.id))
+        .filter(|s| s.wants_type(event.event_type))
+        .collect();
+    if candidates.is_empty() {
         return Outcome::NotWanted;
     }
     let Ok(text) = std::str::from_utf8(event.body) else {
@@ -81,9 +87,8 @@ pub fn route<'t>(
             f.level.as_deref().and_then(|l| l.parse::<LogLevel>().ok()),
         )
     });
-    let selected: Vec<_> = effective
-        .iter()
-        .filter_map(|scope| table.streams.get(&scope.id))
+    let selected: Vec<_> = candidates
+        .into_iter()
         .filter(|s| s.wants(event.event_type, log_key))
         .collect();
     if selected.is_empty() {

@@ -80,6 +80,11 @@ impl CompiledStream {
         })
     }
 
+    /// The first cut of the selection, needing only the event type.
+    pub fn wants_type(&self, event_type: EventType) -> bool {
+        self.event_types.contains(&event_type)
+    }
+
     /// The stream's event selection (DESIGN §4): the event type, and for log events their
     /// type and level.
     pub fn wants(&self, event_type: EventType, log: Option<(&str, Option<LogLevel>)>) -> bool {
