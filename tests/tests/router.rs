@@ -44,6 +44,14 @@ async fn seed(a: &mut ConfigClient) {
     )
     .await;
     put(a, node("c2", "p1", Customer)).await;
+    put(
+        a,
+        pb::Node {
+            managed: true,
+            ..node("m1", "p1", Workspace)
+        },
+    )
+    .await;
     create_connection(a, s3_connection("conn", "org-acme", SECRET)).await;
     let all = |mut s: pb::Stream| {
         s.selection = Some(EventSelection {
@@ -125,22 +133,32 @@ async fn expected_streams(
 async fn each_event_reaches_exactly_the_streams_explain_names() {
     let mut p = pipeline(async |a: &mut ConfigClient| seed(a).await).await;
     let js = p.nats.jetstream().await;
-    let workspaces = ["ws-direct", "p1", "c1", "c2"];
-    let mut sent = 0;
-    for (phase, partner_enabled) in [
-        ("before", None),
-        ("governed", Some(true)),
-        ("after", Some(false)),
-    ] {
-        if let Some(enabled) = partner_enabled {
-            set_enabled(&mut p.admin, "s-p1-all", enabled)
-                .await
-                .unwrap();
-            let revision = p.revision().await;
-            // Events sent after the router reports the revision are routed by it.
-            p.router.wait_revision(revision).await;
+    let mut workspaces = vec!["ws-direct", "p1", "c1", "c2", "m1"];
+    for phase in ["before", "governed", "after", "org-wide"] {
+        match phase {
+            "governed" | "after" => {
+                set_enabled(&mut p.admin, "s-p1-all", phase == "governed")
+                    .await
+                    .unwrap();
+            }
+            // Automation HQ: an organization stream, then a workspace created after it.
+            "org-wide" => {
+                let mut org = s3_stream("s-org", "org-acme", Descendants, "conn");
+                org.selection = Some(EventSelection {
+                    event_types: ALL_TYPES.iter().map(|t| t.to_string()).collect(),
+                    include_step_details: true,
+                    ..Default::default()
+                });
+                create_stream(&mut p.admin, org).await.unwrap();
+                put(&mut p.admin, node("ws-late", "org-acme", Workspace)).await;
+                workspaces.push("ws-late");
+            }
+            _ => {}
         }
-        for ws in workspaces {
+        // Events sent after the router reports the revision are routed by it.
+        let revision = p.revision().await;
+        p.router.wait_revision(revision).await;
+        for &ws in &workspaces {
             let r = post(
                 &p.gateway,
                 examples_for(ws, phase),
@@ -154,12 +172,11 @@ async fn each_event_reaches_exactly_the_streams_explain_names() {
             )
             .await;
             assert_eq!(r.status, 200, "{}", r.body);
-            sent += 6;
         }
-        p.wait_processed(sent).await;
+        p.wait_all_processed().await;
 
         let delivered = deliveries(&js).await;
-        for ws in workspaces {
+        for &ws in &workspaces {
             for line in example_lines() {
                 let example: serde_json::Value = serde_json::from_str(line).unwrap();
                 let event_type = example["event_type"].as_str().unwrap();
@@ -182,6 +199,18 @@ async fn each_event_reaches_exactly_the_streams_explain_names() {
     let delivered = deliveries(&js).await;
     let to = |stream: &str| delivered.iter().filter(|d| d.stream_id() == stream).count();
     assert!(to("s-p1-all") > 0 && to("s-c1") > 0 && to("s-oem") > 0 && to("s-ws") > 0);
+    // The managed workspace only ever streamed through a governing ancestor.
+    let managed: BTreeSet<&str> = delivered
+        .iter()
+        .filter(|d| d.header(h::WORKSPACE_ID) == "m1")
+        .map(|d| d.stream_id())
+        .collect();
+    assert_eq!(managed, BTreeSet::from(["s-org", "s-p1-all"]));
+    assert!(
+        delivered
+            .iter()
+            .any(|d| d.header(h::WORKSPACE_ID) == "ws-late" && d.stream_id() == "s-org")
+    );
 }
 
 fn check_delivery(

@@ -1269,4 +1269,23 @@ mod tests {
             }
         }
     }
+
+    proptest! {
+        /// Numbers beyond what f64 or u64 hold (as producers do send: 30-digit ids, long
+        /// decimals, tiny exponents) pass through byte for byte, bare and in strings.
+        #[test]
+        fn huge_numbers_are_carried_exactly(
+            digits in "[1-9][0-9]{19,80}",
+            fraction in "[0-9]{1,40}",
+            exponent in -300i32..300,
+        ) {
+            let event = format!(r#"{{"id":{digits},"ratio":-{digits}.{fraction}e{exponent},"s":"{{{{{{now}}}}}} \"q\""}}"#);
+            // serde_json must accept the event, as the gateway does.
+            prop_assume!(serde_json::from_str::<Value>(&event).is_ok());
+            let out = render_str(r#"{"e": {{{log_message}}}, "s": {{{log_message_str}}}}"#, &event);
+            let parsed: Value = serde_json::from_str(&out).unwrap();
+            prop_assert!(out.contains(&event), "bare event changed: {out}");
+            prop_assert_eq!(parsed["s"].as_str().unwrap(), event.as_str());
+        }
+    }
 }
