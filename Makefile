@@ -31,10 +31,10 @@ test: deps
 	$(CARGO) build --workspace --bins --locked  # the make-run scenario runs the real binaries
 	DATABASE_URL="$$(bash deploy/ensure-postgres.sh)" $(CARGO) test --workspace --locked
 
-## run: nats-server (unless AUDITSTREAM_NATS_URL is set), the gateway and the config service
-## (SQLite) with a demo tenant tree, on local defaults
+## run: nats-server (unless AUDITSTREAM_NATS_URL is set), the gateway, the config service
+## (SQLite) with a demo tenant tree, and the router, on local defaults
 run: deps
-	$(CARGO) build --locked --bin auditstream-gateway --bin auditstream-config-service --bin auditctl
+	$(CARGO) build --locked --bin auditstream-gateway --bin auditstream-config-service --bin auditstream-router --bin auditctl
 	bash deploy/run-local.sh
 
 fmt:

@@ -5,7 +5,7 @@
 #
 # Settings (environment): AUDITSTREAM_NATS_URL, RUN_DIR (.run), GATEWAY_HTTP_PORT (8080),
 # GATEWAY_GRPC_PORT (50051), GATEWAY_OPS_PORT (9090), CONFIG_GRPC_PORT (50052),
-# CONFIG_OPS_PORT (9091), CARGO_TARGET_DIR, NATS_SERVER_BIN, BIN_DIR (where the built
+# CONFIG_OPS_PORT (9091), ROUTER_OPS_PORT (9092), CARGO_TARGET_DIR, NATS_SERVER_BIN, BIN_DIR (where the built
 # binaries are; default $CARGO_TARGET_DIR/debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,7 @@ GRPC_PORT=${GATEWAY_GRPC_PORT:-50051}
 OPS_PORT=${GATEWAY_OPS_PORT:-9090}
 CONFIG_PORT=${CONFIG_GRPC_PORT:-50052}
 CONFIG_OPS=${CONFIG_OPS_PORT:-9091}
+ROUTER_OPS=${ROUTER_OPS_PORT:-9092}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN_DIR=${BIN_DIR:-$TARGET_DIR/debug}
 NATS_BIN=${NATS_SERVER_BIN:-.venv/bin/nats-server}
@@ -37,9 +38,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$HTTP_PORT" "$GRPC_PORT" "$OPS_PORT" "$CONFIG_PORT" "$CONFIG_OPS"; do
+for p in "$HTTP_PORT" "$GRPC_PORT" "$OPS_PORT" "$CONFIG_PORT" "$CONFIG_OPS" "$ROUTER_OPS"; do
   if port_in_use "$p"; then
-    echo "error: port $p on 127.0.0.1 is already in use; set GATEWAY_HTTP_PORT / GATEWAY_GRPC_PORT / GATEWAY_OPS_PORT / CONFIG_GRPC_PORT / CONFIG_OPS_PORT" >&2
+    echo "error: port $p on 127.0.0.1 is already in use; set GATEWAY_HTTP_PORT / GATEWAY_GRPC_PORT / GATEWAY_OPS_PORT / CONFIG_GRPC_PORT / CONFIG_OPS_PORT / ROUTER_OPS_PORT" >&2
     exit 1
   fi
 done
@@ -148,6 +149,14 @@ JSON
   ctl stream disable s-globex-all >/dev/null
 fi
 
+# --- router: routes every event to the streams that apply, onto AUDIT_DELIVER ---
+AUDITSTREAM_OPS_ADDR=127.0.0.1:$ROUTER_OPS AUDITSTREAM_NATS__URL=$NATS_URL AUDITSTREAM_NATS__ENSURE_TOPOLOGY=false \
+AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(cat "$RUN_DIR/service-token") \
+AUDITSTREAM_LOG__FORMAT=text \
+  "$BIN_DIR/auditstream-router" 2>"$RUN_DIR/router.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$ROUTER_OPS/readyz" router "${pids[-1]}"
+
 echo
 echo "sending the example events (one per event type)..."
 curl -sS -X POST "http://127.0.0.1:$HTTP_PORT/v1/events" \
@@ -163,6 +172,7 @@ Auditstream is running (Ctrl-C stops it).
   gateway gRPC  127.0.0.1:$GRPC_PORT (auditstream.v1.IngestService)
   ops           http://127.0.0.1:$OPS_PORT/readyz  /metrics
   config gRPC   127.0.0.1:$CONFIG_PORT (auditstream.v1.ConfigService, SQLite at $RUN_DIR/config.db)
+  router ops    http://127.0.0.1:$ROUTER_OPS/metrics
   token         $TOKEN   (in $TOKEN_FILE; producers)
   admin token   in $RUN_DIR/admin-token (auditctl)
   logs          $RUN_DIR/*.log
@@ -181,13 +191,14 @@ Look at the demo tenant tree and the override rule:
   $BIN_DIR/auditctl explain c-initech          # ...and Initech's stream is "overridden by partner p-globex"
   $BIN_DIR/auditctl stream status s-initech
 
-Watch events arrive in JetStream (AUDIT_INGEST):
+Watch events arrive (gateway → AUDIT_INGEST) and get routed (router → AUDIT_DELIVER):
 
   curl -s http://127.0.0.1:$OPS_PORT/metrics | grep auditstream_gateway_events
+  curl -s http://127.0.0.1:$ROUTER_OPS/metrics | grep -E 'auditstream_router_(deliveries|events)' 
 TXT
 if [[ -z "${AUDITSTREAM_NATS_URL:-}" ]]; then
-  echo "  curl -s 'http://127.0.0.1:$NATS_MON/jsz?streams=true' | python3 -m json.tool | grep -A3 AUDIT_INGEST"
+  echo "  curl -s 'http://127.0.0.1:$NATS_MON/jsz?streams=true' | python3 -m json.tool | grep -A8 '\"AUDIT_'"
 fi
 echo
-echo "Routing and delivery to destinations arrive with the router and sink services."
+echo "Deliveries wait in AUDIT_DELIVER until the sink services (next issues) send them on."
 wait -n "${pids[@]}"

@@ -50,7 +50,7 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let run_dir = tempfile::tempdir().unwrap();
     let (http, grpc, ops) = (free_port(), free_port(), free_port());
-    let (config_grpc, config_ops) = (free_port(), free_port());
+    let (config_grpc, config_ops, router_ops) = (free_port(), free_port(), free_port());
     let bins = bin_dir();
     let mut child = Command::new("bash")
         .arg(root.join("deploy/run-local.sh"))
@@ -61,6 +61,7 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
         .env("GATEWAY_OPS_PORT", ops.to_string())
         .env("CONFIG_GRPC_PORT", config_grpc.to_string())
         .env("CONFIG_OPS_PORT", config_ops.to_string())
+        .env("ROUTER_OPS_PORT", router_ops.to_string())
         .env("BIN_DIR", &bins)
         .env("NATS_SERVER_BIN", auditstream_testkit::nats_server_bin())
         .stdout(Stdio::piped())
@@ -106,6 +107,22 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    // The router routed the examples (ws-cust-17's stream takes every event type).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while auditstream_testkit::metric(
+        ([127, 0, 0, 1], router_ops).into(),
+        r#"auditstream_router_deliveries_total{sink_type="http"}"#,
+    )
+    .await
+        < 7.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the router did not route the examples"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // The demo tree is there, and the printed auditctl commands show the override rule.
     let admin = std::fs::read_to_string(run_dir.path().join("admin-token")).unwrap();
     let ctl = |args: &[&str]| {
@@ -147,7 +164,7 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
     // Its exit status is the interrupted `wait`'s (130), as for any Ctrl-C'd script; what
     // matters is that it returns and leaves nothing running.
     child.wait().unwrap();
-    for port in [http, grpc, ops, config_grpc, config_ops] {
+    for port in [http, grpc, ops, config_grpc, config_ops, router_ops] {
         assert!(
             TcpStream::connect(("127.0.0.1", port)).is_err(),
             "port {port} still served after Ctrl-C"
