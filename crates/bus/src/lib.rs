@@ -13,4 +13,6 @@ pub mod topology;
 
 pub use config::NatsConfig;
 pub use publish::{Ack, PublishError, connect, jetstream_context, publish_durable};
-pub use topology::{StreamChange, TopologyConfig, TopologyError, ensure_topology};
+pub use topology::{
+    StreamChange, TopologyConfig, TopologyError, TopologyKeeper, TopologyState, ensure_topology,
+};

@@ -213,3 +213,62 @@ fn same_settings(have: &jetstream::stream::Config, want: &jetstream::stream::Con
         && have.duplicate_window == want.duplicate_window
         && have.allow_direct == want.allow_direct
 }
+
+/// Follows a NATS connection and (re-)ensures the topology after every (re)connect, so a
+/// NATS that lost its state gets its streams back. Services call [`TopologyKeeper::tick`]
+/// from their readiness loop.
+pub struct TopologyKeeper {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: crate::NatsConfig,
+    was_connected: bool,
+    ensured: bool,
+}
+
+/// What a tick saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopologyState {
+    pub connected: bool,
+    /// The streams are in place (always true when `ensure_topology` is off: someone else
+    /// owns them).
+    pub ensured: bool,
+    /// The connection came (back) since the previous tick.
+    pub reconnected: bool,
+}
+
+impl TopologyKeeper {
+    pub fn new(
+        client: async_nats::Client,
+        js: jetstream::Context,
+        config: crate::NatsConfig,
+    ) -> Self {
+        let ensured = !config.ensure_topology;
+        TopologyKeeper {
+            client,
+            js,
+            config,
+            was_connected: false,
+            ensured,
+        }
+    }
+
+    pub async fn tick(&mut self) -> TopologyState {
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        let reconnected = connected && !self.was_connected;
+        if self.config.ensure_topology && connected && (reconnected || !self.ensured) {
+            match ensure_topology(&self.js, &self.config.topology).await {
+                Ok(_) => self.ensured = true,
+                Err(e) => {
+                    self.ensured = false;
+                    tracing::error!(error = %e, "cannot ensure JetStream topology; will retry");
+                }
+            }
+        }
+        self.was_connected = connected;
+        TopologyState {
+            connected,
+            ensured: self.ensured,
+            reconnected,
+        }
+    }
+}

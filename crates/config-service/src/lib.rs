@@ -30,7 +30,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use auditstream_bus::{connect, ensure_topology, jetstream_context};
+use auditstream_bus::{connect, jetstream_context};
 use auditstream_proto::v1::config_service_server::ConfigServiceServer;
 use auditstream_telemetry::OpsState;
 use prometheus_client::registry::Registry;
@@ -163,21 +163,11 @@ async fn watch(
     shutdown: CancellationToken,
 ) {
     const SERVICE: &str = "auditstream.v1.ConfigService";
-    let mut topology_ready = !config.nats.ensure_topology;
-    let mut was_connected = false;
+    let mut keeper = auditstream_bus::TopologyKeeper::new(nats, js, config.nats.clone());
     loop {
-        let connected = nats.connection_state() == async_nats::connection::State::Connected;
-        if connected && (!was_connected || !topology_ready) && config.nats.ensure_topology {
-            match ensure_topology(&js, &config.nats.topology).await {
-                Ok(_) => topology_ready = true,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot ensure JetStream topology; will retry")
-                }
-            }
-        }
-        was_connected = connected;
+        let state = keeper.tick().await;
         let db_ok = store.revision().await.is_ok();
-        let is_ready = connected && topology_ready && db_ok;
+        let is_ready = state.connected && state.ensured && db_ok;
         ready.store(is_ready, Ordering::Release);
         let status = if is_ready {
             tonic_health::ServingStatus::Serving

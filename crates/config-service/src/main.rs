@@ -1,42 +1,22 @@
 //! `auditstream-config-service`: loads configuration, binds, and serves until SIGINT or
 //! SIGTERM.
 
-use std::process::ExitCode;
-
 use auditstream_config_service::{ConfigServiceConfig, Listeners, run};
-use auditstream_telemetry::service::{bind, cancel_on_signal, load_config};
-use tokio_util::sync::CancellationToken;
+use auditstream_telemetry::service::{bind, service_main};
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    match main_inner().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("auditstream-config-service: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn main_inner() -> anyhow::Result<()> {
-    let Some(config) = load_config::<ConfigServiceConfig>(
+async fn main() -> std::process::ExitCode {
+    service_main(
         "auditstream-config-service",
-        std::env::args().skip(1),
-        std::env::vars(),
+        |config: ConfigServiceConfig, shutdown| async move {
+            let listeners = Listeners {
+                grpc: bind(config.grpc_addr, "grpc_addr").await?,
+                ops: bind(config.ops_addr, "ops_addr").await?,
+            };
+            run(config, listeners, shutdown)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        },
     )
-    .map_err(anyhow::Error::msg)?
-    else {
-        return Ok(());
-    };
-    let listeners = Listeners {
-        grpc: bind(config.grpc_addr, "grpc_addr")
-            .await
-            .map_err(anyhow::Error::msg)?,
-        ops: bind(config.ops_addr, "ops_addr")
-            .await
-            .map_err(anyhow::Error::msg)?,
-    };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    run(config, listeners, shutdown).await
+    .await
 }

@@ -25,7 +25,7 @@ use std::{
 
 use anyhow::Context as _;
 use async_nats::connection::State;
-use auditstream_bus::{connect, ensure_topology, jetstream_context};
+use auditstream_bus::{TopologyKeeper, connect, jetstream_context};
 use auditstream_model::Limits;
 use auditstream_proto::v1::ingest_service_server::IngestServiceServer;
 use auditstream_telemetry::OpsState;
@@ -180,24 +180,13 @@ async fn watch_connection(
     shutdown: CancellationToken,
 ) {
     const SERVICE: &str = "auditstream.v1.IngestService";
-    let mut was_connected = false;
+    let mut keeper = TopologyKeeper::new(client.clone(), js, config.nats.clone());
     loop {
-        let connected = client.connection_state() == State::Connected;
-        if connected && !was_connected {
+        let state = keeper.tick().await;
+        if state.reconnected {
             check_max_payload(&client, &config.limits);
         }
-        if connected
-            && config.nats.ensure_topology
-            && (!was_connected || !topology_ready.load(Ordering::Acquire))
-        {
-            match ensure_topology(&js, &config.nats.topology).await {
-                Ok(_) => topology_ready.store(true, Ordering::Release),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot ensure JetStream topology; will retry")
-                }
-            }
-        }
-        was_connected = connected;
+        topology_ready.store(state.ensured, Ordering::Release);
         let status = if readiness(&client, &topology_ready).is_ok() {
             tonic_health::ServingStatus::Serving
         } else {

@@ -136,6 +136,15 @@ pub fn env_var_names<T: Serialize + Default>() -> Vec<String> {
     out
 }
 
+/// Panics naming every setting of `T` whose environment variable `doc` does not mention:
+/// the services' tests run it on the README so the configuration table cannot fall behind.
+pub fn assert_documented<T: Serialize + Default>(doc: &str) {
+    let names = env_var_names::<T>();
+    assert!(names.len() > 5, "{names:?}");
+    let missing: Vec<_> = names.iter().filter(|n| !doc.contains(n.as_str())).collect();
+    assert!(missing.is_empty(), "the README lacks {missing:?}");
+}
+
 /// Deep-merges `over` into `base`; objects merge key by key, anything else replaces.
 fn merge(base: &mut Value, over: Value) {
     match (base, over) {

@@ -104,3 +104,30 @@ pub async fn serve_with_grace<T>(
         }
     }
 }
+
+/// A whole service `main`: loads `C` (see [`load_config`]), cancels the token on SIGINT or
+/// SIGTERM, and runs `start`. Errors are printed as `<service>: <error>` with exit code 1.
+pub async fn service_main<C, F, Fut>(service: &str, start: F) -> std::process::ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(C, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let config = match load_config::<C>(service, std::env::args().skip(1), std::env::vars()) {
+        Ok(Some(config)) => config,
+        Ok(None) => return std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    match start(config, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{service}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
