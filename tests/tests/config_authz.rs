@@ -829,3 +829,49 @@ async fn a_partner_admin_cannot_use_another_partners_connection() {
         "{err:?}"
     );
 }
+
+/// A scoped admin cannot tell a missing id from one in another subtree: both are
+/// PERMISSION_DENIED. Unscoped principals get NOT_FOUND for what does not exist.
+#[tokio::test]
+async fn scoped_admins_cannot_probe_for_existence() {
+    use auditstream_proto::v1 as pb;
+    let mut s = common::config::config_stack().await;
+    common::config::tree(
+        &mut s.admin,
+        &[
+            ("org", "", pb::NodeKind::Organization),
+            ("p1", "org", pb::NodeKind::Partner),
+            ("p2", "org", pb::NodeKind::Partner),
+        ],
+    )
+    .await;
+    let mut p2 = s
+        .config
+        .client_as(
+            auditstream_config_service::authz::Role::PartnerAdmin,
+            Some("p2"),
+        )
+        .await;
+    for id in ["p1", "no-such-node"] {
+        let err = p2
+            .get_node(pb::GetNodeRequest { id: id.into() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{id}");
+    }
+    for id in ["no-such-stream"] {
+        let err = p2
+            .get_stream(pb::GetStreamRequest { id: id.into() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{id}");
+    }
+    let err = s
+        .admin
+        .get_node(pb::GetNodeRequest {
+            id: "no-such-node".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}

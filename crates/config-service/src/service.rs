@@ -39,8 +39,18 @@ pub struct Service {
 
 type Rpc<T> = Result<Response<T>, Status>;
 
-fn not_found(what: &str, id: &str) -> ServiceError {
-    ServiceError::NotFound(format!("{what} {id} does not exist"))
+/// A missing object. A scoped admin gets the same answer as for an object outside its scope,
+/// so ids in other tenants' subtrees cannot be probed for existence.
+fn not_found(p: &Principal, what: &str, id: &str) -> ServiceError {
+    if p.scope().is_some() {
+        ServiceError::PermissionDenied(format!(
+            "{} ({}) may not read {what} {id}",
+            p.name,
+            p.role_name()
+        ))
+    } else {
+        ServiceError::NotFound(format!("{what} {id} does not exist"))
+    }
 }
 
 fn reply<T>(r: Result<T, ServiceError>) -> Rpc<T> {
@@ -81,19 +91,26 @@ impl Service {
         s
     }
 
-    fn node<'w>(world: &'w World, id: &str) -> Result<&'w Node, ServiceError> {
-        world.nodes.get(id).ok_or_else(|| not_found("node", id))
+    fn node<'w>(p: &Principal, world: &'w World, id: &str) -> Result<&'w Node, ServiceError> {
+        world.nodes.get(id).ok_or_else(|| not_found(p, "node", id))
     }
 
-    fn stream<'w>(world: &'w World, id: &str) -> Result<&'w Stream, ServiceError> {
-        world.streams.get(id).ok_or_else(|| not_found("stream", id))
+    fn stream<'w>(p: &Principal, world: &'w World, id: &str) -> Result<&'w Stream, ServiceError> {
+        world
+            .streams
+            .get(id)
+            .ok_or_else(|| not_found(p, "stream", id))
     }
 
-    fn connection<'w>(world: &'w World, id: &str) -> Result<&'w StoredConnection, ServiceError> {
+    fn connection<'w>(
+        p: &Principal,
+        world: &'w World,
+        id: &str,
+    ) -> Result<&'w StoredConnection, ServiceError> {
         world
             .connections
             .get(id)
-            .ok_or_else(|| not_found("connection", id))
+            .ok_or_else(|| not_found(p, "connection", id))
     }
 
     /// The stored connection with its secrets.
@@ -149,7 +166,7 @@ impl Service {
                 "required: a connection and a target",
             ));
         }
-        let conn = Self::connection(world, cid)?;
+        let conn = Self::connection(principal, world, cid)?;
         let usable = world.tree.is_within(&stream.node_id, &conn.public.node_id);
         if !usable || principal.check_read(world, &conn.public.node_id).is_err() {
             return Err(ServiceError::PermissionDenied(format!(
@@ -217,7 +234,7 @@ impl ConfigService for Service {
                                 return Err(ServiceError::PermissionDenied("only a platform admin may create roots".into()));
                             }
                             if !node.parent_id.is_empty() {
-                                Self::node(world, &node.parent_id)?;
+                                Self::node(&p, world, &node.parent_id)?;
                                 p.check_write(world, &node.parent_id)?;
                             }
                         }
@@ -228,7 +245,7 @@ impl ConfigService for Service {
                                 return Err(ServiceError::PermissionDenied("only a platform admin may create roots".into()));
                             }
                         } else {
-                            Self::node(world, &node.parent_id)?;
+                            Self::node(&p, world, &node.parent_id)?;
                             p.check_write(world, &node.parent_id)?;
                             if p.role == crate::authz::Role::WorkspaceAdmin {
                                 return Err(ServiceError::PermissionDenied(format!(
@@ -254,7 +271,7 @@ impl ConfigService for Service {
         let p = self.principal(&request)?;
         let world = self.store.load().await?;
         let id = &request.get_ref().id;
-        let node = Self::node(&world, id)?;
+        let node = Self::node(&p, &world, id)?;
         p.check_read(&world, id)?;
         Ok(Response::new(node.clone()))
     }
@@ -278,7 +295,7 @@ impl ConfigService for Service {
                     .collect(),
             }
         } else {
-            Self::node(&world, parent)?;
+            Self::node(&p, &world, parent)?;
             p.check_read(&world, parent)?;
             world
                 .nodes
@@ -298,7 +315,7 @@ impl ConfigService for Service {
         let pb::DeleteNodeRequest { id, cascade } = request.into_inner();
         reply(
             self.commit(|world| {
-                Self::node(world, &id)?;
+                Self::node(&p, world, &id)?;
                 p.check_write(world, &id)?;
                 if p.scope() == Some(id.as_str()) {
                     return Err(ServiceError::PermissionDenied(format!("{} may not delete the node it administers", p.name)));
@@ -356,7 +373,7 @@ impl ConfigService for Service {
         let stored = self.seal(conn);
         reply(
             self.commit(|world| {
-                Self::node(world, &stored.public.node_id)?;
+                Self::node(&p, world, &stored.public.node_id)?;
                 p.check_write(world, &stored.public.node_id)?;
                 if world.connections.contains_key(&stored.public.id) {
                     return Err(ServiceError::AlreadyExists(format!(
@@ -380,7 +397,7 @@ impl ConfigService for Service {
     async fn get_connection(&self, request: Request<pb::GetConnectionRequest>) -> Rpc<Connection> {
         let p = self.principal(&request)?;
         let world = self.store.load().await?;
-        let conn = Self::connection(&world, &request.get_ref().id)?;
+        let conn = Self::connection(&p, &world, &request.get_ref().id)?;
         p.check_read(&world, &conn.public.node_id)?;
         Ok(Response::new(conn.public.clone()))
     }
@@ -395,7 +412,7 @@ impl ConfigService for Service {
             node_id,
             include_inherited,
         } = request.into_inner();
-        Self::node(&world, &node_id)?;
+        Self::node(&p, &world, &node_id)?;
         p.check_read(&world, &node_id)?;
         let connections = world
             .connections
@@ -422,7 +439,7 @@ impl ConfigService for Service {
             .connection
             .ok_or_else(|| Status::from(invalid("connection", "required")))?;
         let world = self.store.load().await?;
-        let old = Self::connection(&world, &update.id)?;
+        let old = Self::connection(&p, &world, &update.id)?;
         p.check_write(&world, &old.public.node_id)?;
         if !update.node_id.is_empty() && update.node_id != old.public.node_id {
             return Err(invalid(
@@ -468,7 +485,7 @@ impl ConfigService for Service {
         let stored = self.seal(full);
         reply(
             self.commit(|world| {
-                let current = Self::connection(world, &stored.public.id)?;
+                let current = Self::connection(&p, world, &stored.public.id)?;
                 if current.public.version != expected_version {
                     return Err(ServiceError::Aborted(format!(
                         "connection {} changed concurrently; retry",
@@ -506,7 +523,7 @@ impl ConfigService for Service {
         let id = request.into_inner().id;
         reply(
             self.commit(|world| {
-                let conn = Self::connection(world, &id)?;
+                let conn = Self::connection(&p, world, &id)?;
                 p.check_write(world, &conn.public.node_id)?;
                 let users: Vec<&str> = world
                     .streams
@@ -533,7 +550,7 @@ impl ConfigService for Service {
         let p = self.principal(&request)?;
         let world = self.store.load().await?;
         let id = request.into_inner().connection_id;
-        let conn = Self::connection(&world, &id)?;
+        let conn = Self::connection(&p, &world, &id)?;
         p.check_read(&world, &conn.public.node_id)?;
         let sink = credentials::sink_type(&conn.public)
             .ok_or_else(|| ServiceError::Internal(format!("connection {id} has no credentials")))?;
@@ -550,14 +567,14 @@ impl ConfigService for Service {
         stream.revision = 0;
         {
             let world = self.store.load().await?;
-            Self::node(&world, &stream.node_id)?;
+            Self::node(&p, &world, &stream.node_id)?;
             p.check_write(&world, &stream.node_id)?;
             self.validate_stream(&world, &p, &stream).await?;
         }
         reply(
             self.commit(|world| {
                 // Re-checked inside the transaction: the world may have moved since.
-                Self::node(world, &stream.node_id)?;
+                Self::node(&p, world, &stream.node_id)?;
                 p.check_write(world, &stream.node_id)?;
                 Self::check_connection_use(world, &p, &stream)?;
                 if world.streams.contains_key(&stream.id) {
@@ -587,7 +604,7 @@ impl ConfigService for Service {
     async fn get_stream(&self, request: Request<pb::GetStreamRequest>) -> Rpc<Stream> {
         let p = self.principal(&request)?;
         let world = self.store.load().await?;
-        let stream = Self::stream(&world, &request.get_ref().id)?;
+        let stream = Self::stream(&p, &world, &request.get_ref().id)?;
         p.check_read(&world, &stream.node_id)?;
         Ok(Response::new(Self::present(&world, stream)))
     }
@@ -599,7 +616,7 @@ impl ConfigService for Service {
         let p = self.principal(&request)?;
         let world = self.store.load().await?;
         let node_id = &request.get_ref().node_id;
-        Self::node(&world, node_id)?;
+        Self::node(&p, &world, node_id)?;
         p.check_read(&world, node_id)?;
         let streams = world
             .streams
@@ -621,7 +638,7 @@ impl ConfigService for Service {
             return Err(invalid("update_mask", "name at least one field to change").into());
         }
         let world = self.store.load().await?;
-        let old = Self::stream(&world, &update.id)?.clone();
+        let old = Self::stream(&p, &world, &update.id)?.clone();
         p.check_write(&world, &old.node_id)?;
         let mut new = old.clone();
         for field in &update_mask {
@@ -646,7 +663,7 @@ impl ConfigService for Service {
         self.validate_stream(&world, &p, &new).await?;
         reply(
             self.commit(|world| {
-                let current = Self::stream(world, &new.id)?;
+                let current = Self::stream(&p, world, &new.id)?;
                 if current.version != old.version {
                     return Err(ServiceError::Aborted(format!(
                         "stream {} changed concurrently; retry",
@@ -680,7 +697,7 @@ impl ConfigService for Service {
         let pb::SetStreamEnabledRequest { id, enabled } = request.into_inner();
         reply(
             self.commit(|world| {
-                let old = Self::stream(world, &id)?;
+                let old = Self::stream(&p, world, &id)?;
                 p.check_write(world, &old.node_id)?;
                 let mut new = old.clone();
                 if old.enabled == enabled {
@@ -718,7 +735,7 @@ impl ConfigService for Service {
         let id = request.into_inner().id;
         reply(
             self.commit(|world| {
-                let stream = Self::stream(world, &id)?;
+                let stream = Self::stream(&p, world, &id)?;
                 p.check_write(world, &stream.node_id)?;
                 let audit = if stream.enabled {
                     vec![audit::streaming_toggled(world, &p, stream, false)]
@@ -739,12 +756,12 @@ impl ConfigService for Service {
         let p = self.principal(&request)?;
         let world = self.store.load().await?;
         let ws = request.into_inner().workspace_id;
-        Self::node(&world, &ws)?;
+        Self::node(&p, &world, &ws)?;
         p.check_read(&world, &ws)?;
         let explanation = world
             .tree
             .explain(&ws)
-            .ok_or_else(|| not_found("node", &ws))?;
+            .ok_or_else(|| not_found(&p, "node", &ws))?;
         let path = world
             .tree
             .path(&ws)
@@ -783,7 +800,7 @@ impl ConfigService for Service {
         let p = self.principal(&request)?;
         let world = self.store.load().await?;
         let id = request.into_inner().stream_id;
-        let stream = Self::stream(&world, &id)?;
+        let stream = Self::stream(&p, &world, &id)?;
         p.check_read(&world, &stream.node_id)?;
         let status = self.store.get_status(&id).await?;
         Ok(Response::new(status.unwrap_or(StreamStatus {
@@ -813,11 +830,12 @@ impl ConfigService for Service {
         &self,
         request: Request<pb::GetDestinationRequest>,
     ) -> Rpc<DestinationDetails> {
-        self.principal(&request)?.check_service()?;
+        let p = self.principal(&request)?;
+        p.check_service()?;
         let world = self.store.load().await?;
         let (stream, connection_id) = match request.into_inner().key {
             Some(Key::StreamId(id)) => {
-                let s = Self::present(&world, Self::stream(&world, &id)?);
+                let s = Self::present(&world, Self::stream(&p, &world, &id)?);
                 let cid = s
                     .destination
                     .as_ref()
@@ -828,7 +846,7 @@ impl ConfigService for Service {
             Some(Key::ConnectionId(id)) => (None, id),
             None => return Err(invalid("key", "stream_id or connection_id is required").into()),
         };
-        let connection = self.open(Self::connection(&world, &connection_id)?)?;
+        let connection = self.open(Self::connection(&p, &world, &connection_id)?)?;
         Ok(Response::new(DestinationDetails {
             stream,
             connection: Some(connection),
@@ -836,13 +854,14 @@ impl ConfigService for Service {
     }
 
     async fn report_status(&self, request: Request<pb::ReportStatusRequest>) -> Rpc<StreamStatus> {
-        self.principal(&request)?.check_service()?;
+        let p = self.principal(&request)?;
+        p.check_service()?;
         let mut status = request
             .into_inner()
             .status
             .ok_or_else(|| Status::from(invalid("status", "required")))?;
         let world = self.store.load().await?;
-        Self::stream(&world, &status.stream_id)?;
+        Self::stream(&p, &world, &status.stream_id)?;
         status.updated_at = audit::now_rfc3339();
         self.store.put_status(&status).await?;
         Ok(Response::new(status))
