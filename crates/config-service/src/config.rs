@@ -20,6 +20,8 @@ pub struct ConfigServiceConfig {
     pub auth: AuthConfig,
     pub secrets: SecretsConfig,
     pub http: HttpPolicyConfig,
+    /// E-mail to scope admins when a destination breaks and recovers.
+    pub notifications: crate::notify::NotifyConfig,
     /// Longest wait for a sink to answer ListTargets.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -56,6 +58,7 @@ impl Default for ConfigServiceConfig {
             auth: AuthConfig::default(),
             secrets: SecretsConfig::default(),
             http: HttpPolicyConfig::default(),
+            notifications: crate::notify::NotifyConfig::default(),
             request_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),

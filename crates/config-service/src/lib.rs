@@ -16,6 +16,7 @@ pub mod credentials;
 pub mod crypto;
 pub mod error;
 pub mod feed;
+pub mod notify;
 pub mod service;
 pub mod store;
 mod targets;
@@ -77,6 +78,11 @@ pub async fn run(
         health_reporter,
         shutdown.clone(),
     ));
+    let mailer = tokio::spawn(notify::run_mailer(
+        store.clone(),
+        config.notifications.clone(),
+        shutdown.clone(),
+    ));
     let publisher = tokio::spawn(feed::run_publisher(
         store.clone(),
         js,
@@ -93,6 +99,7 @@ pub async fn run(
         committed,
         nats: nats.clone(),
         request_timeout: config.request_timeout,
+        notifications: config.notifications.clone(),
     };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(auditstream_proto::FILE_DESCRIPTOR_SET)
@@ -137,7 +144,7 @@ pub async fn run(
     .await
     .unwrap_or(Ok(((), ())));
     shutdown.cancel();
-    let _ = tokio::join!(watcher, publisher);
+    let _ = tokio::join!(watcher, publisher, mailer);
     let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
     tracing::info!("config service stopped");
     served.map(|_| ())

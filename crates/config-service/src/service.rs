@@ -35,6 +35,7 @@ pub struct Service {
     /// For ListTargets, answered by the sinks over NATS request-reply.
     pub(crate) nats: async_nats::Client,
     pub(crate) request_timeout: Duration,
+    pub(crate) notifications: crate::notify::NotifyConfig,
 }
 
 type Rpc<T> = Result<Response<T>, Status>;
@@ -863,7 +864,17 @@ impl ConfigService for Service {
         let world = self.store.load().await?;
         Self::stream(&p, &world, &status.stream_id)?;
         status.updated_at = audit::now_rfc3339();
+        let previous = self.store.get_status(&status.stream_id).await?;
         self.store.put_status(&status).await?;
+        // Mail is queued, not sent, here: a slow SMTP server never slows a sink's report.
+        crate::notify::on_status(
+            &self.store,
+            &world,
+            &self.notifications,
+            previous.as_ref(),
+            &status,
+        )
+        .await?;
         Ok(Response::new(status))
     }
 }

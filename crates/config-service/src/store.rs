@@ -49,20 +49,33 @@ impl Backend {
 
     fn migrator(self) -> Migrator {
         // One schema for both backends; only the binary column type is spelled differently.
-        const INITIAL: &str = include_str!("../migrations/0001_initial.sql");
-        let sql = match self {
-            Backend::Sqlite => sqlx::SqlStr::from_static(INITIAL),
-            Backend::Postgres => {
-                sqlx::AssertSqlSafe(INITIAL.replace("BLOB", "BYTEA")).into_sql_str()
-            }
-        };
-        Migrator::with_migrations(vec![Migration::new(
-            1,
-            Cow::Borrowed("initial"),
-            MigrationType::Simple,
-            sql,
-            false,
-        )])
+        const MIGRATIONS: [(i64, &str, &str); 2] = [
+            (1, "initial", include_str!("../migrations/0001_initial.sql")),
+            (
+                2,
+                "notifications",
+                include_str!("../migrations/0002_notifications.sql"),
+            ),
+        ];
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                let sql = match self {
+                    Backend::Sqlite => sqlx::SqlStr::from_static(sql),
+                    Backend::Postgres => {
+                        sqlx::AssertSqlSafe(sql.replace("BLOB", "BYTEA")).into_sql_str()
+                    }
+                };
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql,
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
     }
 }
 
@@ -172,6 +185,22 @@ pub struct Plan<T> {
     pub audit: Vec<Vec<u8>>,
     /// Whatever the caller wants back (e.g. the stored object).
     pub output: T,
+}
+
+/// An e-mail to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+/// A mail waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct QueuedMail {
+    pub id: String,
+    pub mail: Mail,
+    pub attempts: u32,
 }
 
 /// An unpublished change from the outbox.
@@ -322,6 +351,101 @@ impl Store {
             sqlx::query("INSERT INTO stream_status (stream_id, body) VALUES ($1, $2)")
                 .bind(status.stream_id.as_str())
                 .bind(body)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Queues a mail (sent by the mailer task).
+    pub async fn enqueue_mail(&self, mail: &Mail, now_ms: i64) -> Result<(), ServiceError> {
+        sqlx::query("INSERT INTO mail_outbox (id, recipients, subject, body, attempts, next_attempt, sent) VALUES ($1, $2, $3, $4, 0, $5, 0)")
+            .bind(auditstream_model::new_event_id())
+            .bind(mail.recipients.join(","))
+            .bind(mail.subject.as_str())
+            .bind(mail.body.as_str())
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Unsent mails whose next attempt is due.
+    pub async fn due_mails(&self, now_ms: i64) -> Result<Vec<QueuedMail>, ServiceError> {
+        let rows = sqlx::query("SELECT id, recipients, subject, body, attempts FROM mail_outbox WHERE sent = 0 AND next_attempt <= $1 ORDER BY next_attempt LIMIT 50")
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|r| {
+                let recipients: String = r.try_get(1).map_err(db)?;
+                Ok(QueuedMail {
+                    id: r.try_get(0).map_err(db)?,
+                    mail: Mail {
+                        recipients: recipients.split(',').map(str::to_owned).collect(),
+                        subject: r.try_get(2).map_err(db)?,
+                        body: r.try_get(3).map_err(db)?,
+                    },
+                    attempts: r.try_get::<i64, _>(4).map_err(db)? as u32,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn mail_sent(&self, id: &str) -> Result<(), ServiceError> {
+        sqlx::query("UPDATE mail_outbox SET sent = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    pub async fn mail_failed(
+        &self,
+        id: &str,
+        error: &str,
+        next_attempt_ms: i64,
+    ) -> Result<(), ServiceError> {
+        sqlx::query("UPDATE mail_outbox SET attempts = attempts + 1, next_attempt = $2, last_error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(next_attempt_ms)
+            .bind(error)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// When the last "broken" mail for `stream_id` was queued (ms since the epoch).
+    pub async fn last_broken_mail(&self, stream_id: &str) -> Result<Option<i64>, ServiceError> {
+        let row = sqlx::query("SELECT last_broken_mail FROM mail_state WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| r.try_get::<i64, _>(0).map_err(db)).transpose()
+    }
+
+    pub async fn set_last_broken_mail(
+        &self,
+        stream_id: &str,
+        at_ms: i64,
+    ) -> Result<(), ServiceError> {
+        let updated =
+            sqlx::query("UPDATE mail_state SET last_broken_mail = $2 WHERE stream_id = $1")
+                .bind(stream_id)
+                .bind(at_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        if updated.rows_affected() == 0 {
+            sqlx::query("INSERT INTO mail_state (stream_id, last_broken_mail) VALUES ($1, $2)")
+                .bind(stream_id)
+                .bind(at_ms)
                 .execute(&self.pool)
                 .await
                 .map_err(db)?;

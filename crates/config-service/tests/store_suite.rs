@@ -297,6 +297,41 @@ async fn a_cycle_is_refused_before_writing(url: String) {
     assert_eq!(store.revision().await.unwrap(), 2);
 }
 
+async fn the_mail_outbox_retries_until_sent(url: String) {
+    use auditstream_config_service::store::Mail;
+    let store = Store::connect(&url, 4).await.unwrap();
+    let mail = Mail {
+        recipients: vec!["a@x.example".into(), "b@x.example".into()],
+        subject: "broken".into(),
+        body: "what to fix".into(),
+    };
+    store.enqueue_mail(&mail, 1_000).await.unwrap();
+    assert!(
+        store.due_mails(999).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    let due = store.due_mails(1_000).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].mail.clone(), due[0].attempts), (mail, 0));
+    store
+        .mail_failed(&due[0].id, "connection refused", 5_000)
+        .await
+        .unwrap();
+    assert!(
+        store.due_mails(4_999).await.unwrap().is_empty(),
+        "backed off"
+    );
+    let due = store.due_mails(5_000).await.unwrap();
+    assert_eq!(due[0].attempts, 1);
+    store.mail_sent(&due[0].id).await.unwrap();
+    assert!(store.due_mails(i64::MAX).await.unwrap().is_empty());
+
+    assert_eq!(store.last_broken_mail("s1").await.unwrap(), None);
+    store.set_last_broken_mail("s1", 7).await.unwrap();
+    store.set_last_broken_mail("s1", 9).await.unwrap();
+    assert_eq!(store.last_broken_mail("s1").await.unwrap(), Some(9));
+}
+
 macro_rules! store_suite {
     ($($test:ident),* $(,)?) => {
         mod on_sqlite {
@@ -323,4 +358,5 @@ store_suite!(
     puts_replace_and_deletes_remove,
     concurrent_writers_never_share_a_revision,
     a_cycle_is_refused_before_writing,
+    the_mail_outbox_retries_until_sent,
 );

@@ -10,6 +10,7 @@ mod gateway;
 mod nats;
 mod postgres;
 mod router;
+mod smtp;
 
 pub use config_service::{
     Bearer, ConfigClient, ConfigHarness, Database, TOKENS, TestToken, test_config_service_config,
@@ -18,6 +19,7 @@ pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};
 pub use postgres::PgSchema;
 pub use router::{RouterHarness, metric, test_router_config};
+pub use smtp::SmtpServer;
 
 /// Polls `http://<ops>/readyz` until it answers 200. Panics after `timeout`, or as soon as the
 /// service's task has ended (it failed to start), naming `what`.

@@ -1,0 +1,273 @@
+//! E-mail notifications (DESIGN §6): when a stream's destination enters *broken*, its scope's
+//! admins get one mail per stream per `repeat_after` (24 h by default) naming the
+//! destination, the error and what to fix; when it recovers, a mail saying how many events
+//! were replayed. Mails go through the `mail_outbox` table and a mailer task that retries
+//! with backoff, so an SMTP outage delays mail but never loses it or blocks anything else.
+
+use std::time::Duration;
+
+use auditstream_proto::v1::{HealthState, Stream, StreamStatus, destination::Target};
+use auditstream_sink_core::retry::Backoff;
+use auditstream_telemetry::Secret;
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, message::header::ContentType,
+    transport::smtp::authentication::Credentials,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::ServiceError,
+    store::{Mail, Store, World},
+};
+
+/// `notifications` configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// SMTP server host; empty disables e-mail (status is still recorded).
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_username: String,
+    pub smtp_password: Secret,
+    pub from: String,
+    /// At most one "broken" mail per stream within this period.
+    #[serde(with = "humantime_serde")]
+    pub repeat_after: Duration,
+    #[serde(with = "humantime_serde")]
+    pub smtp_timeout: Duration,
+    /// Retry schedule for mails the SMTP server did not take.
+    pub retry: Backoff,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            smtp_host: String::new(),
+            smtp_port: 25,
+            smtp_username: String::new(),
+            smtp_password: Secret::new(""),
+            from: "auditstream@localhost".into(),
+            repeat_after: Duration::from_secs(24 * 3600),
+            smtp_timeout: Duration::from_secs(10),
+            retry: Backoff::default(),
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Queues the mails that the change from `previous` to `status` calls for.
+pub async fn on_status(
+    store: &Store,
+    world: &World,
+    config: &NotifyConfig,
+    previous: Option<&StreamStatus>,
+    status: &StreamStatus,
+) -> Result<(), ServiceError> {
+    let Some(stream) = world.streams.get(&status.stream_id) else {
+        return Ok(());
+    };
+    let was = previous.map_or(HealthState::Unspecified, |p| p.state());
+    let now = status.state();
+    let entered_broken = now == HealthState::Broken && was != HealthState::Broken;
+    let recovered =
+        now == HealthState::Healthy && matches!(was, HealthState::Broken | HealthState::Recovering);
+    if !entered_broken && !recovered {
+        return Ok(());
+    }
+    let recipients = recipients(world, &stream.node_id);
+    if recipients.is_empty() {
+        tracing::warn!(stream = %stream.id, "no admin e-mail on the stream's node or its ancestors; nobody notified");
+        return Ok(());
+    }
+    let at = now_ms();
+    if entered_broken {
+        let last = store.last_broken_mail(&stream.id).await?;
+        if last.is_some_and(|last| at - last < config.repeat_after.as_millis() as i64) {
+            return Ok(()); // Already told within the period.
+        }
+        store
+            .enqueue_mail(&broken_mail(world, stream, status, recipients), at)
+            .await?;
+        store.set_last_broken_mail(&stream.id, at).await?;
+    } else {
+        store
+            .enqueue_mail(&recovered_mail(world, stream, status, recipients), at)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The admins of the stream's node, or of its nearest ancestor that has some.
+fn recipients(world: &World, node_id: &str) -> Vec<String> {
+    let path = world.tree.path(node_id).unwrap_or_default();
+    path.iter()
+        .rev()
+        .filter_map(|n| world.nodes.get(&n.id))
+        .map(|n| n.admin_emails.clone())
+        .find(|emails| !emails.is_empty())
+        .unwrap_or_default()
+}
+
+fn destination(stream: &Stream) -> String {
+    match stream.destination.as_ref().and_then(|d| d.target.as_ref()) {
+        Some(Target::S3(t)) => format!("S3 bucket {}", t.bucket),
+        Some(Target::AzureBlob(t)) => format!("Azure Blob container {}", t.container),
+        Some(Target::AzureMonitor(t)) => {
+            format!(
+                "Azure Monitor data collection rule {} (stream {})",
+                t.dcr_immutable_id, t.stream_name
+            )
+        }
+        Some(Target::Http(t)) => format!("HTTP endpoint {}", t.url),
+        None => "its destination".into(),
+    }
+}
+
+fn scope(world: &World, stream: &Stream) -> String {
+    world.nodes.get(&stream.node_id).map_or_else(
+        || stream.node_id.clone(),
+        |n| {
+            if n.name.is_empty() {
+                n.id.clone()
+            } else {
+                format!("{} ({})", n.name, n.id)
+            }
+        },
+    )
+}
+
+fn broken_mail(
+    world: &World,
+    stream: &Stream,
+    status: &StreamStatus,
+    recipients: Vec<String>,
+) -> Mail {
+    let hint = if status.hint.is_empty() {
+        "see the error above".to_owned()
+    } else {
+        status.hint.clone()
+    };
+    Mail {
+        recipients,
+        subject: format!(
+            "[Auditstream] Audit log streaming to {} is failing: {}",
+            destination(stream),
+            stream.id
+        ),
+        body: format!(
+            "Audit log streaming for {scope} cannot deliver to {dest}.\n\n\
+             Stream: {name} ({id})\n\
+             Error: {error}\n\
+             What to fix: {hint}\n\n\
+             Nothing is lost: events are kept in the backlog ({backlog} so far) and delivered \
+             in order as soon as the destination works again. Check the stream with\n  \
+             auditctl stream status {id}\n\n\
+             You will get at most one such message per stream per day, and one when it recovers.\n",
+            scope = scope(world, stream),
+            dest = destination(stream),
+            name = stream.name,
+            id = stream.id,
+            error = status.last_error,
+            backlog = status.backlog_depth,
+        ),
+    }
+}
+
+fn recovered_mail(
+    world: &World,
+    stream: &Stream,
+    status: &StreamStatus,
+    recipients: Vec<String>,
+) -> Mail {
+    Mail {
+        recipients,
+        subject: format!(
+            "[Auditstream] Audit log streaming to {} recovered: {}",
+            destination(stream),
+            stream.id
+        ),
+        body: format!(
+            "Audit log streaming for {scope} delivers to {dest} again.\n\n\
+             Stream: {name} ({id})\n\
+             Events replayed from the backlog: {replayed}\n",
+            scope = scope(world, stream),
+            dest = destination(stream),
+            name = stream.name,
+            id = stream.id,
+            replayed = status.replayed_events,
+        ),
+    }
+}
+
+/// Sends queued mails until `shutdown`; failures are retried on `config.retry`'s schedule.
+pub async fn run_mailer(
+    store: std::sync::Arc<Store>,
+    config: NotifyConfig,
+    shutdown: CancellationToken,
+) {
+    if config.smtp_host.is_empty() {
+        return;
+    }
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.smtp_host)
+        .port(config.smtp_port)
+        .timeout(Some(config.smtp_timeout));
+    if !config.smtp_username.is_empty() {
+        transport = transport.credentials(Credentials::new(
+            config.smtp_username.clone(),
+            config.smtp_password.expose().to_owned(),
+        ));
+    }
+    let transport = transport.build();
+    loop {
+        match store.due_mails(now_ms()).await {
+            Ok(mails) => {
+                for queued in mails {
+                    let result = match message(&config.from, &queued.mail) {
+                        Ok(m) => transport
+                            .send(m)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    };
+                    let outcome = match result {
+                        Ok(()) => store.mail_sent(&queued.id).await,
+                        Err(e) => {
+                            let delay = config.retry.delay(queued.attempts, None, &mut rand::rng());
+                            tracing::warn!(mail = %queued.id, attempt = queued.attempts + 1, error = %e, ?delay, "e-mail not sent; will retry");
+                            store
+                                .mail_failed(&queued.id, &e, now_ms() + delay.as_millis() as i64)
+                                .await
+                        }
+                    };
+                    if let Err(e) = outcome {
+                        tracing::warn!(error = %e, "cannot record the e-mail outcome");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the mail outbox"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+fn message(from: &str, mail: &Mail) -> Result<Message, String> {
+    let mut builder = Message::builder()
+        .from(
+            from.parse()
+                .map_err(|e| format!("notifications.from {from:?}: {e}"))?,
+        )
+        .subject(mail.subject.clone())
+        .header(ContentType::TEXT_PLAIN);
+    for to in &mail.recipients {
+        builder = builder.to(to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?);
+    }
+    builder.body(mail.body.clone()).map_err(|e| e.to_string())
+}
