@@ -5,7 +5,7 @@
 //! escapes and key order survive. The top level and the touched objects are read as ordered
 //! `(key, raw JSON)` lists.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -79,65 +79,67 @@ pub fn log_message(
     audit: &AuditMeta<'_>,
 ) -> Result<LogMessage, serde_json::Error> {
     let top = RawObject::parse(data)?;
-    let mut members: Vec<(String, String)> = Vec::with_capacity(top.0.len() + 1);
-    let keep = |members: &mut Vec<(String, String)>, k: &str, v: &RawValue| {
-        members.push((k.to_owned(), v.get().to_owned()))
-    };
+    // Untouched values are borrowed from the event; only the touched objects are rebuilt.
+    let mut members: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(top.0.len() + 1);
     for (k, v) in &top.0 {
-        match (event_type, k.as_str()) {
-            (_, "audit") => {} // Ours replaces anything a producer sent under that name.
-            (EventType::JobStatus | EventType::JobDetails, "context") => {}
-            (EventType::UserActivity, "user" | "team") => {}
-            _ => keep(&mut members, k, v),
+        let replaced = match (event_type, k.as_str()) {
+            (_, "audit") => true, // Ours replaces anything a producer sent under that name.
+            (EventType::JobStatus | EventType::JobDetails, "context") => true,
+            (EventType::UserActivity, "user" | "team") => true,
+            _ => false,
+        };
+        if !replaced {
+            members.push((k.as_str(), Cow::Borrowed(v.get())));
         }
     }
     match event_type {
         EventType::JobStatus | EventType::JobDetails => {
-            let context = merge(
-                top.get("context"),
+            let context = object(top.get("context"))?;
+            let user_id = non_null(&context, "user_id")
+                .map_or_else(|| quote(account.id), |v| v.get().to_owned());
+            let merged = merge(
+                &context,
                 &[
-                    (
-                        "user_id",
-                        id_json(top.get("context"), "user_id", account.id),
-                    ),
+                    ("user_id", user_id),
                     ("user_external_id", opt(account.external_id)),
                 ],
-            )?;
-            members.push(("context".into(), context));
+            );
+            members.push(("context", Cow::Owned(merged)));
         }
         EventType::UserActivity => {
             // The acting team member: their external id comes with the event, or is null.
-            let user = top.get("user");
-            let user_external = member(user, "external_id")?
-                .map(|v| v.get().to_owned())
-                .unwrap_or_else(|| "null".into());
+            let user = object(top.get("user"))?;
+            let external = user
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "external_id")
+                .map_or_else(|| "null".to_owned(), |(_, v)| v.get().to_owned());
             members.push((
-                "user".into(),
-                merge(user, &[("external_id", user_external)])?,
+                "user",
+                Cow::Owned(merge(&user, &[("external_id", external)])),
             ));
             // The team is the customer account.
-            let team = top.get("team");
+            let team = object(top.get("team"))?;
+            let team_id =
+                non_null(&team, "id").map_or_else(|| quote(account.id), |v| v.get().to_owned());
             members.push((
-                "team".into(),
-                merge(
-                    team,
-                    &[
-                        ("id", id_json(team, "id", account.id)),
-                        ("external_id", opt(account.external_id)),
-                    ],
-                )?,
+                "team",
+                Cow::Owned(merge(
+                    &team,
+                    &[("id", team_id), ("external_id", opt(account.external_id))],
+                )),
             ));
         }
         _ => {}
     }
-    members.push(("audit".into(), serde_json::to_string(audit)?));
-    let full = encode(members.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    members.push(("audit", Cow::Owned(serde_json::to_string(audit)?)));
+    let full = encode(members.iter().map(|(k, v)| (*k, v.as_ref())));
     let without_steps = (event_type == EventType::JobDetails).then(|| {
         encode(
             members
                 .iter()
-                .filter(|(k, _)| k != "lines")
-                .map(|(k, v)| (k.as_str(), v.as_str())),
+                .filter(|(k, _)| *k != "lines")
+                .map(|(k, v)| (*k, v.as_ref())),
         )
     });
     Ok(LogMessage {
@@ -146,39 +148,32 @@ pub fn log_message(
     })
 }
 
-/// The producer's value for `key` inside `object` if it has one, else the directory's id.
-fn id_json(object: Option<&RawValue>, key: &str, fallback: &str) -> String {
-    member(object, key)
-        .ok()
-        .flatten()
-        .filter(|v| v.get() != "null")
-        .map(|v| v.get().to_owned())
-        .unwrap_or_else(|| quote(fallback))
-}
-
-fn member<'a>(
-    object: Option<&'a RawValue>,
-    key: &str,
-) -> Result<Option<&'a RawValue>, serde_json::Error> {
-    match object {
-        Some(o) if o.get().trim_start().starts_with('{') => Ok(RawObject::parse(o.get())?.get(key)),
-        _ => Ok(None),
+/// The members of `value` if it is an object (parsed once), else none.
+fn object(value: Option<&RawValue>) -> Result<Vec<(String, &RawValue)>, serde_json::Error> {
+    match value {
+        Some(v) if v.get().trim_start().starts_with('{') => Ok(RawObject::parse(v.get())?.0),
+        _ => Ok(Vec::new()),
     }
 }
 
-/// `object` (if it is one) with `set` replacing or appending members, in place.
-fn merge(object: Option<&RawValue>, set: &[(&str, String)]) -> Result<String, serde_json::Error> {
-    let existing = match object {
-        Some(o) if o.get().trim_start().starts_with('{') => RawObject::parse(o.get())?.0,
-        _ => Vec::new(),
-    };
-    let mut members: Vec<(&str, &str)> = existing
+/// The last `key` of `members`, unless it is `null`.
+fn non_null<'a>(members: &[(String, &'a RawValue)], key: &str) -> Option<&'a RawValue> {
+    members
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .filter(|v| v.get() != "null")
+}
+
+/// `members` with `set` replacing or appending, in place.
+fn merge(members: &[(String, &RawValue)], set: &[(&str, String)]) -> String {
+    let kept = members
         .iter()
         .filter(|(k, _)| !set.iter().any(|(s, _)| s == k))
-        .map(|(k, v)| (k.as_str(), v.get()))
-        .collect();
-    members.extend(set.iter().map(|(k, v)| (*k, v.as_str())));
-    Ok(String::from_utf8(encode(members.into_iter())).expect("JSON is UTF-8"))
+        .map(|(k, v)| (k.as_str(), v.get()));
+    let added = set.iter().map(|(k, v)| (*k, v.as_str()));
+    String::from_utf8(encode(kept.chain(added))).expect("JSON is UTF-8")
 }
 
 fn encode<'a>(members: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
