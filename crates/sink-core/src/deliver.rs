@@ -37,6 +37,27 @@ pub struct Answer {
     pub class: Class,
     /// What the destination said (status, error code, message): shown to admins.
     pub detail: String,
+    /// What to fix, for configuration errors and refusals (e.g. "the IAM role lacks
+    /// s3:PutObject on bucket X"); empty when there is nothing to fix.
+    pub hint: String,
+}
+
+impl Answer {
+    pub fn delivered(detail: impl Into<String>) -> Self {
+        Answer {
+            class: Class::Delivered,
+            detail: detail.into(),
+            hint: String::new(),
+        }
+    }
+
+    pub fn new(class: Class, detail: impl Into<String>, hint: impl Into<String>) -> Self {
+        Answer {
+            class,
+            detail: detail.into(),
+            hint: hint.into(),
+        }
+    }
 }
 
 /// What a sink implements: encoding and sending a request, and a cheap probe. Everything
@@ -163,10 +184,7 @@ mod tests {
                 r.push(texts.clone());
                 r.len()
             };
-            let answer = |class, detail: &str| Answer {
-                class,
-                detail: detail.into(),
-            };
+            let answer = |class, detail: &str| Answer::new(class, detail, "");
             if let Some((at, class)) = &self.fail_on
                 && *at == n
             {
@@ -181,10 +199,7 @@ mod tests {
             answer(Class::Delivered, "200")
         }
         async fn probe(&self) -> Answer {
-            Answer {
-                class: Class::Delivered,
-                detail: "200".into(),
-            }
+            Answer::delivered("200")
         }
     }
 

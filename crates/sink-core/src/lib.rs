@@ -11,5 +11,7 @@
 pub mod batch;
 pub mod classify;
 pub mod deliver;
+pub mod event;
 pub mod health;
 pub mod retry;
+pub mod sink;
