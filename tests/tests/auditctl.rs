@@ -724,3 +724,385 @@ async fn streams_and_whole_subtrees_are_deleted() {
     let roots = ok(&url, PLATFORM, &["node", "list"]).await;
     assert_eq!(lines(&roots)[1..], ["org organization - Org - no"]);
 }
+
+// ---------------------------------------------------------------- destinations and dead letters
+
+const SERVICE: &str = "tok-service-0123456789";
+const HTTP_URL: &str = "https://8.8.8.8/ingest";
+
+/// [`seed`], plus the HTTP connection `p1-http` at p1 and the stream `s-h` at c1 using it.
+async fn seed_http(url: &str, files: &Files) {
+    seed(url, files).await;
+    let creds = files.write(
+        "http-creds.json",
+        &serde_json::json!({"http": {"bearer": {"token": SECRET}}}).to_string(),
+    );
+    ok(
+        url,
+        PLATFORM,
+        &[
+            "connection",
+            "create",
+            "--file",
+            &creds,
+            "--id",
+            "p1-http",
+            "--node",
+            "p1",
+        ],
+    )
+    .await;
+    let destination = files.write(
+        "http-destination.json",
+        &serde_json::json!({"connection_id": "p1-http", "http": {"url": HTTP_URL}}).to_string(),
+    );
+    let selection = files.write(
+        "http-stream.json",
+        r#"{"selection": {"event_types": ["job_status"]}}"#,
+    );
+    ok(
+        url,
+        PLATFORM,
+        &[
+            "stream",
+            "create",
+            "--file",
+            &selection,
+            "--id",
+            "s-h",
+            "--node",
+            "c1",
+            "--applies-to",
+            "self",
+            "--destination-file",
+            &destination,
+        ],
+    )
+    .await;
+}
+
+/// Dead-letters an event of `s-h` into the real AUDIT_DLQ as a sink would; returns its
+/// sequence.
+async fn dead_letter(
+    js: &async_nats::jetstream::Context,
+    event_id: &str,
+    reason: &str,
+    body: &str,
+) -> u64 {
+    use auditstream_bus::headers;
+    let mut h = async_nats::HeaderMap::new();
+    for (name, value) in [
+        (headers::EVENT_ID, event_id),
+        (headers::ORG_ID, "org"),
+        (headers::WORKSPACE_ID, "c1"),
+        (headers::EVENT_TYPE, "job_status"),
+        (headers::OCCURRED_AT, "2026-11-21T10:15:02.120Z"),
+        (headers::RECEIVED_AT, "2026-11-21T10:15:02.500Z"),
+        (headers::STREAM_ID, "s-h"),
+        (headers::ERROR, reason),
+    ] {
+        h.insert(name, value);
+    }
+    let subject = auditstream_bus::subjects::dlq(auditstream_model::SinkType::Http, "s-h").unwrap();
+    js.publish_with_headers(subject, h, body.to_owned().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed_and_status_shows_the_counters() {
+    use auditstream_bus::{headers, topology};
+    use auditstream_proto::v1::{ListDeadLettersResponse, StreamStatus};
+
+    let s = config_stack().await;
+    let url = s.config.url();
+    let files = Files::new();
+    seed_http(&url, &files).await;
+    let js = s.nats.jetstream().await;
+    let bodies = [
+        r#"{"event": "e1"}"#,
+        r#"{"event": "e2", "pad": "xx"}"#,
+        r#"{"event": "e3"}"#,
+    ];
+    let mut seqs = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let reason = format!("400 Bad Request: field {i} rejected");
+        seqs.push(dead_letter(&js, &format!("e{}", i + 1), &reason, body).await);
+    }
+
+    // Two sink replicas report their counts; the DLQ depth is read live.
+    let report = |file: &str, json: serde_json::Value| files.write(file, &json.to_string());
+    let a = report(
+        "a.json",
+        serde_json::json!({"stream_id": "s-h", "state": "HEALTH_STATE_RETRYING",
+            "last_error": "503", "delivered_events": "40", "dead_lettered_events": "2",
+            "failed_requests": "3"}),
+    );
+    let b = report(
+        "b.json",
+        serde_json::json!({"stream_id": "s-h", "state": "HEALTH_STATE_RETRYING",
+            "last_error": "503", "delivered_events": "2", "dead_lettered_events": "1",
+            "expired_events": "4", "failed_requests": "1", "expiring_events": "6",
+            "oldest_expires_at": "2026-11-30T10:00:00Z"}),
+    );
+    ok(&url, SERVICE, &["status", "report", "--file", &a]).await;
+    let reported = ok(&url, SERVICE, &["--json", "status", "report", "--file", &b]).await;
+    let reported: StreamStatus = serde_json::from_str(&reported).expect("status JSON");
+    assert_eq!(reported.delivered_events, 42);
+    let status = ok(&url, PARTNER_P1, &["stream", "status", "s-h"]).await;
+    assert_lines(
+        &status,
+        &[
+            "stream: s-h",
+            "state: retrying",
+            "last error: 503",
+            "backlog: 0",
+            "expiring: 6 (the oldest expires at 2026-11-30T10:00:00Z)",
+            "DLQ depth: 3",
+            "delivered: 42",
+            "dead-lettered: 3",
+            "expired: 4",
+            "failed requests: 4",
+            "replayed: 0",
+        ],
+    );
+
+    let listed = ok(&url, PARTNER_P1, &["dlq", "list", "s-h"]).await;
+    let got = lines(&listed);
+    assert_eq!(
+        got[0],
+        "SEQ EVENT ID TYPE WORKSPACE DEAD-LETTERED AT BYTES REASON"
+    );
+    for (i, row) in got[1..4].iter().enumerate() {
+        let cells: Vec<&str> = row.splitn(7, ' ').collect();
+        assert_eq!(
+            (cells[0], cells[1], cells[2], cells[3], cells[5]),
+            (
+                seqs[i].to_string().as_str(),
+                format!("e{}", i + 1).as_str(),
+                "job_status",
+                "c1",
+                bodies[i].len().to_string().as_str()
+            ),
+            "{row}"
+        );
+        assert_eq!(cells[6], format!("400 Bad Request: field {i} rejected"));
+    }
+    assert_eq!(got[4], "shown: 3 of 3 in the DLQ");
+    let page = ok(
+        &url,
+        PARTNER_P1,
+        &[
+            "dlq",
+            "list",
+            "s-h",
+            "--after",
+            &seqs[0].to_string(),
+            "--limit",
+            "1",
+            "--json",
+        ],
+    )
+    .await;
+    let page: ListDeadLettersResponse = serde_json::from_str(&page).expect("list JSON");
+    assert_eq!(page.total, 3);
+    assert_eq!(
+        page.dead_letters
+            .iter()
+            .map(|d| (d.sequence, d.event_id.as_str()))
+            .collect::<Vec<_>>(),
+        [(seqs[1], "e2")]
+    );
+
+    // Replay one by sequence, then the rest; a stranger's sequence is refused.
+    let (status, line) = rpc_err(&url, PARTNER_P1, &["dlq", "replay", "s-h", "--seq", "999"]).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{line}");
+    assert_eq!(
+        line,
+        "INVALID_ARGUMENT: sequences[0]: 999 is not a dead letter of stream s-h"
+    );
+    let (status, _) = rpc_err(&url, PARTNER_P2, &["dlq", "replay", "s-h"]).await;
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let one = ok(
+        &url,
+        PARTNER_P1,
+        &["dlq", "replay", "s-h", "--seq", &seqs[1].to_string()],
+    )
+    .await;
+    assert_eq!(one, "replayed 1 dead letter to s-h\n");
+    let rest = ok(&url, PARTNER_P1, &["dlq", "replay", "s-h"]).await;
+    assert_eq!(rest, "replayed 2 dead letters to s-h\n");
+
+    // Back on the stream's delivery subject: same body and event headers, a replay id, no
+    // error header.
+    let deliver =
+        auditstream_bus::subjects::deliver(auditstream_model::SinkType::Http, "s-h").unwrap();
+    let out: Vec<_> = auditstream_testkit::read_stream(&js, topology::DELIVER)
+        .await
+        .into_iter()
+        .filter(|m| m.subject.as_str() == deliver)
+        .collect();
+    let header = |m: &async_nats::jetstream::message::StreamMessage, name: &str| {
+        m.headers.get(name).map(|v| v.as_str().to_owned())
+    };
+    let mut got: Vec<(String, String, String)> = out
+        .iter()
+        .map(|m| {
+            assert_eq!(header(m, headers::ERROR), None);
+            assert_eq!(header(m, headers::WORKSPACE_ID).as_deref(), Some("c1"));
+            assert_eq!(header(m, headers::STREAM_ID).as_deref(), Some("s-h"));
+            assert_eq!(
+                header(m, headers::RECEIVED_AT).as_deref(),
+                Some("2026-11-21T10:15:02.500Z")
+            );
+            (
+                header(m, headers::EVENT_ID).unwrap(),
+                header(m, headers::MSG_ID).unwrap(),
+                String::from_utf8(m.payload.to_vec()).unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, String, String)> = (0..3)
+        .map(|i| {
+            (
+                format!("e{}", i + 1),
+                format!("e{}.s-h.replay.{}", i + 1, seqs[i]),
+                bodies[i].to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // The DLQ is empty now.
+    let listed = ok(&url, PARTNER_P1, &["dlq", "list", "s-h"]).await;
+    assert_eq!(
+        lines(&listed),
+        ["(no dead letters)", "shown: 0 of 0 in the DLQ"]
+    );
+    let status = ok(&url, PARTNER_P1, &["stream", "status", "s-h"]).await;
+    assert_eq!(field(&status, "DLQ depth"), "0");
+}
+
+#[tokio::test]
+async fn destination_test_prints_the_sinks_answer() {
+    use auditstream_proto::v1::{TestDestinationRequest, TestDestinationResponse, destination};
+    use futures_util::StreamExt;
+    use prost::Message;
+
+    let s = config_stack().await;
+    let url = s.config.url();
+    let files = Files::new();
+    seed_http(&url, &files).await;
+
+    // Without a sink: UNAVAILABLE, naming the one that is missing.
+    let (status, line) = rpc_err(&url, PARTNER_P1, &["destination", "test", "s-h"]).await;
+    assert_eq!(status.code(), Code::Unavailable, "{line}");
+    assert!(
+        line.contains("no auditstream-sink-http is running"),
+        "{line}"
+    );
+
+    // A stand-in for the HTTP sink: ok unless the URL says "forbidden".
+    let nats = s.nats.connect().await;
+    let mut requests = nats
+        .subscribe(auditstream_bus::subjects::rpc(
+            auditstream_model::SinkType::Http,
+            "test_destination",
+        ))
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    tokio::spawn(async move {
+        while let Some(msg) = requests.next().await {
+            let asked = TestDestinationRequest::decode(msg.payload.as_ref()).unwrap();
+            let d = asked.destination.unwrap();
+            let Some(destination::Target::Http(t)) = d.target else {
+                panic!("{d:?}")
+            };
+            let ok = !t.url.contains("forbidden");
+            let answer = TestDestinationResponse {
+                ok,
+                result: if ok { "delivered" } else { "configuration" }.into(),
+                detail: format!("{} via {} ({})", t.url, d.connection_id, asked.stream_id),
+                hint: if ok { "" } else { "check the token" }.into(),
+                latency_ms: 15,
+            };
+            nats.publish(msg.reply.unwrap(), answer.encode_to_vec().into())
+                .await
+                .unwrap();
+            nats.flush().await.unwrap();
+        }
+    });
+
+    let out = ok(&url, PARTNER_P1, &["destination", "test", "s-h"]).await;
+    assert_eq!(
+        lines(&out),
+        [
+            "ok: yes",
+            "result: delivered",
+            &format!("detail: {HTTP_URL} via p1-http (s-h)"),
+            "hint:",
+            "latency: 15 ms",
+        ]
+    );
+
+    // An unsaved destination: the file's target, --connection for its connection. Not ok:
+    // the answer is printed and the command fails.
+    let unsaved = files.write(
+        "unsaved.json",
+        r#"{"http": {"url": "https://8.8.4.4/forbidden"}}"#,
+    );
+    let argv = [
+        "auditctl",
+        "--server",
+        &url,
+        "--token",
+        PARTNER_P1,
+        "destination",
+        "test",
+        "--connection",
+        "p1-http",
+        "--destination-file",
+        &unsaved,
+    ];
+    let mut printed = Vec::new();
+    let err = auditstream_cli::run_args(argv, &mut printed)
+        .await
+        .expect_err("not ok");
+    assert_eq!(err.exit_code(), 1);
+    assert_eq!(
+        err.to_string(),
+        "the destination test failed (configuration)"
+    );
+    let printed = String::from_utf8(printed).unwrap();
+    assert_lines(
+        &printed,
+        &[
+            "ok: no",
+            "result: configuration",
+            "detail: https://8.8.4.4/forbidden via p1-http ()",
+            "hint: check the token",
+        ],
+    );
+
+    // An invalid unsaved destination never reaches the sink.
+    let invalid = files.write(
+        "invalid.json",
+        r#"{"connection_id": "p1-http", "http": {"url": "https://10.0.0.1/x"}}"#,
+    );
+    let (status, line) = rpc_err(
+        &url,
+        PARTNER_P1,
+        &["destination", "test", "--destination-file", &invalid],
+    )
+    .await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{line}");
+    assert!(
+        line.starts_with("INVALID_ARGUMENT: destination.http.url: "),
+        "{line}"
+    );
+}

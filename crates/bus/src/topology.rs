@@ -67,8 +67,11 @@ impl Default for TopologyConfig {
                 max_age: Duration::ZERO,
                 max_bytes: 4 * GIB,
             },
+            // Sinks move backlog events older than their retention (7 days by default) to the
+            // DLQ, counted and reported; JetStream's own expiry is only the safety net a day
+            // later, so nothing expires unnoticed.
             backlog: StreamLimits {
-                max_age: 7 * day,
+                max_age: 8 * day,
                 max_bytes: 16 * GIB,
             },
             dlq: StreamLimits {

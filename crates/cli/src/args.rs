@@ -67,8 +67,12 @@ pub enum Command {
     },
     /// The whole tree and every stream at one revision (data plane; service token).
     Snapshot,
-    /// A stream's or a connection's destination with its secrets (data plane; service token).
+    /// A stream's or a connection's destination with its secrets (data plane; service token);
+    /// `destination test` probes a destination.
     Destination(DestinationArgs),
+    /// Dead letters: events a destination refused for good (AUDIT_DLQ, kept 7 days).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Destination health reports (data plane; service token).
     #[command(subcommand)]
     Status(StatusCommand),
@@ -219,13 +223,66 @@ pub struct StreamCreateArgs {
     pub template_file: Option<PathBuf>,
 }
 
+/// `destination --stream ID | --connection ID` (GetDestination), or `destination test …`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[group(required = true, multiple = false)]
 pub struct DestinationArgs {
     #[arg(long)]
     pub stream: Option<String>,
     #[arg(long)]
     pub connection: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<DestinationCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DestinationCommand {
+    /// Probe a destination through the sink of its type (TestDestination): a saved stream's,
+    /// or an unsaved one (`--connection` and `--destination-file`). Never delivers events;
+    /// exits 1 when the destination is not ok.
+    Test(DestinationTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DestinationTestArgs {
+    /// The saved stream whose destination to test.
+    #[arg(
+        required_unless_present_any = ["connection", "destination_file"],
+        conflicts_with_all = ["connection", "destination_file"]
+    )]
+    pub stream: Option<String>,
+    /// The saved connection of an unsaved destination; overrides the file's `connection_id`.
+    #[arg(long, requires = "destination_file")]
+    pub connection: Option<String>,
+    /// An unsaved destination's JSON file, as for `stream create --destination-file`, e.g.
+    /// `{"connection_id": "c1", "http": {"url": "https://logs.example.com/ingest"}}`.
+    #[arg(long)]
+    pub destination_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// A stream's dead letters, oldest first (ListDeadLetters).
+    List {
+        /// Stream id.
+        stream: String,
+        /// Only dead letters after this DLQ sequence (paging).
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        after: u64,
+        /// At most this many (0: 100; at most 1000).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        limit: u32,
+    },
+    /// Send dead letters back to the stream's destination (ReplayDeadLetters): the given
+    /// sequences, or every dead letter of the stream without `--seq`.
+    Replay {
+        /// Stream id.
+        stream: String,
+        /// DLQ sequence of a dead letter to replay (repeatable, or comma-separated).
+        #[arg(long = "seq", value_name = "SEQ", value_delimiter = ',')]
+        sequences: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -533,10 +590,89 @@ mod tests {
             parse_err(&["destination", "--stream", "s1", "--connection", "c1"]),
             clap::error::ErrorKind::ArgumentConflict
         );
+        let Command::Destination(d) = parse(&["destination", "--stream", "test"]).command else {
+            panic!()
+        };
+        assert_eq!(
+            (d.stream.as_deref(), d.command.is_none()),
+            (Some("test"), true)
+        );
         assert!(matches!(
             parse(&["status", "report", "--file", "st.json"]).command,
             Command::Status(StatusCommand::Report { file }) if file == Path::new("st.json")
         ));
+    }
+
+    #[test]
+    fn destination_test_and_dlq_commands() {
+        let test = |args: &[&str]| match parse(args).command {
+            Command::Destination(DestinationArgs {
+                command: Some(DestinationCommand::Test(t)),
+                stream: None,
+                connection: None,
+            }) => t,
+            other => panic!("{other:?}"),
+        };
+        let t = test(&["destination", "test", "s1"]);
+        assert_eq!(
+            (t.stream.as_deref(), t.connection, t.destination_file),
+            (Some("s1"), None, None)
+        );
+        let t = test(&[
+            "destination",
+            "test",
+            "--connection",
+            "c1",
+            "--destination-file",
+            "d.json",
+        ]);
+        assert_eq!(
+            (t.stream, t.connection.as_deref(), t.destination_file),
+            (None, Some("c1"), Some(PathBuf::from("d.json")))
+        );
+        let t = test(&["destination", "test", "--destination-file", "d.json"]);
+        assert_eq!(t.destination_file, Some(PathBuf::from("d.json")));
+        assert_eq!(
+            parse_err(&["destination", "test"]),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_err(&["destination", "test", "--connection", "c1"]),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse_err(&["destination", "test", "s1", "--destination-file", "d.json"]),
+            clap::error::ErrorKind::ArgumentConflict
+        );
+
+        let dlq = |args: &[&str]| match parse(args).command {
+            Command::Dlq(cmd) => cmd,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            dlq(&["dlq", "list", "s1"]),
+            DlqCommand::List { stream, after: 0, limit: 0 } if stream == "s1"
+        ));
+        assert!(matches!(
+            dlq(&["dlq", "list", "s1", "--after", "17", "--limit", "5"]),
+            DlqCommand::List {
+                after: 17,
+                limit: 5,
+                ..
+            }
+        ));
+        assert!(matches!(
+            dlq(&["dlq", "replay", "s1"]),
+            DlqCommand::Replay { stream, sequences } if stream == "s1" && sequences.is_empty()
+        ));
+        assert!(matches!(
+            dlq(&["dlq", "replay", "s1", "--seq", "3", "--seq", "5,8"]),
+            DlqCommand::Replay { sequences, .. } if sequences == [3, 5, 8]
+        ));
+        assert_eq!(
+            parse_err(&["dlq", "replay", "s1", "--seq", "x"]),
+            clap::error::ErrorKind::ValueValidation
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@ use std::{ffi::OsString, io::Write, time::Duration};
 use auditstream_proto::v1::{
     DeleteConnectionRequest, DeleteNodeRequest, DeleteStreamRequest, ExplainRequest,
     GetConnectionRequest, GetNodeRequest, GetRoutingSnapshotRequest, GetStatusRequest,
-    GetStreamRequest, ListChildrenRequest, ListConnectionsRequest, ListStreamsRequest,
-    ListTargetsRequest, SetStreamEnabledRequest, config_service_client::ConfigServiceClient,
+    GetStreamRequest, ListChildrenRequest, ListConnectionsRequest, ListDeadLettersRequest,
+    ListStreamsRequest, ListTargetsRequest, ReplayDeadLettersRequest, SetStreamEnabledRequest,
+    config_service_client::ConfigServiceClient,
 };
 use clap::Parser;
 use serde::Serialize;
@@ -30,7 +31,10 @@ pub mod render;
 pub mod request;
 
 pub use args::{Cli, Command, DEFAULT_SERVER};
-use args::{ConnectionCommand, NodeCommand, StatusCommand, StreamCommand, Token};
+use args::{
+    ConnectionCommand, DestinationArgs, DestinationCommand, DlqCommand, NodeCommand, StatusCommand,
+    StreamCommand, Token,
+};
 use render::Render;
 
 /// Why a command failed. `Display` is the text after `auditctl: ` on stderr.
@@ -48,6 +52,10 @@ pub enum CliError {
     /// An input file could not be read or is not the expected JSON.
     #[error("{0}")]
     Input(String),
+    /// The call succeeded but what it checked did not (e.g. a destination test that is not
+    /// ok); the answer was printed.
+    #[error("{0}")]
+    TestFailed(String),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -257,8 +265,65 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
             out,
             get_routing_snapshot(GetRoutingSnapshotRequest {})
         ),
+        Command::Destination(DestinationArgs {
+            command: Some(DestinationCommand::Test(args)),
+            ..
+        }) => {
+            let req = request::test_destination(&args)?;
+            let response = conn
+                .client()
+                .await?
+                .test_destination(req)
+                .await?
+                .into_inner();
+            out.show(&response)?;
+            if response.ok {
+                Ok(())
+            } else {
+                Err(CliError::TestFailed(format!(
+                    "the destination test failed ({})",
+                    if response.result.is_empty() {
+                        "no result"
+                    } else {
+                        response.result.as_str()
+                    }
+                )))
+            }
+        }
         Command::Destination(args) => {
             show!(conn, out, get_destination(request::get_destination(&args)))
+        }
+        Command::Dlq(DlqCommand::List {
+            stream,
+            after,
+            limit,
+        }) => {
+            let req = ListDeadLettersRequest {
+                stream_id: stream,
+                after_sequence: after,
+                limit,
+            };
+            show!(conn, out, list_dead_letters(req))
+        }
+        Command::Dlq(DlqCommand::Replay { stream, sequences }) => {
+            let req = ReplayDeadLettersRequest {
+                stream_id: stream.clone(),
+                sequences,
+            };
+            let response = conn
+                .client()
+                .await?
+                .replay_dead_letters(req)
+                .await?
+                .into_inner();
+            out.done(
+                &response,
+                format_args!(
+                    "replayed {} dead letter{} to {stream}",
+                    response.replayed,
+                    if response.replayed == 1 { "" } else { "s" }
+                ),
+            )
         }
         Command::Status(StatusCommand::Report { file }) => {
             show!(conn, out, report_status(request::report_status(&file)?))

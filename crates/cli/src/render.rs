@@ -6,10 +6,11 @@ use std::io::{self, Write};
 use auditstream_proto::v1::{
     AppliesTo, Batching, Compression, Connection, DeleteNodeResponse, Destination,
     DestinationDetails, EventSelection, ExplainResponse, HealthState, HttpPreset,
-    ListConnectionsResponse, ListNodesResponse, ListStreamsResponse, ListTargetsResponse, Node,
-    NodeKind, ObjectFormat, RoutingSnapshot, ServerSideEncryption, Stream, StreamStatus,
-    azure_blob_credentials, azure_monitor_credentials, connection::Credentials,
-    destination::Target, http_credentials, s3_credentials,
+    ListConnectionsResponse, ListDeadLettersResponse, ListNodesResponse, ListStreamsResponse,
+    ListTargetsResponse, Node, NodeKind, ObjectFormat, RoutingSnapshot, ServerSideEncryption,
+    Stream, StreamStatus, TestDestinationResponse, azure_blob_credentials,
+    azure_monitor_credentials, connection::Credentials, destination::Target, http_credentials,
+    s3_credentials,
 };
 
 /// A message printed as text.
@@ -109,9 +110,86 @@ impl Render for StreamStatus {
                 ("last error", self.last_error.clone()),
                 ("hint", self.hint.clone()),
                 ("backlog", self.backlog_depth.to_string()),
+                ("expiring", expiring(self)),
+                ("DLQ depth", self.dlq_depth.to_string()),
+                ("delivered", self.delivered_events.to_string()),
+                ("dead-lettered", self.dead_lettered_events.to_string()),
+                ("expired", self.expired_events.to_string()),
+                ("failed requests", self.failed_requests.to_string()),
+                ("replayed", self.replayed_events.to_string()),
                 ("last delivery", or(&self.last_delivery_at, "never")),
                 ("updated", or(&self.updated_at, "never")),
             ],
+        )
+    }
+}
+
+/// Backlog events close to the retention, and when the first of them expires.
+fn expiring(s: &StreamStatus) -> String {
+    if s.expiring_events == 0 || s.oldest_expires_at.is_empty() {
+        s.expiring_events.to_string()
+    } else {
+        format!(
+            "{} (the oldest expires at {})",
+            s.expiring_events, s.oldest_expires_at
+        )
+    }
+}
+
+impl Render for TestDestinationResponse {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        fields(
+            out,
+            "",
+            &[
+                ("ok", yes_no(self.ok)),
+                ("result", or(&self.result, "(none)")),
+                ("detail", self.detail.clone()),
+                ("hint", self.hint.clone()),
+                ("latency", format!("{} ms", self.latency_ms)),
+            ],
+        )
+    }
+}
+
+impl Render for ListDeadLettersResponse {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let rows = self
+            .dead_letters
+            .iter()
+            .map(|d| {
+                vec![
+                    d.sequence.to_string(),
+                    d.event_id.clone(),
+                    d.event_type.clone(),
+                    d.workspace_id.clone(),
+                    d.dead_lettered_at.clone(),
+                    d.size_bytes.to_string(),
+                    d.reason.clone(),
+                ]
+            })
+            .collect::<Vec<_>>();
+        table_or_none(
+            out,
+            "",
+            &[
+                "SEQ",
+                "EVENT ID",
+                "TYPE",
+                "WORKSPACE",
+                "DEAD-LETTERED AT",
+                "BYTES",
+                "REASON",
+            ],
+            &rows,
+            "no dead letters",
+        )?;
+        // Paging: `--after <the last SEQ shown>`.
+        writeln!(
+            out,
+            "shown: {} of {} in the DLQ",
+            self.dead_letters.len(),
+            self.total
         )
     }
 }
@@ -882,6 +960,84 @@ mod tests {
         assert!(
             text.contains("batching:           at most 500 events, 2000 ms\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn status_shows_counters_and_depths() {
+        let status = StreamStatus {
+            stream_id: "s1".into(),
+            state: HealthState::Retrying as i32,
+            backlog_depth: 12,
+            dlq_depth: 3,
+            delivered_events: 1000,
+            dead_lettered_events: 4,
+            expiring_events: 7,
+            oldest_expires_at: "2026-11-30T10:00:00Z".into(),
+            expired_events: 1,
+            failed_requests: 9,
+            replayed_events: 2,
+            ..Default::default()
+        };
+        let text = text(&status);
+        for line in [
+            "state:           retrying\n",
+            "backlog:         12\n",
+            "expiring:        7 (the oldest expires at 2026-11-30T10:00:00Z)\n",
+            "DLQ depth:       3\n",
+            "delivered:       1000\n",
+            "dead-lettered:   4\n",
+            "expired:         1\n",
+            "failed requests: 9\n",
+            "replayed:        2\n",
+            "last delivery:   never\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn dead_letters_table_and_total() {
+        let list = ListDeadLettersResponse {
+            dead_letters: vec![auditstream_proto::v1::DeadLetter {
+                sequence: 7,
+                event_id: "e1".into(),
+                reason: "400 invalid field".into(),
+                dead_lettered_at: "2026-11-23T10:00:00Z".into(),
+                size_bytes: 321,
+                event_type: "job_status".into(),
+                workspace_id: "ws-1".into(),
+            }],
+            total: 4,
+        };
+        let text = text(&list);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "SEQ  EVENT ID  TYPE        WORKSPACE  DEAD-LETTERED AT      BYTES  REASON",
+                "7    e1        job_status  ws-1       2026-11-23T10:00:00Z  321    400 invalid field",
+                "shown: 1 of 4 in the DLQ",
+            ]
+        );
+        assert_eq!(
+            super::tests::text(&ListDeadLettersResponse::default()),
+            "(no dead letters)\nshown: 0 of 0 in the DLQ\n"
+        );
+    }
+
+    #[test]
+    fn destination_test_result() {
+        let text = text(&TestDestinationResponse {
+            ok: false,
+            result: "configuration".into(),
+            detail: "403 Forbidden".into(),
+            hint: "rotate the token".into(),
+            latency_ms: 42,
+        });
+        assert_eq!(
+            text,
+            "ok:      no\nresult:  configuration\ndetail:  403 Forbidden\nhint:    rotate the token\nlatency: 42 ms\n"
         );
     }
 

@@ -10,14 +10,17 @@ use std::path::Path;
 use auditstream_proto::v1::{
     AppliesTo, Connection, CreateConnectionRequest, CreateStreamRequest, Destination,
     GetDestinationRequest, Node, NodeKind, PutNodeRequest, ReportStatusRequest, Stream,
-    StreamStatus, UpdateConnectionRequest, UpdateStreamRequest, get_destination_request::Key,
+    StreamStatus, TestDestinationRequest, UpdateConnectionRequest, UpdateStreamRequest,
+    get_destination_request::Key,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
     CliError,
-    args::{ConnectionCreateArgs, DestinationArgs, NodePutArgs, StreamCreateArgs},
+    args::{
+        ConnectionCreateArgs, DestinationArgs, DestinationTestArgs, NodePutArgs, StreamCreateArgs,
+    },
 };
 
 /// Stream fields never inferred into an update mask: identity and output-only fields.
@@ -154,6 +157,29 @@ pub fn get_destination(args: &DestinationArgs) -> GetDestinationRequest {
         (None, None) => Key::StreamId(String::new()),
     };
     GetDestinationRequest { key: Some(key) }
+}
+
+/// A saved stream's destination by id, or an unsaved one from the file (`--connection`
+/// wins over its `connection_id`).
+pub fn test_destination(args: &DestinationTestArgs) -> Result<TestDestinationRequest, CliError> {
+    if let Some(stream) = &args.stream {
+        return Ok(TestDestinationRequest {
+            stream_id: stream.clone(),
+            destination: None,
+        });
+    }
+    let Some(path) = &args.destination_file else {
+        // clap requires a stream or a file.
+        return Err(CliError::Usage(
+            "give a stream id, or --destination-file (and --connection)".into(),
+        ));
+    };
+    let mut destination: Destination = read_message(path, "Destination")?;
+    override_with(&mut destination.connection_id, &args.connection);
+    Ok(TestDestinationRequest {
+        stream_id: String::new(),
+        destination: Some(destination),
+    })
 }
 
 /// The file is a `StreamStatus` JSON.
@@ -481,6 +507,7 @@ mod tests {
         let args = DestinationArgs {
             stream: None,
             connection: Some("c1".into()),
+            command: None,
         };
         assert_eq!(
             get_destination(&args).key,
@@ -489,8 +516,43 @@ mod tests {
         let args = DestinationArgs {
             stream: Some("s1".into()),
             connection: None,
+            command: None,
         };
         assert_eq!(get_destination(&args).key, Some(Key::StreamId("s1".into())));
+
+        let saved = DestinationTestArgs {
+            stream: Some("s1".into()),
+            connection: None,
+            destination_file: None,
+        };
+        let req = test_destination(&saved).expect("request");
+        assert_eq!((req.stream_id.as_str(), req.destination), ("s1", None));
+        let f = file(
+            r#"{"connection_id": "from-file", "http": {"url": "https://logs.example.com/x"}}"#,
+        );
+        let unsaved = DestinationTestArgs {
+            stream: None,
+            connection: Some("c9".into()),
+            destination_file: Some(f.path().into()),
+        };
+        let req = test_destination(&unsaved).expect("request");
+        let d = req.destination.expect("destination");
+        assert_eq!(
+            (req.stream_id.as_str(), d.connection_id.as_str()),
+            ("", "c9")
+        );
+        assert!(matches!(
+            d.target,
+            Some(auditstream_proto::v1::destination::Target::Http(t)) if t.url == "https://logs.example.com/x"
+        ));
+        let bad = file(r#"{"connection_id": "c1", "htp": {}}"#);
+        let err = test_destination(&DestinationTestArgs {
+            destination_file: Some(bad.path().into()),
+            ..unsaved
+        })
+        .expect_err("unknown field")
+        .to_string();
+        assert!(err.contains("not a valid Destination JSON"), "{err}");
 
         let f = file(
             r#"{"stream_id": "s1", "state": "HEALTH_STATE_BROKEN", "last_error": "403", "backlog_depth": "12"}"#,

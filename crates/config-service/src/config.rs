@@ -22,7 +22,8 @@ pub struct ConfigServiceConfig {
     pub http: HttpPolicyConfig,
     /// E-mail to scope admins when a destination breaks and recovers.
     pub notifications: crate::notify::NotifyConfig,
-    /// Longest wait for a sink to answer ListTargets.
+    /// Longest wait for a sink to answer ListTargets or TestDestination (and for JetStream's
+    /// backlog and DLQ depths in GetStatus).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// After SIGTERM: how long open connections (router and sink channels) may take before

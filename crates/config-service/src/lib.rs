@@ -14,12 +14,14 @@ pub mod config;
 pub mod convert;
 pub mod credentials;
 pub mod crypto;
+pub mod dlq;
 pub mod error;
 pub mod feed;
 pub mod notify;
 pub mod service;
+mod sink_rpc;
+pub mod status;
 pub mod store;
-mod targets;
 pub mod validate;
 
 use std::{
@@ -85,7 +87,7 @@ pub async fn run(
     ));
     let publisher = tokio::spawn(feed::run_publisher(
         store.clone(),
-        js,
+        js.clone(),
         committed.clone(),
         config.nats.publish_timeout,
         shutdown.clone(),
@@ -98,7 +100,9 @@ pub async fn run(
         policy,
         committed,
         nats: nats.clone(),
+        js: js.clone(),
         request_timeout: config.request_timeout,
+        publish_timeout: config.nats.publish_timeout,
         notifications: config.notifications.clone(),
     };
     let reflection = tonic_reflection::server::Builder::configure()

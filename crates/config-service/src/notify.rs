@@ -1,8 +1,10 @@
 //! E-mail notifications (DESIGN §6): when a stream's destination enters *broken*, its scope's
 //! admins get one mail per stream per `repeat_after` (24 h by default) naming the
 //! destination, the error and what to fix; when it recovers, a mail saying how many events
-//! were replayed. Mails go through the `mail_outbox` table and a mailer task that retries
-//! with backoff, so an SMTP outage delays mail but never loses it or blocks anything else.
+//! were replayed; when backlog events start to near the end of the backlog retention, one
+//! warning per stream per `repeat_after` saying how many expire when. Mails go through the
+//! `mail_outbox` table and a mailer task that retries with backoff, so an SMTP outage delays
+//! mail but never loses it or blocks anything else.
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::ServiceError,
-    store::{Mail, Store, World},
+    store::{Mail, MailKind, Store, World},
 };
 
 /// `notifications` configuration.
@@ -59,7 +61,8 @@ pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Queues the mails that the change from `previous` to `status` calls for.
+/// Queues the mails that the change from `previous` to `status` (both as stored, after the
+/// report was merged) calls for.
 pub async fn on_status(
     store: &Store,
     world: &World,
@@ -75,7 +78,9 @@ pub async fn on_status(
     let entered_broken = now == HealthState::Broken && was != HealthState::Broken;
     let recovered =
         now == HealthState::Healthy && matches!(was, HealthState::Broken | HealthState::Recovering);
-    if !entered_broken && !recovered {
+    let started_expiring =
+        status.expiring_events > 0 && previous.is_none_or(|p| p.expiring_events == 0);
+    if !entered_broken && !recovered && !started_expiring {
         return Ok(());
     }
     let recipients = recipients(world, &stream.node_id);
@@ -85,20 +90,38 @@ pub async fn on_status(
     }
     let at = now_ms();
     if entered_broken {
-        let last = store.last_broken_mail(&stream.id).await?;
-        if last.is_some_and(|last| at - last < config.repeat_after.as_millis() as i64) {
-            return Ok(()); // Already told within the period.
-        }
+        let mail = broken_mail(world, stream, status, recipients.clone());
+        once_per_period(store, config, MailKind::Broken, &stream.id, &mail, at).await?;
+    } else if recovered {
         store
-            .enqueue_mail(&broken_mail(world, stream, status, recipients), at)
-            .await?;
-        store.set_last_broken_mail(&stream.id, at).await?;
-    } else {
-        store
-            .enqueue_mail(&recovered_mail(world, stream, status, recipients), at)
+            .enqueue_mail(
+                &recovered_mail(world, stream, status, recipients.clone()),
+                at,
+            )
             .await?;
     }
+    if started_expiring {
+        let mail = expiry_mail(world, stream, status, recipients, config.repeat_after);
+        once_per_period(store, config, MailKind::Expiry, &stream.id, &mail, at).await?;
+    }
     Ok(())
+}
+
+/// Queues `mail` unless one of its kind went out for the stream within `repeat_after`.
+async fn once_per_period(
+    store: &Store,
+    config: &NotifyConfig,
+    kind: MailKind,
+    stream_id: &str,
+    mail: &Mail,
+    at: i64,
+) -> Result<(), ServiceError> {
+    let last = store.last_mail(kind, stream_id).await?;
+    if last.is_some_and(|last| at - last < config.repeat_after.as_millis() as i64) {
+        return Ok(()); // Already told within the period.
+    }
+    store.enqueue_mail(mail, at).await?;
+    store.set_last_mail(kind, stream_id, at).await
 }
 
 /// The admins of the stream's node, or of its nearest ancestor that has some.
@@ -200,6 +223,67 @@ fn recovered_mail(
             id = stream.id,
             replayed = status.replayed_events,
         ),
+    }
+}
+
+fn expiry_mail(
+    world: &World,
+    stream: &Stream,
+    status: &StreamStatus,
+    recipients: Vec<String>,
+    repeat_after: Duration,
+) -> Mail {
+    let at = if status.oldest_expires_at.is_empty() {
+        "the end of the backlog retention".to_owned()
+    } else {
+        status.oldest_expires_at.clone()
+    };
+    let or_none = |s: &str| {
+        if s.is_empty() {
+            "(none reported)".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    Mail {
+        recipients,
+        subject: format!(
+            "[Auditstream] Audit events for {} are about to expire: {}",
+            destination(stream),
+            stream.id
+        ),
+        body: format!(
+            "{count} events in the backlog of stream {id} expire at {at} unless the destination \
+             is fixed; expired events are moved to the dead-letter queue (replay with \
+             `auditctl dlq replay {id}`).\n\n\
+             Scope: {scope}\n\
+             Stream: {name} ({id})\n\
+             Destination: {dest}\n\
+             Error: {error}\n\
+             What to fix: {hint}\n\n\
+             Check the stream with\n  \
+             auditctl stream status {id}\n\n\
+             You will get at most one such message per stream per {period}.\n",
+            count = status.expiring_events,
+            id = stream.id,
+            scope = scope(world, stream),
+            name = stream.name,
+            dest = destination(stream),
+            error = or_none(&status.last_error),
+            hint = or_none(&status.hint),
+            period = period(repeat_after),
+        ),
+    }
+}
+
+/// `24h`, `30m`, `45s`: the repeat period as configured.
+fn period(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 

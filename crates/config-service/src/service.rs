@@ -7,9 +7,9 @@ use auditstream_model::{SinkType, routing::Inactive};
 use auditstream_proto::v1::{
     self as pb, AppliesTo, Connection, DeleteConnectionResponse, DeleteNodeResponse,
     DeleteStreamResponse, DestinationDetails, ExplainResponse, InactiveStream,
-    ListConnectionsResponse, ListNodesResponse, ListStreamsResponse, ListTargetsResponse, Node,
-    RoutingSnapshot, Stream, StreamStatus, config_service_server::ConfigService,
-    get_destination_request::Key,
+    ListConnectionsResponse, ListDeadLettersResponse, ListNodesResponse, ListStreamsResponse,
+    ListTargetsResponse, Node, ReplayDeadLettersResponse, RoutingSnapshot, Stream, StreamStatus,
+    TestDestinationResponse, config_service_server::ConfigService, get_destination_request::Key,
 };
 use prost::Message;
 use tokio::sync::Notify;
@@ -32,9 +32,13 @@ pub struct Service {
     pub(crate) policy: Arc<Policy>,
     /// Wakes the change-feed publisher after every commit.
     pub(crate) committed: Arc<Notify>,
-    /// For ListTargets, answered by the sinks over NATS request-reply.
+    /// For ListTargets and TestDestination, answered by the sinks over NATS request-reply.
     pub(crate) nats: async_nats::Client,
+    /// For the live backlog and DLQ depths, and dead-letter list and replay.
+    pub(crate) js: async_nats::jetstream::Context,
     pub(crate) request_timeout: Duration,
+    /// Longest wait for the PubAck of one replayed dead letter.
+    pub(crate) publish_timeout: Duration,
     pub(crate) notifications: crate::notify::NotifyConfig,
 }
 
@@ -178,8 +182,29 @@ impl Service {
                 if usable { " visible to you" } else { "" }
             )));
         }
-        credentials::sink_type(&conn.public)
-            .ok_or_else(|| ServiceError::Internal(format!("connection {cid} has no credentials")))
+        Self::connection_sink(conn)
+    }
+
+    /// The destination type of a connection.
+    fn connection_sink(conn: &StoredConnection) -> Result<SinkType, ServiceError> {
+        credentials::sink_type(&conn.public).ok_or_else(|| {
+            ServiceError::Internal(format!("connection {} has no credentials", conn.public.id))
+        })
+    }
+
+    /// The destination type of a saved stream (its connection's).
+    fn stream_sink(world: &World, stream: &Stream) -> Result<SinkType, ServiceError> {
+        let conn = stream
+            .destination
+            .as_ref()
+            .and_then(|d| world.connections.get(&d.connection_id))
+            .ok_or_else(|| {
+                ServiceError::Internal(format!(
+                    "stream {} has no destination with a known connection",
+                    stream.id
+                ))
+            })?;
+        Self::connection_sink(conn)
     }
 
     /// The override write rule for `self` streams.
@@ -553,9 +578,8 @@ impl ConfigService for Service {
         let id = request.into_inner().connection_id;
         let conn = Self::connection(&p, &world, &id)?;
         p.check_read(&world, &conn.public.node_id)?;
-        let sink = credentials::sink_type(&conn.public)
-            .ok_or_else(|| ServiceError::Internal(format!("connection {id} has no credentials")))?;
-        reply(crate::targets::list(&self.nats, sink, &id, self.request_timeout).await)
+        let sink = Self::connection_sink(conn)?;
+        reply(crate::sink_rpc::list_targets(&self.nats, sink, &id, self.request_timeout).await)
     }
 
     async fn create_stream(&self, request: Request<pb::CreateStreamRequest>) -> Rpc<Stream> {
@@ -803,11 +827,143 @@ impl ConfigService for Service {
         let id = request.into_inner().stream_id;
         let stream = Self::stream(&p, &world, &id)?;
         p.check_read(&world, &stream.node_id)?;
-        let status = self.store.get_status(&id).await?;
-        Ok(Response::new(status.unwrap_or(StreamStatus {
-            stream_id: id,
-            ..Default::default()
-        })))
+        let mut status = self
+            .store
+            .get_status(&id)
+            .await?
+            .unwrap_or_else(|| StreamStatus {
+                stream_id: id.clone(),
+                ..Default::default()
+            });
+        // The depths are read live; the sink's last report stands in while JetStream
+        // cannot be asked (GetStatus never fails for it).
+        let live = match Self::stream_sink(&world, stream) {
+            Ok(sink) => tokio::time::timeout(
+                self.request_timeout,
+                crate::dlq::depths(&self.js, sink, &id),
+            )
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.request_timeout))),
+            Err(e) => Err(e.to_string()),
+        };
+        match live {
+            Ok((backlog, dlq)) => {
+                status.backlog_depth = backlog;
+                status.dlq_depth = dlq;
+            }
+            Err(e) => tracing::warn!(
+                stream = %id,
+                error = %e,
+                "cannot read the backlog and DLQ depths from JetStream; showing the last reported ones"
+            ),
+        }
+        Ok(Response::new(status))
+    }
+
+    async fn test_destination(
+        &self,
+        request: Request<pb::TestDestinationRequest>,
+    ) -> Rpc<TestDestinationResponse> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let pb::TestDestinationRequest {
+            stream_id,
+            destination,
+        } = request.into_inner();
+        let (sink, destination) = match (stream_id.is_empty(), destination) {
+            (false, None) => {
+                let stream = Self::stream(&p, &world, &stream_id)?;
+                p.check_read(&world, &stream.node_id)?;
+                (
+                    Self::stream_sink(&world, stream)?,
+                    stream.destination.clone(),
+                )
+            }
+            (true, Some(destination)) => {
+                if destination.connection_id.is_empty() {
+                    return Err(invalid(
+                        "destination.connection_id",
+                        "required: a saved connection",
+                    )
+                    .into());
+                }
+                let conn = Self::connection(&p, &world, &destination.connection_id)?;
+                p.check_read(&world, &conn.public.node_id)?;
+                let sink = Self::connection_sink(conn)?;
+                // The same rules as a saved stream's destination, addresses included: the
+                // sink is about to connect there.
+                let urls = validate::destination("destination", &destination, sink, &self.policy)?;
+                validate::check_addresses(&urls, &self.policy).await?;
+                (sink, Some(destination))
+            }
+            (false, Some(_)) => {
+                return Err(invalid(
+                    "destination",
+                    "give either stream_id (a saved stream) or destination (an unsaved one), not both",
+                )
+                .into());
+            }
+            (true, None) => {
+                return Err(invalid(
+                    "stream_id",
+                    "required: a saved stream's id, or an unsaved destination",
+                )
+                .into());
+            }
+        };
+        let forwarded = pb::TestDestinationRequest {
+            stream_id,
+            destination,
+        };
+        reply(
+            crate::sink_rpc::test_destination(&self.nats, sink, &forwarded, self.request_timeout)
+                .await,
+        )
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Rpc<ListDeadLettersResponse> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let pb::ListDeadLettersRequest {
+            stream_id,
+            after_sequence,
+            limit,
+        } = request.into_inner();
+        let stream = Self::stream(&p, &world, &stream_id)?;
+        p.check_read(&world, &stream.node_id)?;
+        let sink = Self::stream_sink(&world, stream)?;
+        reply(crate::dlq::list(&self.js, sink, &stream_id, after_sequence, limit).await)
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        request: Request<pb::ReplayDeadLettersRequest>,
+    ) -> Rpc<ReplayDeadLettersResponse> {
+        let p = self.principal(&request)?;
+        let world = self.store.load().await?;
+        let pb::ReplayDeadLettersRequest {
+            stream_id,
+            sequences,
+        } = request.into_inner();
+        let stream = Self::stream(&p, &world, &stream_id)?;
+        p.check_write(&world, &stream.node_id)?;
+        let sink = Self::stream_sink(&world, stream)?;
+        let replayed =
+            crate::dlq::replay(&self.js, sink, &stream_id, &sequences, self.publish_timeout)
+                .await?;
+        // Not a settings change, so no self-audit event (see the README); logged instead.
+        tracing::info!(
+            stream = %stream_id,
+            principal = %p.name,
+            role = %p.role_name(),
+            requested = sequences.len(),
+            replayed,
+            "dead letters replayed"
+        );
+        Ok(Response::new(ReplayDeadLettersResponse { replayed }))
     }
 
     async fn get_routing_snapshot(
@@ -863,18 +1019,24 @@ impl ConfigService for Service {
             .ok_or_else(|| Status::from(invalid("status", "required")))?;
         let world = self.store.load().await?;
         Self::stream(&p, &world, &status.stream_id)?;
-        status.updated_at = audit::now_rfc3339();
-        let previous = self.store.get_status(&status.stream_id).await?;
-        self.store.put_status(&status).await?;
+        let stream_id = status.stream_id.clone();
+        let report = std::mem::take(&mut status);
+        let (previous, merged) = self
+            .store
+            .update_status(&stream_id, |stored| {
+                crate::status::merge(stored, report, audit::now_rfc3339())
+            })
+            .await?;
         // Mail is queued, not sent, here: a slow SMTP server never slows a sink's report.
+        // It sees the merged totals (e.g. the replayed count since the break).
         crate::notify::on_status(
             &self.store,
             &world,
             &self.notifications,
             previous.as_ref(),
-            &status,
+            &merged,
         )
         .await?;
-        Ok(Response::new(status))
+        Ok(Response::new(merged))
     }
 }

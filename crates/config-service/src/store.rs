@@ -49,12 +49,17 @@ impl Backend {
 
     fn migrator(self) -> Migrator {
         // One schema for both backends; only the binary column type is spelled differently.
-        const MIGRATIONS: [(i64, &str, &str); 2] = [
+        const MIGRATIONS: [(i64, &str, &str); 3] = [
             (1, "initial", include_str!("../migrations/0001_initial.sql")),
             (
                 2,
                 "notifications",
                 include_str!("../migrations/0002_notifications.sql"),
+            ),
+            (
+                3,
+                "status counters",
+                include_str!("../migrations/0003_status_counters.sql"),
             ),
         ];
         let migrations = MIGRATIONS
@@ -185,6 +190,25 @@ pub struct Plan<T> {
     pub audit: Vec<Vec<u8>>,
     /// Whatever the caller wants back (e.g. the stored object).
     pub output: T,
+}
+
+/// The mails sent at most once per stream per `notifications.repeat_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    /// The destination broke.
+    Broken,
+    /// Backlog events are about to expire.
+    Expiry,
+}
+
+impl MailKind {
+    /// Where the time of the last one is kept: (table, column).
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            MailKind::Broken => ("mail_state", "last_broken_mail"),
+            MailKind::Expiry => ("expiry_mail_state", "last_expiry_mail"),
+        }
+    }
 }
 
 /// An e-mail to send.
@@ -422,12 +446,7 @@ impl Store {
 
     /// When the last "broken" mail for `stream_id` was queued (ms since the epoch).
     pub async fn last_broken_mail(&self, stream_id: &str) -> Result<Option<i64>, ServiceError> {
-        let row = sqlx::query("SELECT last_broken_mail FROM mail_state WHERE stream_id = $1")
-            .bind(stream_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        row.map(|r| r.try_get::<i64, _>(0).map_err(db)).transpose()
+        self.last_mail(MailKind::Broken, stream_id).await
     }
 
     pub async fn set_last_broken_mail(
@@ -435,22 +454,99 @@ impl Store {
         stream_id: &str,
         at_ms: i64,
     ) -> Result<(), ServiceError> {
-        let updated =
-            sqlx::query("UPDATE mail_state SET last_broken_mail = $2 WHERE stream_id = $1")
-                .bind(stream_id)
-                .bind(at_ms)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
+        self.set_last_mail(MailKind::Broken, stream_id, at_ms).await
+    }
+
+    /// When the last mail of `kind` for `stream_id` was queued (ms since the epoch).
+    pub async fn last_mail(
+        &self,
+        kind: MailKind,
+        stream_id: &str,
+    ) -> Result<Option<i64>, ServiceError> {
+        let (table, column) = kind.table();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {column} FROM {table} WHERE stream_id = $1"
+        )))
+        .bind(stream_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| r.try_get::<i64, _>(0).map_err(db)).transpose()
+    }
+
+    pub async fn set_last_mail(
+        &self,
+        kind: MailKind,
+        stream_id: &str,
+        at_ms: i64,
+    ) -> Result<(), ServiceError> {
+        let (table, column) = kind.table();
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET {column} = $2 WHERE stream_id = $1"
+        )))
+        .bind(stream_id)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
         if updated.rows_affected() == 0 {
-            sqlx::query("INSERT INTO mail_state (stream_id, last_broken_mail) VALUES ($1, $2)")
-                .bind(stream_id)
-                .bind(at_ms)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} (stream_id, {column}) VALUES ($1, $2)"
+            )))
+            .bind(stream_id)
+            .bind(at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         }
         Ok(())
+    }
+
+    /// Replaces a stream's status with `merge(stored)` in one transaction that holds the
+    /// status row's lock, so reports from several sink replicas never lose each other's
+    /// increments. Returns the stored status before and after.
+    pub async fn update_status(
+        &self,
+        stream_id: &str,
+        merge: impl FnOnce(Option<&StreamStatus>) -> StreamStatus,
+    ) -> Result<(Option<StreamStatus>, StreamStatus), ServiceError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // An empty body stands for "no status yet"; the insert waits for a concurrent
+        // inserter, and the update takes the row lock (Postgres) or the write lock (SQLite).
+        sqlx::query(
+            "INSERT INTO stream_status (stream_id, body) VALUES ($1, $2) ON CONFLICT (stream_id) DO NOTHING",
+        )
+        .bind(stream_id)
+        .bind(Vec::<u8>::new())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("UPDATE stream_status SET body = body WHERE stream_id = $1")
+            .bind(stream_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let body: Vec<u8> = sqlx::query("SELECT body FROM stream_status WHERE stream_id = $1")
+            .bind(stream_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        let previous = if body.is_empty() {
+            None
+        } else {
+            Some(StreamStatus::decode(body.as_slice()).map_err(corrupt)?)
+        };
+        let next = merge(previous.as_ref());
+        sqlx::query("UPDATE stream_status SET body = $2 WHERE stream_id = $1")
+            .bind(stream_id)
+            .bind(next.encode_to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok((previous, next))
     }
 
     pub async fn get_status(&self, stream_id: &str) -> Result<Option<StreamStatus>, ServiceError> {
@@ -459,11 +555,14 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| {
-            let body: Vec<u8> = r.try_get(0).map_err(db)?;
-            StreamStatus::decode(body.as_slice()).map_err(corrupt)
-        })
-        .transpose()
+        let Some(row) = row else { return Ok(None) };
+        let body: Vec<u8> = row.try_get(0).map_err(db)?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        StreamStatus::decode(body.as_slice())
+            .map(Some)
+            .map_err(corrupt)
     }
 }
 

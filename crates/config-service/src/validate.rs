@@ -11,9 +11,9 @@ use auditstream_model::{
     validate_id,
 };
 use auditstream_proto::v1::{
-    AppliesTo, Connection, Node, NodeKind, ServerSideEncryption, Stream, azure_blob_credentials,
-    azure_monitor_credentials, connection::Credentials, destination::Target, http_credentials,
-    s3_credentials,
+    AppliesTo, Connection, Destination, Node, NodeKind, ServerSideEncryption, Stream,
+    azure_blob_credentials, azure_monitor_credentials, connection::Credentials,
+    destination::Target, http_credentials, s3_credentials,
 };
 use serde::{Deserialize, Serialize};
 
@@ -380,13 +380,23 @@ pub fn stream(
         .destination
         .as_ref()
         .ok_or_else(|| invalid("stream.destination", "required: a connection and a target"))?;
-    required(
-        "stream.destination.connection_id",
-        &destination.connection_id,
-    )?;
+    self::destination("stream.destination", destination, connection_type, policy)
+}
+
+/// Checks a destination (a stream's, or one tested before it is saved) against the type of
+/// its connection; `field` is its path in the request (`stream.destination`, `destination`).
+/// Returns the URLs to resolve.
+pub fn destination(
+    field: &str,
+    destination: &Destination,
+    connection_type: SinkType,
+    policy: &Policy,
+) -> Result<Vec<(String, HttpUrl)>, ServiceError> {
+    let f = |sub: &str| format!("{field}.{sub}");
+    required(&f("connection_id"), &destination.connection_id)?;
     let target = destination.target.as_ref().ok_or_else(|| {
         invalid(
-            "stream.destination",
+            field,
             "a target is required: s3, azure_blob, azure_monitor or http",
         )
     })?;
@@ -398,7 +408,7 @@ pub fn stream(
     };
     if target_type != connection_type {
         return Err(invalid(
-            "stream.destination",
+            field,
             format!(
                 "connection {} is of type {connection_type} but the target is of type {target_type}",
                 destination.connection_id
@@ -408,55 +418,50 @@ pub fn stream(
     let mut urls = Vec::new();
     match target {
         Target::S3(t) => {
-            rules::validate_s3_bucket("stream.destination.s3.bucket", &t.bucket)?;
+            rules::validate_s3_bucket(&f("s3.bucket"), &t.bucket)?;
             if !t.region.is_empty() {
-                rules::validate_s3_region("stream.destination.s3.region", &t.region)?;
+                rules::validate_s3_region(&f("s3.region"), &t.region)?;
             }
-            rules::validate_key_prefix("stream.destination.s3.prefix", &t.prefix)?;
+            rules::validate_key_prefix(&f("s3.prefix"), &t.prefix)?;
             let kms = t.sse() == ServerSideEncryption::AwsKms;
             if kms && t.kms_key_id.is_empty() {
                 return Err(invalid(
-                    "stream.destination.s3.kms_key_id",
+                    &f("s3.kms_key_id"),
                     "required with SERVER_SIDE_ENCRYPTION_AWS_KMS",
                 ));
             }
             if !kms && !t.kms_key_id.is_empty() {
                 return Err(invalid(
-                    "stream.destination.s3.kms_key_id",
+                    &f("s3.kms_key_id"),
                     "only used with SERVER_SIDE_ENCRYPTION_AWS_KMS",
                 ));
             }
         }
         Target::AzureBlob(t) => {
-            rules::validate_azure_container(
-                "stream.destination.azure_blob.container",
-                &t.container,
-            )?;
-            rules::validate_key_prefix("stream.destination.azure_blob.prefix", &t.prefix)?;
+            rules::validate_azure_container(&f("azure_blob.container"), &t.container)?;
+            rules::validate_key_prefix(&f("azure_blob.prefix"), &t.prefix)?;
         }
         Target::AzureMonitor(t) => {
             urls.push(url(
-                "stream.destination.azure_monitor.ingestion_endpoint",
+                &f("azure_monitor.ingestion_endpoint"),
                 &t.ingestion_endpoint,
                 policy,
             )?);
             rules::validate_dcr_immutable_id(
-                "stream.destination.azure_monitor.dcr_immutable_id",
+                &f("azure_monitor.dcr_immutable_id"),
                 &t.dcr_immutable_id,
             )?;
-            rules::validate_monitor_stream_name(
-                "stream.destination.azure_monitor.stream_name",
-                &t.stream_name,
-            )?;
-            rules::validate_log_type("stream.destination.azure_monitor.log_type", &t.log_type)?;
+            rules::validate_monitor_stream_name(&f("azure_monitor.stream_name"), &t.stream_name)?;
+            rules::validate_log_type(&f("azure_monitor.log_type"), &t.log_type)?;
         }
         Target::Http(t) => {
-            urls.push(url("stream.destination.http.url", &t.url, policy)?);
+            urls.push(url(&f("http.url"), &t.url, policy)?);
             for name in t.headers.keys() {
-                header_name(&format!("stream.destination.http.headers.{name}"), name)?;
+                let header = f(&format!("http.headers.{name}"));
+                header_name(&header, name)?;
                 if name.eq_ignore_ascii_case("authorization") {
                     return Err(invalid(
-                        &format!("stream.destination.http.headers.{name}"),
+                        &header,
                         "credentials belong in the connection (http.bearer, http.basic or http.header), where they are encrypted",
                     ));
                 }

@@ -332,6 +332,57 @@ async fn the_mail_outbox_retries_until_sent(url: String) {
     assert_eq!(store.last_broken_mail("s1").await.unwrap(), Some(9));
 }
 
+async fn status_updates_never_lose_concurrent_increments(url: String) {
+    let store = Arc::new(Store::connect(&url, 4).await.unwrap());
+    let add = |stored: Option<&StreamStatus>, n: u64| StreamStatus {
+        stream_id: "s1".into(),
+        delivered_events: stored.map_or(0, |s| s.delivered_events) + n,
+        ..Default::default()
+    };
+    let (before, after) = store.update_status("s1", |s| add(s, 5)).await.unwrap();
+    assert_eq!((before, after.delivered_events), (None, 5));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.update_status("s1", |s| add(s, 1)).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        store
+            .get_status("s1")
+            .await
+            .unwrap()
+            .unwrap()
+            .delivered_events,
+        21
+    );
+    // A stream nothing reported on has no status, even after another stream's first report.
+    assert_eq!(store.get_status("s2").await.unwrap(), None);
+
+    use auditstream_config_service::store::MailKind;
+    assert_eq!(store.last_mail(MailKind::Expiry, "s1").await.unwrap(), None);
+    store
+        .set_last_mail(MailKind::Expiry, "s1", 3)
+        .await
+        .unwrap();
+    store
+        .set_last_mail(MailKind::Expiry, "s1", 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_mail(MailKind::Expiry, "s1").await.unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        store.last_broken_mail("s1").await.unwrap(),
+        None,
+        "kept apart"
+    );
+}
+
 macro_rules! store_suite {
     ($($test:ident),* $(,)?) => {
         mod on_sqlite {
@@ -359,4 +410,5 @@ store_suite!(
     concurrent_writers_never_share_a_revision,
     a_cycle_is_refused_before_writing,
     the_mail_outbox_retries_until_sent,
+    status_updates_never_lose_concurrent_increments,
 );

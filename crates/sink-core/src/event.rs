@@ -73,3 +73,45 @@ impl std::fmt::Debug for Event {
             .finish()
     }
 }
+
+impl Event {
+    /// Acks (the destination has it, or it moved on to the backlog or DLQ). A plain ack:
+    /// JetStream redelivers if it is lost, and delivery is at-least-once anyway.
+    pub(crate) async fn ack(&self) {
+        if let Some(m) = &self.message
+            && let Err(e) = m.ack().await
+        {
+            tracing::debug!(error = %e, event_id = %self.event_id, "ack lost; the event will be redelivered");
+        }
+    }
+
+    /// Gives the message back for redelivery after `delay` (`None`: at once).
+    pub(crate) async fn nak(&self, delay: Option<std::time::Duration>) {
+        if let Some(m) = &self.message {
+            let _ = m.ack_with(jetstream::AckKind::Nak(delay)).await;
+        }
+    }
+
+    /// Tells JetStream the work is still going, so it is not redelivered meanwhile.
+    pub(crate) async fn progress(&self) {
+        if let Some(m) = &self.message {
+            let _ = m.ack_with(jetstream::AckKind::Progress).await;
+        }
+    }
+
+    /// When JetStream stored the message (the backlog's age), if known.
+    pub(crate) fn stored_at(&self) -> Option<time::OffsetDateTime> {
+        self.message
+            .as_ref()
+            .and_then(|m| m.info().ok())
+            .map(|i| i.published)
+    }
+
+    /// The de-duplication key it arrived with (`<event>.<stream>` from the router).
+    pub(crate) fn msg_id(&self, stream_id: &str) -> String {
+        self.headers
+            .get(headers::MSG_ID)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_else(|| format!("{}.{stream_id}", self.event_id))
+    }
+}

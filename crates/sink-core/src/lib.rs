@@ -1,17 +1,34 @@
-//! Delivery mechanics shared by every sink, written once (DESIGN §6).
+//! Delivery mechanics shared by every sink, written once (DESIGN §6). A sink crate only
+//! implements [`sink::Sink`] (building a [`deliver::Destination`] from a stream's settings)
+//! and calls [`runtime::sink_main`].
 //!
-//! So far: the `Destination` trait and delivering one batch through it, splitting by caps
-//! and narrowing refusals to single events ([`deliver`]); how a destination's answer is
-//! classified ([`classify`]); when to try again ([`retry`]); a destination's health
-//! (healthy → retrying → broken → recovering → healthy, [`health`]); and per-stream batching
-//! with global memory bounds ([`batch`]). A sink crate only implements `Destination`; the
-//! consumer, backlog and DLQ wiring that drives these pieces is the next step (issue 5) and
-//! lives here too, never in a sink.
+//! - [`runtime`]: the shared durable consumer on `audit.deliver.<type>.>`, per-stream
+//!   batching with memory bounds ([`batch`]), and the background tasks (config follower,
+//!   backlog scan, status reports, config-service requests over NATS in [`control`]).
+//! - [`lane`]: one stream's delivery: retry with backoff ([`retry`]), health ([`health`]),
+//!   the backlog for broken or slow destinations, probes, drain in order, the DLQ.
+//! - [`deliver`]: one batch through a destination, split by its caps and narrowed to single
+//!   events on refusals; [`classify`]: what an answer means.
+//!
+//! The conformance suite every sink passes against its real stand-in needs the whole stack
+//! (NATS, config service, router), so it lives in the test kit (`auditstream_testkit::
+//! conformance`), which depends on this crate, not the other way round.
 
 pub mod batch;
 pub mod classify;
+pub mod config;
+pub mod control;
 pub mod deliver;
 pub mod event;
 pub mod health;
+mod lane;
+pub mod metrics;
 pub mod retry;
+pub mod runtime;
 pub mod sink;
+
+pub use config::SinkConfig;
+pub use deliver::{Answer, Destination, RequestCaps};
+pub use event::Event;
+pub use runtime::{Listeners, run, sink_main};
+pub use sink::Sink;

@@ -9,7 +9,6 @@ use auditstream_model::SinkType;
 use auditstream_proto::v1 as pb;
 
 use crate::{
-    batch::BatchLimits,
     deliver::{Answer, Destination},
     event::Event,
 };
@@ -28,9 +27,6 @@ pub trait Sink: Send + Sync + 'static {
         destination: &pb::Destination,
         connection: &pb::Connection,
     ) -> Result<Self::Destination, Answer>;
-
-    /// Batching when the stream sets none (its `batching` fields are 0).
-    fn default_batching(&self) -> BatchLimits;
 
     /// The buckets / containers `connection` reaches (ListTargets); `Err` says why not.
     fn list_targets(

@@ -6,10 +6,13 @@
 //! panics with the command that installs it.
 
 mod config_service;
+pub mod conformance;
 mod gateway;
 mod nats;
 mod postgres;
+mod receiver;
 mod router;
+mod sink;
 mod smtp;
 
 pub use config_service::{
@@ -18,7 +21,9 @@ pub use config_service::{
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};
 pub use postgres::PgSchema;
+pub use receiver::{Behavior, HttpReceiver, Recorded};
 pub use router::{RouterHarness, metric, test_router_config};
+pub use sink::{SinkHarness, test_sink_config};
 pub use smtp::SmtpServer;
 
 /// Polls `http://<ops>/readyz` until it answers 200. Panics after `timeout`, or as soon as the

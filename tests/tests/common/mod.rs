@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod router;
+pub mod sink;
 
 use std::time::Duration;
 

@@ -1,0 +1,789 @@
+//! One stream's lane in a sink replica: its destination (built from config-service's
+//! `GetDestination`, rebuilt when the stream or its connection changes), its health, the
+//! closed batches waiting for it (the in-flight window), and the worker task that delivers
+//! them, retries, moves work to the backlog when the destination is broken or slow, probes,
+//! and drains the backlog in order before live traffic flows directly again.
+//!
+//! The ordering rule: once anything of a stream went to the backlog, every later batch of
+//! that stream goes there too (`backlogged`), until the worker finds the backlog empty with
+//! no spill in progress and no spill finished since it looked (`spill_gen`). So a stream's
+//! events reach the destination in the order the replica received them, backlog first.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use auditstream_bus::{headers, publish_durable, subjects, topology};
+use auditstream_proto::v1::{HealthState, StreamStatus};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use crate::{
+    batch::Batch,
+    classify::Class,
+    control::result_word,
+    deliver::{Answer, Destination, deliver},
+    event::Event,
+    health::{DestinationHealth, Health, Transition},
+    runtime::Runtime,
+    sink::Sink,
+};
+
+/// Where a batch's events came from: the live consumer, or the stream's backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Live,
+    Backlog,
+}
+
+pub(crate) struct Lane<S: Sink> {
+    pub stream_id: String,
+    backlog_subject: String,
+    dlq_subject: String,
+    queue: Mutex<VecDeque<Batch<Event>>>,
+    pub wake: Notify,
+    pub st: Mutex<LaneState>,
+    dest: tokio::sync::Mutex<Option<(DestKey, Arc<S::Destination>)>>,
+}
+
+/// (stream version, connection version): a different key means rebuild the destination.
+type DestKey = (u64, u64);
+
+pub(crate) struct LaneState {
+    pub backlogged: bool,
+    pub spilling: usize,
+    pub spill_gen: u64,
+    pub health: DestinationHealth,
+    /// The key of the destination built last; the config watcher compares against it.
+    pub dest_key: Option<DestKey>,
+    /// The stream or its connection changed: probe at once if broken.
+    pub config_changed: bool,
+    pub last_error: String,
+    pub hint: String,
+    pub last_delivery_at: Option<time::OffsetDateTime>,
+    pub backlog_depth: u64,
+    pub expiring: u64,
+    pub oldest_expires_at: String,
+    /// Increments since the last status report.
+    pub counts: Counts,
+    /// Something changed since the last status report.
+    pub dirty: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    pub replayed: u64,
+    pub expired: u64,
+    pub failed_requests: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: Counts) {
+        self.delivered += o.delivered;
+        self.dead_lettered += o.dead_lettered;
+        self.replayed += o.replayed;
+        self.expired += o.expired;
+        self.failed_requests += o.failed_requests;
+    }
+}
+
+enum DestError {
+    /// The stream no longer exists: its events cannot be delivered anywhere.
+    Gone(String),
+    Answer(Answer),
+}
+
+impl<S: Sink> Lane<S> {
+    pub fn new(stream_id: &str, broken_after: Duration) -> Self {
+        Lane {
+            stream_id: stream_id.to_owned(),
+            backlog_subject: subjects::backlog(S::TYPE, stream_id).expect("stream ids are valid"),
+            dlq_subject: subjects::dlq(S::TYPE, stream_id).expect("stream ids are valid"),
+            queue: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            st: Mutex::new(LaneState {
+                backlogged: false,
+                spilling: 0,
+                spill_gen: 0,
+                health: DestinationHealth::new(broken_after),
+                dest_key: None,
+                config_changed: false,
+                last_error: String::new(),
+                hint: String::new(),
+                last_delivery_at: None,
+                backlog_depth: 0,
+                expiring: 0,
+                oldest_expires_at: String::new(),
+                counts: Counts::default(),
+                dirty: false,
+            }),
+            dest: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.st.lock().expect("lane state lock")
+    }
+
+    /// Takes a closed batch for delivery if the destination takes live traffic and the
+    /// window has room; otherwise the caller spills it to the backlog.
+    pub fn offer(&self, rt: &Runtime<S>, batch: Batch<Event>) -> Result<(), Batch<Event>> {
+        let mut st = self.st();
+        let mut queue = self.queue.lock().expect("lane queue lock");
+        let inflight = rt.inflight_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let accept = !st.backlogged
+            && st.health.accepts_live()
+            && queue.len() < rt.settings.delivery.window
+            && inflight + batch.bytes <= rt.settings.delivery.max_inflight_bytes;
+        if !accept {
+            st.backlogged = true;
+            st.spilling += 1;
+            return Err(batch);
+        }
+        rt.inflight_bytes
+            .fetch_add(batch.bytes, std::sync::atomic::Ordering::Relaxed);
+        queue.push_back(batch);
+        drop(queue);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Moves a batch the lane did not take to the backlog: published with PubAck, then
+    /// acked. A publish that fails leaves the event to be redelivered (nak), never lost.
+    pub async fn spill(&self, rt: &Runtime<S>, events: Vec<Event>) {
+        let moved = futures_util::stream::iter(events)
+            .map(|e| self.to_backlog(rt, e))
+            .buffer_unordered(64)
+            .filter(|ok| std::future::ready(*ok))
+            .count()
+            .await;
+        rt.metrics.backlogged.inc_by(moved as u64);
+        let mut st = self.st();
+        st.spilling -= 1;
+        st.spill_gen += 1;
+        st.dirty = true;
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    async fn to_backlog(&self, rt: &Runtime<S>, event: Event) -> bool {
+        let published = publish_durable(
+            &rt.js,
+            self.backlog_subject.clone(),
+            &event.msg_id(&self.stream_id),
+            event.headers.clone(),
+            event.body.clone(),
+            rt.settings.publish_timeout,
+        )
+        .await;
+        match published {
+            Ok(_) => {
+                event.ack().await;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(stream = %self.stream_id, error = %e, "cannot move an event to the backlog; it will be redelivered");
+                event.nak(Some(rt.settings.consumer.retry_delay)).await;
+                false
+            }
+        }
+    }
+
+    /// Sends an event to the DLQ with the reason, then acks it.
+    async fn dead_letter(&self, rt: &Runtime<S>, event: Event, reason: &str) -> bool {
+        let mut h = event.headers.clone();
+        h.insert(headers::ERROR, truncate(reason, 1024));
+        h.insert(headers::STREAM_ID, self.stream_id.as_str());
+        // A fresh id: the same event may be dead-lettered again after a replay.
+        let msg_id = format!(
+            "{}.dlq.{}",
+            event.msg_id(&self.stream_id),
+            auditstream_model::new_event_id()
+        );
+        let published = publish_durable(
+            &rt.js,
+            self.dlq_subject.clone(),
+            &msg_id,
+            h,
+            event.body.clone(),
+            rt.settings.publish_timeout,
+        )
+        .await;
+        match published {
+            Ok(_) => {
+                event.ack().await;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(stream = %self.stream_id, error = %e, "cannot dead-letter an event; it will be redelivered");
+                event.nak(Some(rt.settings.consumer.retry_delay)).await;
+                false
+            }
+        }
+    }
+
+    /// The destination, built from config-service's answer and cached until the stream or
+    /// its connection changes. While config-service is unreachable the last one is used.
+    async fn destination(&self, rt: &Runtime<S>) -> Result<Arc<S::Destination>, DestError> {
+        let view = rt.view.borrow().clone();
+        let key = view
+            .streams
+            .get(&self.stream_id)
+            .map(|s| (s.version, s.connection_version));
+        let mut cache = self.dest.lock().await;
+        if let Some((cached, d)) = cache.as_ref()
+            && (key.is_none() || key == Some(*cached))
+            && (key.is_some() || !view.synced)
+        {
+            return Ok(d.clone());
+        }
+        let details = match rt.control.destination(&self.stream_id).await {
+            Ok(d) => d,
+            Err(e) if e.code() == tonic::Code::NotFound => {
+                return Err(DestError::Gone(format!(
+                    "stream {} was deleted before its events were delivered",
+                    self.stream_id
+                )));
+            }
+            Err(e) => {
+                if let Some((_, d)) = cache.as_ref() {
+                    tracing::warn!(stream = %self.stream_id, error = %e.message(), "config-service unreachable; delivering with the last known destination");
+                    return Ok(d.clone());
+                }
+                return Err(DestError::Answer(Answer::new(
+                    Class::Transient { retry_after: None },
+                    format!("cannot load the destination: {}", e.message()),
+                    "config-service is unreachable from the sink; it retries by itself",
+                )));
+            }
+        };
+        let (Some(stream), Some(connection)) = (details.stream, details.connection) else {
+            return Err(DestError::Answer(Answer::new(
+                Class::Configuration,
+                "config-service returned no destination for the stream",
+                "give the stream a destination with a connection",
+            )));
+        };
+        let Some(destination) = stream.destination.as_ref() else {
+            return Err(DestError::Answer(Answer::new(
+                Class::Configuration,
+                "the stream has no destination",
+                "give the stream a destination",
+            )));
+        };
+        let built = rt
+            .sink
+            .build(destination, &connection)
+            .map_err(DestError::Answer)?;
+        let key = (stream.version, stream.connection_version);
+        let built = Arc::new(built);
+        *cache = Some((key, built.clone()));
+        self.st().dest_key = Some(key);
+        Ok(built)
+    }
+
+    /// The worker: delivers queued batches, drains the backlog, probes while broken.
+    pub async fn work(self: Arc<Self>, rt: Arc<Runtime<S>>) {
+        let mut probe_attempt = 0u32;
+        let mut next_probe = Instant::now();
+        let mut next_expiry = Instant::now();
+        loop {
+            let next = self.queue.lock().expect("lane queue lock").pop_front();
+            if let Some(batch) = next {
+                let bytes = batch.bytes;
+                self.deliver_batch(&rt, batch.items, Source::Live).await;
+                rt.inflight_bytes
+                    .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
+            if rt.shutdown.is_cancelled() {
+                return;
+            }
+            let (broken, backlogged, changed) = {
+                let mut st = self.st();
+                let changed = std::mem::take(&mut st.config_changed);
+                (
+                    matches!(st.health.state(), Health::Broken { .. }),
+                    st.backlogged,
+                    changed,
+                )
+            };
+            let now = Instant::now();
+            let mut wait_until = now + rt.settings.backlog.scan_interval;
+            if broken {
+                if changed {
+                    (next_probe, probe_attempt) = (now, 0);
+                }
+                if now >= next_probe {
+                    if self.probe(&rt).await {
+                        probe_attempt = 0;
+                        continue;
+                    }
+                    next_probe = Instant::now()
+                        + rt.settings
+                            .delivery
+                            .probe
+                            .delay(probe_attempt, None, &mut rand::rng());
+                    probe_attempt += 1;
+                }
+                if backlogged && now >= next_expiry {
+                    self.expire(&rt).await;
+                    next_expiry = Instant::now() + rt.settings.backlog.scan_interval;
+                }
+                wait_until = next_probe.min(next_expiry.max(now + Duration::from_millis(100)));
+            } else if backlogged {
+                match self.drain_once(&rt).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(stream = %self.stream_id, error = %e, "cannot read the backlog; retrying");
+                        wait_until = Instant::now() + rt.settings.consumer.retry_delay;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = rt.shutdown.cancelled() => {}
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(wait_until.into()) => {}
+            }
+        }
+    }
+
+    /// Delivers one batch: retries transient failures with backoff (keeping the messages
+    /// alive with in-progress acks), dead-letters refused events, and moves the rest to the
+    /// backlog when the destination breaks.
+    pub(crate) async fn deliver_batch(&self, rt: &Runtime<S>, items: Vec<Event>, source: Source) {
+        let mut items = items;
+        let mut attempt = 0u32;
+        while !items.is_empty() {
+            let dest = match self.destination(rt).await {
+                Ok(d) => d,
+                Err(DestError::Gone(reason)) => {
+                    for e in items {
+                        if self.dead_letter(rt, e, &reason).await {
+                            rt.metrics.dead_lettered.inc();
+                            self.st().counts.dead_lettered += 1;
+                        }
+                    }
+                    return;
+                }
+                Err(DestError::Answer(answer)) => {
+                    match self.failed(rt, items, source, answer, attempt).await {
+                        Some(rest) => {
+                            items = rest;
+                            attempt += 1;
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
+            };
+            let started = Instant::now();
+            let outcome = with_progress(rt, &items, deliver(&*dest, &items)).await;
+            rt.metrics
+                .delivery_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let mut slots: Vec<Option<Event>> = items.into_iter().map(Some).collect();
+            let now = time::OffsetDateTime::now_utc();
+            let delivered = outcome.delivered.len() as u64;
+            for &i in &outcome.delivered {
+                let e = slots[i].take().expect("each index once");
+                if let Some(at) = received_at(&e) {
+                    rt.metrics
+                        .latency_seconds
+                        .get_or_create(&crate::metrics::StreamLabel {
+                            stream: self.stream_id.clone(),
+                        })
+                        .observe((now - at).as_seconds_f64().max(0.0));
+                }
+                e.ack().await;
+            }
+            let requests = outcome.requests as u64;
+            let failed = u64::from(outcome.stopped_by.is_some());
+            for _ in 0..requests - failed {
+                rt.metrics.request("delivered");
+            }
+            let mut dead = 0u64;
+            for (i, reason) in &outcome.rejected {
+                let e = slots[*i].take().expect("each index once");
+                if self.dead_letter(rt, e, reason).await {
+                    dead += 1;
+                }
+            }
+            rt.metrics.delivered.inc_by(delivered);
+            rt.metrics.dead_lettered.inc_by(dead);
+            if delivered > 0 {
+                rt.metrics.batch_events.observe(delivered as f64);
+            }
+            if source == Source::Backlog {
+                rt.metrics.replayed.inc_by(delivered);
+            }
+            {
+                let mut st = self.st();
+                st.counts.delivered += delivered;
+                st.counts.dead_lettered += dead;
+                if source == Source::Backlog {
+                    st.counts.replayed += delivered;
+                }
+                if delivered > 0 {
+                    st.last_delivery_at = Some(now);
+                }
+                st.dirty = true;
+                if outcome.stopped_by.is_none() {
+                    st.health.record(&Class::Delivered, "", Instant::now());
+                }
+            }
+            let Some(answer) = outcome.stopped_by else {
+                return;
+            };
+            let pending: Vec<Event> = outcome
+                .pending
+                .iter()
+                .map(|&i| slots[i].take().expect("each index once"))
+                .collect();
+            match self.failed(rt, pending, source, answer, attempt).await {
+                Some(rest) => {
+                    items = rest;
+                    attempt += 1;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Handles an answer that stopped a batch. Returns the events to try again (after the
+    /// backoff, already waited), or `None` when they went to the backlog or back to JetStream.
+    async fn failed(
+        &self,
+        rt: &Runtime<S>,
+        pending: Vec<Event>,
+        source: Source,
+        answer: Answer,
+        attempt: u32,
+    ) -> Option<Vec<Event>> {
+        rt.metrics.request(result_word(&answer.class));
+        let (broken, transition) = {
+            let mut st = self.st();
+            let transition = st
+                .health
+                .record(&answer.class, &answer.detail, Instant::now());
+            st.last_error = answer.detail.clone();
+            st.hint = answer.hint.clone();
+            st.counts.failed_requests += 1;
+            st.dirty = true;
+            let broken = matches!(st.health.state(), Health::Broken { .. });
+            if broken {
+                st.backlogged = true;
+                if source == Source::Live {
+                    st.spilling += 1;
+                }
+            }
+            (broken, transition)
+        };
+        if let Some(t) = &transition {
+            if let Transition::Broke { reason } = t {
+                tracing::warn!(stream = %self.stream_id, reason, hint = %answer.hint, "destination broken; its events go to the backlog");
+            }
+            rt.report_now.notify_one();
+        }
+        if broken || rt.shutdown.is_cancelled() {
+            match source {
+                // Counted as spilling above, so the lane does not go live before it lands.
+                Source::Live if broken => self.spill(rt, pending).await,
+                // Back to the backlog consumer (or the live one at shutdown), redelivered
+                // first when the lane reads again.
+                _ => {
+                    for e in &pending {
+                        e.nak(None).await;
+                    }
+                }
+            }
+            return None;
+        }
+        let retry_after = match answer.class {
+            Class::Transient { retry_after } => retry_after,
+            _ => None,
+        };
+        let delay = rt
+            .settings
+            .delivery
+            .retry
+            .delay(attempt, retry_after, &mut rand::rng());
+        tracing::debug!(stream = %self.stream_id, ?delay, attempt, detail = %answer.detail, "retrying");
+        let wait = async {
+            tokio::select! {
+                _ = rt.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        };
+        with_progress(rt, &pending, wait).await;
+        if rt.shutdown.is_cancelled() {
+            for e in &pending {
+                e.nak(None).await;
+            }
+            return None;
+        }
+        Some(pending)
+    }
+
+    /// Probes the broken destination (rebuilding it from the current configuration).
+    /// On success the lane starts recovering: the backlog drains first.
+    async fn probe(&self, rt: &Runtime<S>) -> bool {
+        let answer = match self.destination(rt).await {
+            Ok(d) => tokio::time::timeout(rt.settings.delivery.probe_timeout, d.probe())
+                .await
+                .unwrap_or_else(|_| {
+                    Answer::new(
+                        Class::Transient { retry_after: None },
+                        "probe timed out",
+                        "",
+                    )
+                }),
+            Err(DestError::Gone(reason)) => Answer::new(Class::Configuration, reason, ""),
+            Err(DestError::Answer(a)) => a,
+        };
+        rt.metrics
+            .probes
+            .get_or_create(&crate::metrics::ResultLabel {
+                result: result_word(&answer.class),
+            })
+            .inc();
+        let mut st = self.st();
+        if answer.class == Class::Delivered {
+            tracing::info!(stream = %self.stream_id, "destination answers again; draining its backlog");
+            st.health.probe_succeeded();
+            st.dirty = true;
+            drop(st);
+            rt.report_now.notify_one();
+            true
+        } else {
+            if st.last_error != answer.detail {
+                st.last_error = answer.detail;
+                st.hint = answer.hint;
+                st.dirty = true;
+            }
+            false
+        }
+    }
+
+    async fn backlog_consumer(
+        &self,
+        rt: &Runtime<S>,
+    ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, String> {
+        let name = format!("backlog-{}-{}", S::TYPE.as_str(), self.stream_id);
+        let stream = rt
+            .js
+            .get_stream(topology::BACKLOG)
+            .await
+            .map_err(|e| format!("AUDIT_BACKLOG: {e}"))?;
+        stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    description: Some(format!("auditstream: backlog of stream {}", self.stream_id)),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: rt.settings.consumer.ack_wait,
+                    filter_subject: self.backlog_subject.clone(),
+                    inactive_threshold: rt.settings.backlog.consumer_inactive_threshold,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| format!("backlog consumer {name}: {e}"))
+    }
+
+    /// Delivers the next backlog batch. `Ok(false)` when the backlog was empty (and the lane
+    /// went live again if nothing was spilled meanwhile).
+    async fn drain_once(&self, rt: &Runtime<S>) -> Result<bool, String> {
+        let generation = self.st().spill_gen;
+        let consumer = self.backlog_consumer(rt).await?;
+        let limits = rt.limits(&self.stream_id);
+        let mut batch = consumer
+            .fetch()
+            .max_messages(limits.max_events)
+            .max_bytes(limits.max_bytes.max(1))
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| format!("backlog fetch: {e}"))?;
+        let mut events = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => events.push(Event::from_message(m)),
+                Err(e) => tracing::debug!(error = %e, "backlog fetch ended"),
+            }
+        }
+        if !events.is_empty() {
+            self.deliver_batch(rt, events, Source::Backlog).await;
+            return Ok(true);
+        }
+        let transition = {
+            let mut st = self.st();
+            let queue_empty = self.queue.lock().expect("lane queue lock").is_empty();
+            if st.spilling > 0 || st.spill_gen != generation || !queue_empty {
+                return Ok(false);
+            }
+            st.backlogged = false;
+            st.backlog_depth = 0;
+            st.expiring = 0;
+            st.oldest_expires_at.clear();
+            st.dirty = true;
+            st.health.backlog_drained()
+        };
+        if transition.is_some() {
+            tracing::info!(stream = %self.stream_id, "backlog drained; delivering live again");
+            rt.report_now.notify_one();
+        }
+        Ok(false)
+    }
+
+    /// While broken: backlog events older than the retention go to the DLQ (counted and
+    /// reported; replayable from there), oldest first.
+    async fn expire(&self, rt: &Runtime<S>) {
+        let Ok(consumer) = self.backlog_consumer(rt).await else {
+            return;
+        };
+        let cutoff = time::OffsetDateTime::now_utc() - rt.settings.backlog.retention;
+        loop {
+            let Ok(mut batch) = consumer
+                .fetch()
+                .max_messages(500)
+                .expires(Duration::from_millis(300))
+                .messages()
+                .await
+            else {
+                return;
+            };
+            let mut expired = 0u64;
+            let mut younger = false;
+            while let Some(Ok(m)) = batch.next().await {
+                let e = Event::from_message(m);
+                if younger || e.stored_at().is_some_and(|t| t > cutoff) {
+                    younger = true;
+                    e.nak(None).await;
+                    continue;
+                }
+                let reason = format!(
+                    "expired: in the backlog longer than the retention ({}) while the destination was broken",
+                    humantime_format(rt.settings.backlog.retention)
+                );
+                if self.dead_letter(rt, e, &reason).await {
+                    expired += 1;
+                }
+            }
+            if expired > 0 {
+                tracing::warn!(stream = %self.stream_id, expired, "backlog events passed the retention; moved to the DLQ");
+                rt.metrics.expired.inc_by(expired);
+                let mut st = self.st();
+                st.counts.expired += expired;
+                st.dirty = true;
+            }
+            if younger || expired == 0 {
+                return;
+            }
+        }
+    }
+
+    /// The status to report (taking the counters reported with it).
+    pub fn take_status(&self) -> Option<(StreamStatus, Counts)> {
+        let mut st = self.st();
+        if !st.dirty {
+            return None;
+        }
+        st.dirty = false;
+        let counts = std::mem::take(&mut st.counts);
+        let state = match st.health.state() {
+            Health::Healthy => HealthState::Healthy,
+            Health::Retrying { .. } => HealthState::Retrying,
+            Health::Broken { .. } => HealthState::Broken,
+            Health::Recovering => HealthState::Recovering,
+        };
+        let status = StreamStatus {
+            stream_id: self.stream_id.clone(),
+            state: state as i32,
+            last_error: st.last_error.clone(),
+            hint: st.hint.clone(),
+            backlog_depth: st.backlog_depth,
+            last_delivery_at: st.last_delivery_at.map(rfc3339).unwrap_or_default(),
+            replayed_events: counts.replayed,
+            delivered_events: counts.delivered,
+            dead_lettered_events: counts.dead_lettered,
+            expiring_events: st.expiring,
+            oldest_expires_at: st.oldest_expires_at.clone(),
+            expired_events: counts.expired,
+            failed_requests: counts.failed_requests,
+            ..Default::default()
+        };
+        Some((status, counts))
+    }
+
+    /// A report that did not reach config-service: its counters go back for the next one.
+    pub fn restore(&self, counts: Counts) {
+        let mut st = self.st();
+        st.counts.add(counts);
+        st.dirty = true;
+    }
+
+    pub fn is_broken(&self) -> bool {
+        matches!(self.st().health.state(), Health::Broken { .. })
+    }
+}
+
+/// Runs `work` while sending in-progress acks for `events` every third of the ack wait,
+/// so JetStream does not hand them to another replica meanwhile.
+async fn with_progress<S: Sink, T>(
+    rt: &Runtime<S>,
+    events: &[Event],
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let every = (rt.settings.consumer.ack_wait / 3).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = tick.tick() => {
+                for e in events {
+                    e.progress().await;
+                }
+            }
+        }
+    }
+}
+
+fn received_at(e: &Event) -> Option<time::OffsetDateTime> {
+    let v = e.headers.get(headers::RECEIVED_AT)?;
+    time::OffsetDateTime::parse(v.as_str(), &time::format_description::well_known::Rfc3339).ok()
+}
+
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn humantime_format(d: Duration) -> String {
+    let days = d.as_secs() / 86_400;
+    if days > 0 && d.as_secs().is_multiple_of(86_400) {
+        format!("{days}d")
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

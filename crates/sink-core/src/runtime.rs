@@ -1,0 +1,561 @@
+//! The sink service: one durable pull consumer per destination type on
+//! `audit.deliver.<type>.>` shared by every replica, a batcher per replica, one lane per
+//! stream (see [`crate::lane`]), and the background tasks around them: following the
+//! configuration, scanning AUDIT_BACKLOG, reporting status, answering config-service.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
+use auditstream_bus::{
+    NatsConfig, connect, ensure_topology, jetstream_context, subjects, topology,
+};
+use auditstream_config_client::{ConfigSource, ConfigView, Follower};
+use auditstream_telemetry::OpsState;
+use futures_util::StreamExt;
+use prometheus_client::registry::Registry;
+use tokio::{net::TcpListener, sync::Notify, sync::watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    batch::{Batch, BatchLimits, Batcher},
+    config::{BacklogConfig, BatchingConfig, ConsumerConfig, DeliveryConfig, SinkConfig},
+    control::{Control, serve_rpcs},
+    event::Event,
+    lane::{Lane, rfc3339},
+    metrics::{Metrics, StreamLabel},
+    sink::Sink,
+};
+
+pub struct Listeners {
+    pub ops: TcpListener,
+}
+
+/// The runtime's settings (the sink's own section is the sink's business).
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub consumer: ConsumerConfig,
+    pub batching: BatchingConfig,
+    pub delivery: DeliveryConfig,
+    pub backlog: BacklogConfig,
+    pub publish_timeout: Duration,
+    pub status_interval: Duration,
+}
+
+pub(crate) struct Runtime<S: Sink> {
+    pub sink: Arc<S>,
+    pub settings: Settings,
+    pub js: jetstream::Context,
+    pub control: Control,
+    pub view: watch::Receiver<Arc<ConfigView>>,
+    pub lanes: Mutex<HashMap<String, Arc<Lane<S>>>>,
+    pub metrics: Metrics,
+    pub inflight_bytes: AtomicUsize,
+    pub shutdown: CancellationToken,
+    pub report_now: Notify,
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl<S: Sink> Runtime<S> {
+    /// The stream's lane, created (with its worker) on first use.
+    pub fn lane(self: &Arc<Self>, stream_id: &str) -> Arc<Lane<S>> {
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        if let Some(l) = lanes.get(stream_id) {
+            return l.clone();
+        }
+        let lane = Arc::new(Lane::new(stream_id, self.settings.delivery.broken_after));
+        lanes.insert(stream_id.to_owned(), lane.clone());
+        let worker = tokio::spawn(lane.clone().work(self.clone()));
+        self.workers.lock().expect("workers lock").push(worker);
+        lane
+    }
+
+    fn lanes(&self) -> Vec<Arc<Lane<S>>> {
+        self.lanes
+            .lock()
+            .expect("lanes lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The stream's batching: its own settings, the sink's defaults where it sets none.
+    pub fn limits(&self, stream_id: &str) -> BatchLimits {
+        let d = self.settings.batching.defaults();
+        let view = self.view.borrow();
+        let Some(b) = view
+            .streams
+            .get(stream_id)
+            .and_then(|s| s.batching.as_ref())
+        else {
+            return d;
+        };
+        BatchLimits {
+            max_events: if b.max_events > 0 {
+                b.max_events as usize
+            } else {
+                d.max_events
+            },
+            max_bytes: if b.max_bytes > 0 {
+                b.max_bytes as usize
+            } else {
+                d.max_bytes
+            },
+            max_age: if b.max_age_ms > 0 {
+                Duration::from_millis(b.max_age_ms.into())
+            } else {
+                d.max_age
+            },
+        }
+    }
+
+    /// A closed batch goes to its lane, or to the backlog if the lane cannot take it now.
+    fn hand(self: &Arc<Self>, batch: Batch<Event>) {
+        let lane = self.lane(&batch.stream_id);
+        if let Err(batch) = lane.offer(self, batch) {
+            let rt = self.clone();
+            tokio::spawn(async move { lane.spill(&rt, batch.items).await });
+        }
+    }
+}
+
+/// Runs a sink until `shutdown` is cancelled: stops pulling, hands open batches to their
+/// lanes, lets the lanes finish within `shutdown_grace` (what is left is redelivered),
+/// then returns.
+pub async fn run<S: Sink, C>(
+    sink: S,
+    config: SinkConfig<C>,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let sink_type = S::TYPE.as_str();
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry, sink_type);
+    let client_name = format!("auditstream-sink-{}", sink_type.replace('_', "-"));
+    let nats = connect(&config.nats.url, &client_name)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+    let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
+    let control = Control::new(&config.config_service)?;
+    let follower = Follower::start(
+        ConfigSource {
+            url: config.config_service.url.clone(),
+            token: config.config_service.token.expose().to_owned(),
+        },
+        nats.clone(),
+        shutdown.clone(),
+    );
+    let rt = Arc::new(Runtime {
+        sink: Arc::new(sink),
+        settings: Settings {
+            consumer: config.consumer.clone(),
+            batching: config.batching.clone(),
+            delivery: config.delivery.clone(),
+            backlog: config.backlog.clone(),
+            publish_timeout: config.nats.publish_timeout,
+            status_interval: config.status_interval,
+        },
+        js: js.clone(),
+        control: control.clone(),
+        view: follower.subscribe(),
+        lanes: Mutex::new(HashMap::new()),
+        metrics,
+        inflight_bytes: AtomicUsize::new(0),
+        shutdown: CancellationToken::new(),
+        report_now: Notify::new(),
+        workers: Mutex::new(Vec::new()),
+    });
+
+    let (consuming_tx, consuming) = watch::channel(false);
+    let ready_nats = nats.clone();
+    let ops = OpsState {
+        registry: Arc::new(registry),
+        readiness: Arc::new(move || {
+            if ready_nats.connection_state() != async_nats::connection::State::Connected {
+                return Err("not connected to NATS".into());
+            }
+            if !*consuming.borrow() {
+                return Err("not consuming yet".into());
+            }
+            Ok(())
+        }),
+    };
+    tracing::info!(sink_type, ops = %listeners.ops.local_addr()?, nats = %config.nats.url, config_service = %config.config_service.url, "sink starting");
+    let ops_server = tokio::spawn(auditstream_telemetry::serve_ops(
+        listeners.ops,
+        ops,
+        shutdown.clone(),
+    ));
+    // Background tasks stop with the runtime's own token, after the lanes are done, so
+    // status reports and the config view keep working during the grace period.
+    let background = rt.shutdown.clone();
+    tokio::spawn(serve_rpcs(
+        rt.sink.clone(),
+        control,
+        nats.clone(),
+        config.delivery.probe_timeout,
+        background.clone(),
+    ));
+    tokio::spawn(watch_config(rt.clone()));
+    tokio::spawn(scan_backlog(rt.clone()));
+    let reporter = tokio::spawn(report_status(rt.clone()));
+
+    let consumed = consume(&rt, &config.nats, &shutdown, consuming_tx).await;
+
+    // Shutdown: the dispatcher handed its open batches to the lanes; give them the grace
+    // period, then stop everything (unfinished messages are redelivered after ack_wait, or
+    // at once where they were nak'd).
+    rt.shutdown.cancel();
+    let workers: Vec<_> = std::mem::take(&mut *rt.workers.lock().expect("workers lock"));
+    let finished = tokio::time::timeout(
+        config.shutdown_grace,
+        futures_util::future::join_all(workers),
+    )
+    .await;
+    if finished.is_err() {
+        tracing::warn!(grace = ?config.shutdown_grace, "deliveries still running after the grace period; they will be redelivered");
+    }
+    rt.report_now.notify_one();
+    let _ = tokio::time::timeout(Duration::from_secs(2), reporter).await;
+    shutdown.cancel();
+    let _ = ops_server.await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
+    tracing::info!(sink_type, "sink stopped");
+    consumed
+}
+
+async fn live_consumer<S: Sink>(
+    rt: &Runtime<S>,
+    nats: &NatsConfig,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    if nats.ensure_topology {
+        ensure_topology(&rt.js, &nats.topology).await?;
+    }
+    let stream = rt.js.get_stream(topology::DELIVER).await?;
+    let c = &rt.settings.consumer;
+    let name = if c.durable_name.is_empty() {
+        format!("sink-{}", S::TYPE.as_str())
+    } else {
+        c.durable_name.clone()
+    };
+    Ok(stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                description: Some(format!(
+                    "auditstream sink-{}: shared by its replicas",
+                    S::TYPE.as_str()
+                )),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: c.ack_wait,
+                max_ack_pending: c.max_ack_pending,
+                filter_subject: subjects::deliver_filter(S::TYPE),
+                ..Default::default()
+            },
+        )
+        .await?)
+}
+
+/// The dispatcher: pulls, batches per stream, hands closed batches to lanes.
+async fn consume<S: Sink>(
+    rt: &Arc<Runtime<S>>,
+    nats: &NatsConfig,
+    shutdown: &CancellationToken,
+    consuming: watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let consumer = loop {
+        match live_consumer(rt, nats).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the AUDIT_DELIVER consumer; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(rt.settings.consumer.pull_batch)
+        .messages()
+        .await
+        .context("pull from AUDIT_DELIVER")?;
+    consuming.send_replace(true);
+    tracing::info!(sink_type = S::TYPE.as_str(), "delivering");
+    let mut batcher: Batcher<Event> = Batcher::new(rt.settings.batching.global());
+    let prefix = format!("{}.{}.", subjects::DELIVER_PREFIX, S::TYPE.as_str());
+    loop {
+        let deadline = batcher
+            .next_deadline()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = messages.next() => match m {
+                Some(Ok(m)) => {
+                    let Some(stream_id) = m.subject.strip_prefix(prefix.as_str()).map(str::to_owned) else {
+                        tracing::warn!(subject = %m.subject, "message outside this sink's subjects; acked");
+                        let _ = m.ack().await;
+                        continue;
+                    };
+                    let event = Event::from_message(m);
+                    let size = event.body.len();
+                    let limits = rt.limits(&stream_id);
+                    for batch in batcher.push(&stream_id, event, size, limits, Instant::now()) {
+                        rt.hand(batch);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "pull from AUDIT_DELIVER failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                for batch in batcher.due(Instant::now()) {
+                    rt.hand(batch);
+                }
+            }
+        }
+        let (open, buffered) = (
+            batcher.open_batches() as i64,
+            batcher.buffered_bytes() as i64,
+        );
+        rt.metrics.open_batches.set(open);
+        rt.metrics.buffered_bytes.set(buffered);
+        if open > rt.metrics.open_batches_peak.get() {
+            rt.metrics.open_batches_peak.set(open);
+        }
+        if buffered > rt.metrics.buffered_peak_bytes.get() {
+            rt.metrics.buffered_peak_bytes.set(buffered);
+        }
+        rt.metrics
+            .inflight_bytes
+            .set(rt.inflight_bytes.load(Ordering::Relaxed) as i64);
+    }
+    consuming.send_replace(false);
+    // Stop pulling, and flush what is open: the lanes deliver it within the grace period.
+    drop(messages);
+    for batch in batcher.drain() {
+        rt.hand(batch);
+    }
+    Ok(())
+}
+
+/// Tells lanes when their stream or its connection changed, so a broken destination is
+/// probed at once with the new settings.
+async fn watch_config<S: Sink>(rt: Arc<Runtime<S>>) {
+    let mut view = rt.view.clone();
+    loop {
+        tokio::select! {
+            _ = rt.shutdown.cancelled() => return,
+            changed = view.changed() => if changed.is_err() { return },
+        }
+        let v = view.borrow_and_update().clone();
+        for lane in rt.lanes() {
+            let key = v
+                .streams
+                .get(&lane.stream_id)
+                .map(|s| (s.version, s.connection_version));
+            let mut st = lane.st.lock().expect("lane state lock");
+            if st.dest_key.is_some() && key.is_some() && st.dest_key != key {
+                st.config_changed = true;
+                drop(st);
+                lane.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// Every `backlog.scan_interval`: which streams of this type have a backlog (left by another
+/// replica or before a restart: their lanes start draining), how deep, and how close the
+/// oldest events are to the retention.
+async fn scan_backlog<S: Sink>(rt: Arc<Runtime<S>>) {
+    let filter = format!("{}.{}.>", subjects::BACKLOG_PREFIX, S::TYPE.as_str());
+    let prefix = format!("{}.{}.", subjects::BACKLOG_PREFIX, S::TYPE.as_str());
+    loop {
+        match backlog_depths(&rt, &filter).await {
+            Ok(depths) => {
+                let mut broken = 0;
+                for lane in rt.lanes() {
+                    if lane.is_broken() {
+                        broken += 1;
+                    }
+                    let subject = format!("{prefix}{}", lane.stream_id);
+                    if !depths.contains_key(&subject) {
+                        let mut st = lane.st.lock().expect("lane state lock");
+                        if st.backlog_depth != 0 {
+                            st.backlog_depth = 0;
+                            st.dirty = true;
+                        }
+                        rt.metrics
+                            .backlog_events
+                            .get_or_create(&StreamLabel {
+                                stream: lane.stream_id.clone(),
+                            })
+                            .set(0);
+                    }
+                }
+                rt.metrics.broken_destinations.set(broken);
+                for (subject, depth) in depths {
+                    let Some(stream_id) = subject.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    let lane = rt.lane(stream_id);
+                    let (expiring, oldest) = expiry(&rt, &subject).await;
+                    let label = StreamLabel {
+                        stream: stream_id.to_owned(),
+                    };
+                    rt.metrics
+                        .backlog_events
+                        .get_or_create(&label)
+                        .set(depth as i64);
+                    rt.metrics
+                        .expiring_events
+                        .get_or_create(&label)
+                        .set(expiring as i64);
+                    let mut st = lane.st.lock().expect("lane state lock");
+                    if st.backlog_depth != depth
+                        || st.expiring != expiring
+                        || st.oldest_expires_at != oldest
+                    {
+                        (st.backlog_depth, st.expiring, st.oldest_expires_at) =
+                            (depth, expiring, oldest);
+                        st.dirty = true;
+                    }
+                    if depth > 0 && !st.backlogged {
+                        st.backlogged = true;
+                        drop(st);
+                        lane.wake.notify_one();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot scan AUDIT_BACKLOG"),
+        }
+        tokio::select! {
+            _ = rt.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(rt.settings.backlog.scan_interval) => {}
+        }
+    }
+}
+
+async fn backlog_depths<S: Sink>(
+    rt: &Runtime<S>,
+    filter: &str,
+) -> Result<HashMap<String, u64>, String> {
+    let stream = rt
+        .js
+        .get_stream(topology::BACKLOG)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut subjects = stream
+        .info_with_subjects(filter)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = HashMap::new();
+    while let Some(s) = subjects.next().await {
+        let (subject, count) = s.map_err(|e| e.to_string())?;
+        if count > 0 {
+            out.insert(subject, count as u64);
+        }
+    }
+    Ok(out)
+}
+
+/// How many of `subject`'s backlog events expire within `warn_before`, and when the oldest
+/// one expires (RFC 3339).
+async fn expiry<S: Sink>(rt: &Runtime<S>, subject: &str) -> (u64, String) {
+    let b = &rt.settings.backlog;
+    let Ok(stream) = rt.js.get_stream(topology::BACKLOG).await else {
+        return (0, String::new());
+    };
+    let Ok(oldest) = stream.direct_get_first_for_subject(subject).await else {
+        return (0, String::new());
+    };
+    let expires_at = oldest.time + b.retention;
+    let now = time::OffsetDateTime::now_utc();
+    if expires_at > now + b.warn_before {
+        return (0, rfc3339(expires_at));
+    }
+    // Events stored before `threshold` expire within the warning period: count those
+    // after it with a throwaway consumer and subtract.
+    let threshold = now + b.warn_before - b.retention;
+    let total = match stream.clone().info_with_subjects(subject).await {
+        Ok(mut s) => match s.next().await {
+            Some(Ok((_, n))) => n as u64,
+            _ => 0,
+        },
+        Err(_) => 0,
+    };
+    let newer = match stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: DeliverPolicy::ByStartTime {
+                start_time: threshold,
+            },
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(mut c) => c.info().await.map(|i| i.num_pending).unwrap_or(0),
+        Err(_) => 0,
+    };
+    (total.saturating_sub(newer), rfc3339(expires_at))
+}
+
+/// Sends the lanes' changed status to config-service, at once on a transition and every
+/// `status_interval` otherwise. A failed report keeps its counters for the next one.
+async fn report_status<S: Sink>(rt: Arc<Runtime<S>>) {
+    loop {
+        for lane in rt.lanes() {
+            let Some((status, counts)) = lane.take_status() else {
+                continue;
+            };
+            if let Err(e) = rt.control.report(status).await {
+                tracing::debug!(stream = %lane.stream_id, error = %e, "status report failed; retrying");
+                lane.restore(counts);
+            }
+        }
+        if rt.shutdown.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            _ = rt.report_now.notified() => {}
+            _ = tokio::time::sleep(rt.settings.status_interval) => {}
+        }
+    }
+}
+
+/// A sink binary's whole `main`: configuration, ops port, run until SIGINT/SIGTERM.
+pub async fn sink_main<S, C, F>(make: F) -> std::process::ExitCode
+where
+    S: Sink,
+    C: serde::Serialize + serde::de::DeserializeOwned + Default,
+    F: FnOnce(&C) -> anyhow::Result<S>,
+{
+    let service = format!("auditstream-sink-{}", S::TYPE.as_str().replace('_', "-"));
+    auditstream_telemetry::service::service_main(
+        &service,
+        |config: SinkConfig<C>, shutdown| async move {
+            let sink = make(&config.sink).map_err(|e| format!("{e:#}"))?;
+            let listeners = Listeners {
+                ops: auditstream_telemetry::service::bind(config.ops_addr, "ops_addr").await?,
+            };
+            run(sink, config, listeners, shutdown)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        },
+    )
+    .await
+}

@@ -1,0 +1,393 @@
+//! sink-http end to end: gateway → router → sink-http → a local HTTP receiver, with the
+//! config service (SQLite) and a real SMTP server. Every scenario counts event ids at the
+//! receiver: duplicates are allowed, loss never.
+
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use auditstream_config_service::authz::Role;
+use auditstream_proto::v1::{self as pb, HealthState};
+use auditstream_sink_core::retry::Backoff;
+use auditstream_testkit::{Behavior, Recorded, TestToken};
+use common::sink::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn gaps(requests: &[Recorded]) -> Vec<Duration> {
+    requests
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .collect()
+}
+
+/// Requests that carried events (probes carry none).
+fn with_events(r: &[Recorded]) -> Vec<Recorded> {
+    r.iter()
+        .filter(|r| !r.event_ids.is_empty())
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_down_for_30s_gets_everything_with_growing_retry_delays() {
+    let retry = Backoff {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(8),
+    };
+    let stack = sink_stack(&[GOOD_TOKEN], |c| {
+        c.delivery.retry = retry.clone();
+        // One batch: the retries of a single request are what the test looks at.
+        c.batching.max_age = Duration::from_millis(300);
+    })
+    .await;
+    let down_until = std::time::Instant::now() + Duration::from_secs(30);
+    stack.receivers[0].set_behavior(Behavior::StatusUntil {
+        status: 503,
+        retry_after: None,
+        until: down_until,
+    });
+    let ids = stack.send(0, "down", 100, None).await;
+    stack.wait_delivered(0, &ids, 2 * MINUTE).await;
+
+    let refused: Vec<Recorded> = with_events(&stack.receivers[0].requests())
+        .into_iter()
+        .filter(|r| r.status == 503)
+        .collect();
+    let gaps = gaps(&refused);
+    assert!(
+        refused.len() >= 3,
+        "retried: {} refused requests",
+        refused.len()
+    );
+    // Every delay is within the schedule's exponential ceiling (full jitter: 0..ceiling)...
+    for (k, gap) in gaps.iter().enumerate() {
+        let ceiling = retry.ceiling(k as u32) + Duration::from_millis(400);
+        assert!(
+            *gap <= ceiling,
+            "retry {k} came after {gap:?}, beyond the ceiling {ceiling:?}: {gaps:?}"
+        );
+    }
+    // ...and the ceilings grow: 30 s of failures take far fewer attempts than a fixed 500 ms
+    // interval (60), and some waits are long.
+    assert!(
+        refused.len() < 30,
+        "{} attempts in 30 s: no backoff?",
+        refused.len()
+    );
+    assert!(
+        gaps.iter().any(|g| *g >= Duration::from_secs(2)),
+        "no long wait among {gaps:?}"
+    );
+    let status = stack
+        .wait_status("s-0", "delivered count reported", |s| {
+            s.delivered_events >= 100
+        })
+        .await;
+    assert_eq!(status.state(), HealthState::Healthy, "{status:?}");
+    assert!(status.failed_requests >= 3, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let stack = sink_stack(&[GOOD_TOKEN], |c| {
+        // The schedule alone would retry within 200 ms.
+        c.delivery.retry = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+        };
+    })
+    .await;
+    stack.receivers[0].set_behavior(Behavior::StatusUntil {
+        status: 503,
+        retry_after: Some("5".into()),
+        until: std::time::Instant::now() + Duration::from_secs(7),
+    });
+    let ids = stack.send(0, "ra", 20, None).await;
+    stack.wait_delivered(0, &ids, MINUTE).await;
+    let requests = with_events(&stack.receivers[0].requests());
+    assert!(requests[0].status == 503, "{:?}", requests[0].status);
+    for w in requests.windows(2) {
+        if w[0].status == 503 {
+            let gap = w[1].at.duration_since(w[0].at);
+            assert!(
+                gap >= Duration::from_millis(4950),
+                "retried {gap:?} after a 503 with Retry-After: 5"
+            );
+        }
+    }
+}
+
+/// Runs `auditctl --server <url> --token <token> <args...>` in-process.
+async fn ctl(stack: &SinkStack, args: &[&str]) -> String {
+    let token: &str = TestToken::of(Role::PlatformAdmin, None).token;
+    let url = stack.config.url();
+    let argv = ["auditctl", "--server", url.as_str(), "--token", token]
+        .into_iter()
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect::<Vec<_>>();
+    let mut out = Vec::new();
+    auditstream_cli::run_args(argv, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("auditctl {args:?}: {e}"));
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_break_the_stream_until_the_admin_fixes_them() {
+    let mut stack = sink_stack(&[BAD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::RequireHeader {
+        name: "authorization".into(),
+        value: format!("Bearer {GOOD_TOKEN}"),
+        otherwise: 403,
+    });
+    let mut accepted = stack.send(0, "first", 50, None).await;
+    let broken = stack
+        .wait_status("s-0", "broken", |s| s.state() == HealthState::Broken)
+        .await;
+    assert!(broken.last_error.contains("403"), "{broken:?}");
+    assert!(
+        !broken.hint.is_empty(),
+        "a hint says what to fix: {broken:?}"
+    );
+
+    // More events while broken: they wait in the backlog, visible in `auditctl stream status`.
+    accepted.extend(stack.send(0, "second", 50, None).await);
+    // 100, and the config service's own audit events about ws-0 (user_activity too).
+    stack
+        .wait_status("s-0", "backlog of 100", |s| s.backlog_depth >= 100)
+        .await;
+    let shown = ctl(&stack, &["stream", "status", "s-0"]).await;
+    assert!(
+        shown.contains("broken") || shown.contains("BROKEN"),
+        "{shown}"
+    );
+    let depth: u64 = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("backlog:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no backlog line: {shown}"));
+    assert!(depth >= 100, "backlog depth shown: {shown}");
+
+    // Exactly one mail, with the error and the fix, however often the sink reports.
+    let mails = stack.smtp.wait_for(1, MINUTE).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.smtp.messages().len(), 1, "one mail only");
+    let mail = mails[0].replace("=\r\n", "").replace("\r\n", "\n");
+    assert!(mail.contains(ADMIN_MAIL), "{mail}");
+    assert!(mail.contains("403"), "the error: {mail}");
+    assert!(mail.contains("What to fix"), "the fix: {mail}");
+    assert!(
+        stack.receivers[0].accepted_ids().is_empty(),
+        "nothing got through"
+    );
+
+    // The admin rotates the token: the sink probes at once, drains the backlog, recovers.
+    stack.set_token("c-0", GOOD_TOKEN).await;
+    stack.wait_delivered(0, &accepted, MINUTE).await;
+    let recovered = stack
+        .wait_status("s-0", "healthy again", |s| {
+            s.state() == HealthState::Healthy && s.backlog_depth == 0
+        })
+        .await;
+    assert!(recovered.replayed_events >= 100, "{recovered:?}");
+    let mails = stack.smtp.wait_for(2, MINUTE).await;
+    let recovery = mails[1].replace("=\r\n", "").replace("\r\n", "\n");
+    assert!(recovery.contains("recovered"), "{recovery}");
+    assert!(recovery.contains("replayed"), "{recovery}");
+
+    // Delivered ids = accepted ids (duplicates allowed), plus the config service's audit
+    // events of ws-0, which the stream selects as well.
+    let delivered: HashSet<String> = stack.receivers[0].accepted_ids().into_iter().collect();
+    let accepted: HashSet<String> = accepted.into_iter().collect();
+    let extra: Vec<&String> = delivered.difference(&accepted).collect();
+    assert!(accepted.is_subset(&delivered));
+    assert!(
+        extra
+            .iter()
+            .all(|id| !id.starts_with("first-") && !id.starts_with("second-")),
+        "{extra:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_goes_to_the_dlq_and_is_replayed() {
+    let stack = sink_stack(&[GOOD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::RejectContaining {
+        needle: "poison-pill".into(),
+        status: 400,
+    });
+    let ids = stack.send(0, "dlq", 40, Some(17)).await;
+    let (poisoned, good): (Vec<String>, Vec<String>) =
+        ids.iter().cloned().partition(|id| id.ends_with("-17"));
+    stack.wait_delivered(0, &good, MINUTE).await;
+    let status = stack
+        .wait_status("s-0", "dead letter counted", |s| {
+            s.dead_lettered_events == 1 && s.dlq_depth == 1
+        })
+        .await;
+    assert_eq!(status.state(), HealthState::Healthy);
+
+    let listed = ctl(&stack, &["dlq", "list", "s-0"]).await;
+    assert!(listed.contains(&poisoned[0]), "{listed}");
+    assert!(listed.contains("400"), "the reason: {listed}");
+    assert!(
+        !stack.receivers[0].accepted_ids().contains(&poisoned[0]),
+        "refused, not delivered"
+    );
+
+    // The receiver is fixed; the admin replays the DLQ.
+    stack.receivers[0].set_behavior(Behavior::Accept);
+    let replayed = ctl(&stack, &["dlq", "replay", "s-0"]).await;
+    assert!(replayed.contains("replayed 1 "), "{replayed}");
+    stack.wait_delivered(0, &poisoned, MINUTE).await;
+    stack
+        .wait_status("s-0", "DLQ empty", |s| s.dlq_depth == 0)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_and_a_stalled_destination_do_not_hold_up_a_healthy_one() {
+    let mut stack = sink_stack(&[BAD_TOKEN, GOOD_TOKEN, GOOD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::RequireHeader {
+        name: "authorization".into(),
+        value: format!("Bearer {GOOD_TOKEN}"),
+        otherwise: 403,
+    });
+    stack.receivers[1].set_behavior(Behavior::Hold);
+    let mut accepted = [Vec::new(), Vec::new(), Vec::new()];
+    for round in 0..5 {
+        for (i, a) in accepted.iter_mut().enumerate() {
+            a.extend(stack.send(i, &format!("r{round}"), 200, None).await);
+        }
+    }
+    // The healthy destination gets everything while the stalled one's requests still hang.
+    stack.wait_delivered(2, &accepted[2], MINUTE).await;
+    assert!(
+        stack.receivers[1].held() > 0,
+        "the stalled requests are still pending"
+    );
+    assert!(stack.receivers[0].accepted_ids().is_empty());
+
+    // Release and fix: nothing of the other two is lost.
+    stack.receivers[1].set_behavior(Behavior::Accept);
+    stack.receivers[1].release();
+    stack.set_token("c-0", GOOD_TOKEN).await;
+    stack.wait_delivered(1, &accepted[1], MINUTE).await;
+    stack.wait_delivered(0, &accepted[0], MINUTE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_destination_probes_saved_and_unsaved_destinations() {
+    let mut stack = sink_stack(&[BAD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::RequireHeader {
+        name: "authorization".into(),
+        value: format!("Bearer {GOOD_TOKEN}"),
+        otherwise: 403,
+    });
+    let saved = stack
+        .admin
+        .test_destination(pb::TestDestinationRequest {
+            stream_id: "s-0".into(),
+            destination: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!saved.ok, "{saved:?}");
+    assert_eq!(saved.result, "configuration");
+    assert!(saved.detail.contains("403"), "{saved:?}");
+    assert!(!saved.hint.is_empty(), "{saved:?}");
+    assert!(!saved.detail.contains(BAD_TOKEN) && !saved.hint.contains(BAD_TOKEN));
+
+    stack.set_token("c-0", GOOD_TOKEN).await;
+    let unsaved =
+        http_stream("s-new", "ws-0", "c-0", &stack.receivers[0].url("/other")).destination;
+    let answer = stack
+        .admin
+        .test_destination(pb::TestDestinationRequest {
+            stream_id: String::new(),
+            destination: unsaved,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.ok, "{answer:?}");
+    assert_eq!(answer.result, "delivered");
+    let probes = stack.receivers[0].requests();
+    assert!(
+        probes.iter().all(|r| r.event_ids.is_empty()),
+        "a probe delivers no events"
+    );
+    assert!(probes.iter().any(|r| r.path_and_query == "/other"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_batches_of_1000_streams_stay_within_the_byte_cap() {
+    const STREAMS: usize = 1000;
+    const CAP: usize = 256 * 1024;
+    let stack = sink_stack(&[GOOD_TOKEN], |c| {
+        c.batching.max_buffered_bytes = CAP;
+        c.batching.max_open_batches = 200;
+        // Batches would otherwise stay open a long time.
+        c.batching.max_age = Duration::from_secs(30);
+        c.batching.max_events = 1000;
+    })
+    .await;
+    // 1000 more streams on one workspace each, all at receiver 0.
+    let mut admin = stack.admin.clone();
+    let url = stack.receivers[0].url("/many");
+    for n in 0..STREAMS {
+        let ws = format!("m-{n}");
+        common::config::put(
+            &mut admin,
+            common::config::node(&ws, "org", pb::NodeKind::Workspace),
+        )
+        .await;
+        common::config::create_stream(
+            &mut admin,
+            http_stream(&format!("sm-{n}"), &ws, "c-0", &url),
+        )
+        .await
+        .unwrap();
+    }
+    // Every stream gets events concurrently, directly on its delivery subject.
+    let js = stack.nats.jetstream().await;
+    let mut all = Vec::new();
+    let body = vec![b'x'; 1000];
+    let publishes = (0..STREAMS * 3).map(|k| {
+        let n = k % STREAMS;
+        let id = format!("mem-{k}");
+        all.push(id.clone());
+        let js = js.clone();
+        let payload = format!(
+            r#"{{"pad":"{}","audit":{{"event_id":"{id}"}}}}"#,
+            String::from_utf8_lossy(&body)
+        );
+        async move {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(auditstream_bus::headers::EVENT_ID, id.as_str());
+            auditstream_bus::publish_durable(
+                &js,
+                format!("audit.deliver.http.sm-{n}"),
+                &format!("{id}.sm-{n}"),
+                h,
+                payload.into(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    futures_util::future::join_all(publishes).await;
+    stack.wait_delivered(0, &all, 2 * MINUTE).await;
+    let sink = stack.sink.as_ref().unwrap();
+    let peak = sink.metric("auditstream_sink_buffered_peak_bytes").await;
+    assert!(peak > 0.0, "the gauge moved");
+    assert!(
+        peak <= CAP as f64,
+        "open batches held {peak} bytes, over the {CAP} cap"
+    );
+    assert!(sink.metric("auditstream_sink_open_batches_peak").await <= 200.0);
+}

@@ -1,0 +1,127 @@
+//! The sink-http binary killed with SIGKILL while a batch is in flight (the receiver holds
+//! the request), then restarted: every accepted event reaches the receiver.
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use auditstream_config_service::authz::Role;
+use auditstream_testkit::{Behavior, TestToken, metric};
+use common::sink::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary `make test` builds next to this test's executable.
+fn sink_bin() -> std::path::PathBuf {
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("auditstream-sink-http");
+    assert!(
+        bin.exists(),
+        "{} is not built: run `make test` (or `cargo build --workspace --bins`) first",
+        bin.display()
+    );
+    bin
+}
+
+fn spawn_sink(nats: &str, config: &str, ops: u16, log: &std::path::Path) -> Child {
+    Command::new(sink_bin())
+        .env_clear()
+        .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
+        .env("AUDITSTREAM_NATS__URL", nats)
+        .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
+        .env("AUDITSTREAM_CONFIG_SERVICE__URL", config)
+        .env(
+            "AUDITSTREAM_CONFIG_SERVICE__TOKEN",
+            TestToken::of(Role::Service, None).token,
+        )
+        // Short, so the killed replica's unacked messages come back quickly.
+        .env("AUDITSTREAM_CONSUMER__ACK_WAIT", "3s")
+        .env("AUDITSTREAM_BATCHING__MAX_AGE", "100ms")
+        .env("AUDITSTREAM_BATCHING__MAX_EVENTS", "50")
+        .env("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true")
+        .env("AUDITSTREAM_SINK__ALLOWED_NETWORKS", "127.0.0.0/8")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(ops: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = reqwest::get(format!("http://127.0.0.1:{ops}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "sink not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_killed_mid_batch_loses_nothing() {
+    let stack = stack_without_sink(&[GOOD_TOKEN]).await;
+    stack.receivers[0].set_behavior(Behavior::Hold);
+    let dir = tempfile::tempdir().unwrap();
+    let ops = free_port();
+    let mut first = spawn_sink(
+        &stack.nats.url(),
+        &stack.config.url(),
+        ops,
+        &dir.path().join("first.log"),
+    );
+    wait_ready(ops).await;
+    let mut accepted = Vec::new();
+    for round in 0..6 {
+        accepted.extend(stack.send(0, &format!("k{round}"), 50, None).await);
+    }
+    // A request is in flight: the receiver holds it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stack.receivers[0].held() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no request arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        metric(
+            ([127, 0, 0, 1], ops).into(),
+            "auditstream_sink_events_delivered_total"
+        )
+        .await
+            == 0.0
+    );
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    stack.receivers[0].set_behavior(Behavior::Accept);
+    stack.receivers[0].release();
+    let ops = free_port();
+    let mut second = spawn_sink(
+        &stack.nats.url(),
+        &stack.config.url(),
+        ops,
+        &dir.path().join("second.log"),
+    );
+    wait_ready(ops).await;
+    stack
+        .wait_delivered(0, &accepted, Duration::from_secs(90))
+        .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
