@@ -315,12 +315,18 @@ async fn test_destination_probes_saved_and_unsaved_destinations() {
         .into_inner();
     assert!(answer.ok, "{answer:?}");
     assert_eq!(answer.result, "delivered");
-    let probes = stack.receivers[0].requests();
+    // The probe went to the unsaved URL, and carried no events (the stream's own path gets
+    // the config service's audit events of ws-0).
+    let probes: Vec<Recorded> = stack.receivers[0]
+        .requests()
+        .into_iter()
+        .filter(|r| r.path_and_query == "/other")
+        .collect();
+    assert!(!probes.is_empty());
     assert!(
         probes.iter().all(|r| r.event_ids.is_empty()),
         "a probe delivers no events"
     );
-    assert!(probes.iter().any(|r| r.path_and_query == "/other"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,4 +396,60 @@ async fn open_batches_of_1000_streams_stay_within_the_byte_cap() {
         "open batches held {peak} bytes, over the {CAP} cap"
     );
     assert!(sink.metric("auditstream_sink_open_batches_peak").await <= 200.0);
+}
+
+#[test]
+fn every_sink_setting_is_in_the_readme() {
+    auditstream_telemetry::config::assert_documented::<
+        auditstream_sink_core::SinkConfig<auditstream_sink_http::HttpSinkConfig>,
+    >(include_str!("../../README.md"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_events_are_reported_before_they_expire_and_moved_to_the_dlq_after() {
+    let mut stack = sink_stack(&[BAD_TOKEN], |c| {
+        // Days in production; seconds here.
+        c.backlog.retention = Duration::from_secs(6);
+        c.backlog.warn_before = Duration::from_secs(5);
+        c.backlog.scan_interval = Duration::from_millis(300);
+    })
+    .await;
+    stack.receivers[0].set_behavior(Behavior::RequireHeader {
+        name: "authorization".into(),
+        value: format!("Bearer {GOOD_TOKEN}"),
+        otherwise: 403,
+    });
+    let ids = stack.send(0, "old", 30, None).await;
+    // Within a second they are within 5 s of the 6 s retention: expiring, and an e-mail.
+    let expiring = stack
+        .wait_status("s-0", "expiring reported", |s| s.expiring_events >= 30)
+        .await;
+    assert!(!expiring.oldest_expires_at.is_empty(), "{expiring:?}");
+    let sink = stack.sink.as_ref().unwrap();
+    assert!(
+        sink.metric("auditstream_sink_expiring_events").await >= 30.0,
+        "metric"
+    );
+    let mails = stack.smtp.wait_for(2, MINUTE).await; // the broken mail and the expiry one
+    assert!(
+        mails.iter().any(|m| m.contains("expire")),
+        "an expiry warning: {mails:?}"
+    );
+    // Past the retention: moved to the DLQ and counted, not dropped.
+    let expired = stack
+        .wait_status("s-0", "expired counted", |s| {
+            s.expired_events >= 30 && s.dlq_depth >= 30 && s.backlog_depth == 0
+        })
+        .await;
+    assert!(expired.expiring_events == 0 || expired.backlog_depth == 0);
+    let listed = ctl(&stack, &["dlq", "list", "s-0", "--limit", "1000"]).await;
+    assert!(listed.contains("expired"), "{listed}");
+
+    // Fixed and replayed: every event still arrives.
+    stack.set_token("c-0", GOOD_TOKEN).await;
+    stack
+        .wait_status("s-0", "healthy", |s| s.state() == HealthState::Healthy)
+        .await;
+    ctl(&stack, &["dlq", "replay", "s-0"]).await;
+    stack.wait_delivered(0, &ids, MINUTE).await;
 }

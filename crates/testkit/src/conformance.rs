@@ -309,8 +309,11 @@ pub async fn refused_event_to_dlq<T: StandIn>(standin: &T) {
         .cloned()
         .collect();
     wait_delivered(standin, &target, &good).await;
-    let s = wait_status(&env.admin, "dead letter", |s| s.dlq_depth == 1).await;
-    assert_eq!(s.dead_lettered_events, 1, "{s:?}");
+    let s = wait_status(&env.admin, "dead letter", |s| {
+        s.dlq_depth == 1 && s.dead_lettered_events == 1
+    })
+    .await;
+    assert_eq!(s.state(), HealthState::Healthy, "{s:?}");
     assert!(!standin.delivered(&target).await.contains(&ids[11]));
     drop(env.sink);
 }

@@ -55,6 +55,8 @@ pub enum Behavior {
         value: String,
         otherwise: u16,
     },
+    /// Every check in turn: the first that does not accept answers.
+    All(Vec<Behavior>),
 }
 
 /// One request as it arrived.
@@ -268,6 +270,11 @@ fn decide(behavior: &Behavior, headers: &[(String, String)], body: &[u8]) -> Dec
             }
         }
         Behavior::Hold => Decision::Hold,
+        Behavior::All(checks) => checks
+            .iter()
+            .map(|b| decide(b, headers, body))
+            .find(|d| !matches!(d, Decision::Answer { status, .. } if (200..300).contains(status)))
+            .unwrap_or_else(|| accept(body)),
         Behavior::RequireHeader {
             name,
             value,
