@@ -781,37 +781,6 @@ async fn seed_http(url: &str, files: &Files) {
     .await;
 }
 
-/// Dead-letters an event of `s-h` into the real AUDIT_DLQ as a sink would; returns its
-/// sequence.
-async fn dead_letter(
-    js: &async_nats::jetstream::Context,
-    event_id: &str,
-    reason: &str,
-    body: &str,
-) -> u64 {
-    use auditstream_bus::headers;
-    let mut h = async_nats::HeaderMap::new();
-    for (name, value) in [
-        (headers::EVENT_ID, event_id),
-        (headers::ORG_ID, "org"),
-        (headers::WORKSPACE_ID, "c1"),
-        (headers::EVENT_TYPE, "job_status"),
-        (headers::OCCURRED_AT, "2026-11-21T10:15:02.120Z"),
-        (headers::RECEIVED_AT, "2026-11-21T10:15:02.500Z"),
-        (headers::STREAM_ID, "s-h"),
-        (headers::ERROR, reason),
-    ] {
-        h.insert(name, value);
-    }
-    let subject = auditstream_bus::subjects::dlq(auditstream_model::SinkType::Http, "s-h").unwrap();
-    js.publish_with_headers(subject, h, body.to_owned().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap()
-        .sequence
-}
-
 #[tokio::test]
 async fn dead_letters_are_listed_and_replayed_and_status_shows_the_counters() {
     use auditstream_bus::{headers, topology};
@@ -830,7 +799,7 @@ async fn dead_letters_are_listed_and_replayed_and_status_shows_the_counters() {
     let mut seqs = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
         let reason = format!("400 Bad Request: field {i} rejected");
-        seqs.push(dead_letter(&js, &format!("e{}", i + 1), &reason, body).await);
+        seqs.push(common::dead_letter(&js, "s-h", &format!("e{}", i + 1), &reason, body).await);
     }
 
     // Two sink replicas report their counts; the DLQ depth is read live.

@@ -341,44 +341,6 @@ async fn test_destination_is_unavailable_without_a_sink_or_an_answer() {
 
 // ---------------------------------------------------------------- dead letters
 
-/// Dead-letters an event of `stream_id` as a sink would: the rendered body, the event's
-/// headers, the reason, and the sink's own message id. Returns the DLQ sequence.
-async fn dead_letter(
-    js: &jetstream::Context,
-    stream_id: &str,
-    event_id: &str,
-    reason: &str,
-    body: &str,
-) -> u64 {
-    let mut h = HeaderMap::new();
-    h.insert(headers::EVENT_ID, event_id);
-    h.insert(headers::ORG_ID, "org");
-    h.insert(headers::WORKSPACE_ID, "c1");
-    h.insert(headers::EVENT_TYPE, "job_status");
-    h.insert(headers::OCCURRED_AT, "2026-11-21T10:15:02.120Z");
-    h.insert(headers::RECEIVED_AT, "2026-11-21T10:15:02.500Z");
-    h.insert(headers::STREAM_ID, stream_id);
-    h.insert(
-        headers::TRACEPARENT,
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-    );
-    h.insert(headers::ERROR, reason);
-    h.insert(
-        headers::MSG_ID,
-        format!("{event_id}.{stream_id}.dlq").as_str(),
-    );
-    js.publish_with_headers(
-        subjects::dlq(SinkType::Http, stream_id).unwrap(),
-        h,
-        body.to_owned().into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap()
-    .sequence
-}
-
 async fn list(
     client: &mut ConfigClient,
     stream_id: &str,
@@ -434,7 +396,7 @@ async fn dead_letters_are_listed_in_order_with_paging() {
     for i in 0..5 {
         let body = format!(r#"{{"event": {i}}}"#);
         seqs.push(
-            dead_letter(
+            common::dead_letter(
                 &js,
                 "s1",
                 &format!("e{i}"),
@@ -444,7 +406,7 @@ async fn dead_letters_are_listed_in_order_with_paging() {
             .await,
         );
         // Another stream's dead letters in between are not s1's.
-        dead_letter(&js, "s2", &format!("x{i}"), "413", "{}").await;
+        common::dead_letter(&js, "s2", &format!("x{i}"), "413", "{}").await;
     }
 
     let all = list(&mut s.admin, "s1", 0, 0).await.unwrap();
@@ -535,9 +497,9 @@ async fn replayed_dead_letters_go_back_to_delivery_and_leave_the_dlq() {
     let mut seqs = Vec::new();
     for i in 0..4 {
         let body = format!(r#"{{"event": {i}}}"#);
-        seqs.push(dead_letter(&js, "s1", &format!("e{i}"), "400 rejected", &body).await);
+        seqs.push(common::dead_letter(&js, "s1", &format!("e{i}"), "400 rejected", &body).await);
     }
-    let other = dead_letter(&js, "s2", "x0", "413", "{}").await;
+    let other = common::dead_letter(&js, "s2", "x0", "413", "{}").await;
 
     // Write access is needed: the auditor may not, nor may another partner's admin.
     for (role, node) in [(Role::Auditor, None), (Role::PartnerAdmin, Some("p2"))] {

@@ -60,7 +60,7 @@ impl Default for ConfigServiceConfig {
             secrets: SecretsConfig::default(),
             http: HttpPolicyConfig::default(),
             notifications: crate::notify::NotifyConfig::default(),
-            request_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),
         }

@@ -214,7 +214,7 @@ impl Default for DeliveryConfig {
                 initial: Duration::from_secs(5),
                 max: Duration::from_secs(300),
             },
-            probe_timeout: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -124,3 +124,42 @@ pub fn event(id: &str, event_type: &str, data: &str) -> String {
         r#"{{"id":"{id}","event_type":"{event_type}","occurred_at":"2026-11-21T10:15:02.120Z","org_id":"org-acme","workspace_id":"ws-1","data":{data}}}"#
     )
 }
+
+/// Dead-letters an event of `stream_id` as a sink would: the rendered body, the event's
+/// headers, the reason, and the sink's own message id. Returns the DLQ sequence.
+pub async fn dead_letter(
+    js: &async_nats::jetstream::Context,
+    stream_id: &str,
+    event_id: &str,
+    reason: &str,
+    body: &str,
+) -> u64 {
+    use auditstream_bus::headers;
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(headers::EVENT_ID, event_id);
+    h.insert(headers::ORG_ID, "org");
+    h.insert(headers::WORKSPACE_ID, "c1");
+    h.insert(headers::EVENT_TYPE, "job_status");
+    h.insert(headers::OCCURRED_AT, "2026-11-21T10:15:02.120Z");
+    h.insert(headers::RECEIVED_AT, "2026-11-21T10:15:02.500Z");
+    h.insert(headers::STREAM_ID, stream_id);
+    h.insert(
+        headers::TRACEPARENT,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    );
+    h.insert(headers::ERROR, reason);
+    h.insert(
+        headers::MSG_ID,
+        format!("{event_id}.{stream_id}.dlq").as_str(),
+    );
+    js.publish_with_headers(
+        auditstream_bus::subjects::dlq(auditstream_model::SinkType::Http, stream_id).unwrap(),
+        h,
+        body.to_owned().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap()
+    .sequence
+}
