@@ -5,7 +5,6 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -20,33 +19,8 @@ use common::{config::*, router::drain_deliveries};
 const EVENTS: usize = 100_000;
 const STREAMS: [&str; 2] = ["s-a", "s-b"];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The router binary `make test` builds next to this test's executable.
-fn router_bin() -> std::path::PathBuf {
-    let bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("auditstream-router");
-    assert!(
-        bin.exists(),
-        "{} is not built: run `make test` (or `cargo build --workspace --bins`) first",
-        bin.display()
-    );
-    bin
-}
-
 fn spawn_router(nats: &str, config: &str, ops: u16, log: &std::path::Path) -> Child {
-    Command::new(router_bin())
+    Command::new(common::built_bin("auditstream-router"))
         .env_clear()
         .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
         .env("AUDITSTREAM_NATS__URL", nats)
@@ -100,7 +74,7 @@ async fn router_killed_mid_stream_loses_nothing() {
     publish_many(&js, EVENTS).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let ops = free_port();
+    let ops = common::free_port();
     let mut first = spawn_router(&nats.url(), &config.url(), ops, &dir.path().join("r1.log"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let processed_at_kill = loop {
@@ -125,7 +99,7 @@ async fn router_killed_mid_stream_loses_nothing() {
         "killed mid-stream: {processed_at_kill} of {EVENTS}"
     );
 
-    let ops = free_port();
+    let ops = common::free_port();
     let mut second = spawn_router(&nats.url(), &config.url(), ops, &dir.path().join("r2.log"));
     // Done when the shared consumer has nothing pending and nothing unacked.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);

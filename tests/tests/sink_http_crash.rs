@@ -4,7 +4,6 @@
 mod common;
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -13,33 +12,8 @@ use auditstream_config_service::authz::Role;
 use auditstream_testkit::{Behavior, TestToken, metric};
 use common::sink::*;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The binary `make test` builds next to this test's executable.
-fn sink_bin() -> std::path::PathBuf {
-    let bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("auditstream-sink-http");
-    assert!(
-        bin.exists(),
-        "{} is not built: run `make test` (or `cargo build --workspace --bins`) first",
-        bin.display()
-    );
-    bin
-}
-
 fn spawn_sink(nats: &str, config: &str, ops: u16, log: &std::path::Path) -> Child {
-    Command::new(sink_bin())
+    Command::new(common::built_bin("auditstream-sink-http"))
         .env_clear()
         .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
         .env("AUDITSTREAM_NATS__URL", nats)
@@ -80,7 +54,7 @@ async fn sink_killed_mid_batch_loses_nothing() {
     let stack = stack_without_sink(&[GOOD_TOKEN]).await;
     stack.receivers[0].set_behavior(Behavior::Hold);
     let dir = tempfile::tempdir().unwrap();
-    let ops = free_port();
+    let ops = common::free_port();
     let mut first = spawn_sink(
         &stack.nats.url(),
         &stack.config.url(),
@@ -111,7 +85,7 @@ async fn sink_killed_mid_batch_loses_nothing() {
 
     stack.receivers[0].set_behavior(Behavior::Accept);
     stack.receivers[0].release();
-    let ops = free_port();
+    let ops = common::free_port();
     let mut second = spawn_sink(
         &stack.nats.url(),
         &stack.config.url(),

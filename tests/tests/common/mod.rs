@@ -163,3 +163,29 @@ pub async fn dead_letter(
     .unwrap()
     .sequence
 }
+
+/// A free loopback port (for processes that take a port number, not a listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A workspace binary that `make test` builds next to this test's executable.
+pub fn built_bin(name: &str) -> std::path::PathBuf {
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} is not built: run `make test` (or `cargo build --workspace --bins`) first",
+        bin.display()
+    );
+    bin
+}
