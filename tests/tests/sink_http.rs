@@ -6,10 +6,9 @@ mod common;
 
 use std::{collections::HashSet, time::Duration};
 
-use auditstream_config_service::authz::Role;
 use auditstream_proto::v1::{self as pb, HealthState};
 use auditstream_sink_core::retry::Backoff;
-use auditstream_testkit::{Behavior, Recorded, TestToken};
+use auditstream_testkit::{Behavior, Recorded};
 use common::sink::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -116,22 +115,6 @@ async fn retry_after_is_honoured() {
             );
         }
     }
-}
-
-/// Runs `auditctl --server <url> --token <token> <args...>` in-process.
-async fn ctl(stack: &SinkStack, args: &[&str]) -> String {
-    let token: &str = TestToken::of(Role::PlatformAdmin, None).token;
-    let url = stack.config.url();
-    let argv = ["auditctl", "--server", url.as_str(), "--token", token]
-        .into_iter()
-        .chain(args.iter().copied())
-        .map(String::from)
-        .collect::<Vec<_>>();
-    let mut out = Vec::new();
-    auditstream_cli::run_args(argv, &mut out)
-        .await
-        .unwrap_or_else(|e| panic!("auditctl {args:?}: {e}"));
-    String::from_utf8(out).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 //!   the backlog for broken or slow destinations, probes, drain in order, the DLQ.
 //! - [`deliver`]: one batch through a destination, split by its caps and narrowed to single
 //!   events on refusals; [`classify`]: what an answer means.
+//! - [`object`]: the key layout and encoding shared by the object-store sinks (S3, Blob).
 //!
 //! The conformance suite every sink passes against its real stand-in needs the whole stack
 //! (NATS, config service, router), so it lives in the test kit (`auditstream_testkit::
@@ -23,6 +24,7 @@ pub mod event;
 pub mod health;
 mod lane;
 pub mod metrics;
+pub mod object;
 pub mod retry;
 pub mod runtime;
 pub mod sink;

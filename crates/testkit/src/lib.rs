@@ -5,24 +5,30 @@
 //! Nothing here is mocked and nothing is skipped: when a binary is missing, the helper
 //! panics with the command that installs it.
 
+mod azurite;
 mod config_service;
 pub mod conformance;
 mod gateway;
 mod nats;
 mod postgres;
+mod proxy;
 mod receiver;
 mod router;
+mod s3_server;
 mod sink;
 mod smtp;
 
+pub use azurite::Azurite;
 pub use config_service::{
     Bearer, ConfigClient, ConfigHarness, Database, TOKENS, TestToken, test_config_service_config,
 };
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};
 pub use postgres::PgSchema;
+pub use proxy::FaultProxy;
 pub use receiver::{Behavior, HttpReceiver, Recorded};
 pub use router::{RouterHarness, metric, test_router_config};
+pub use s3_server::{S3Server, StoredObject};
 pub use sink::{SinkHarness, test_sink_config};
 pub use smtp::SmtpServer;
 

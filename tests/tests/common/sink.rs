@@ -86,17 +86,37 @@ pub async fn sink_stack(
     tweak: impl FnOnce(&mut SinkConfig<HttpSinkConfig>),
 ) -> SinkStack {
     let mut stack = stack_without_sink(tokens).await;
-    let mut sink_config =
-        test_sink_config::<HttpSinkConfig>(&stack.nats.url(), &stack.config.url());
-    sink_config.sink = loopback_http();
-    tweak(&mut sink_config);
-    let sink = HttpSink::new(sink_config.sink.clone()).unwrap();
-    stack.sink = Some(SinkHarness::start(sink, sink_config).await);
+    stack
+        .start_sink(loopback_http(), tweak, |c| {
+            HttpSink::new(c.clone()).unwrap()
+        })
+        .await;
     stack
 }
 
 /// Everything but the sink (for scenarios that run the sink binary).
 pub async fn stack_without_sink(tokens: &[&str]) -> SinkStack {
+    let mut receivers = Vec::new();
+    let mut destinations = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let receiver = HttpReceiver::start().await;
+        let stream = http_stream("", "", "", &receiver.url(&format!("/intake/s-{i}")));
+        destinations.push((
+            http_connection("", "", token).credentials.unwrap(),
+            stream.destination.unwrap().target.unwrap(),
+        ));
+        receivers.push(receiver);
+    }
+    let mut stack = stack_with(destinations).await;
+    stack.receivers = receivers;
+    stack
+}
+
+/// Everything but the sink, with stream `s-<i>` (the `user_activity` events of workspace
+/// `ws-<i>`) delivering to `destinations[i]` through connection `c-<i>`.
+pub async fn stack_with(
+    destinations: Vec<(connection::Credentials, destination::Target)>,
+) -> SinkStack {
     let smtp = SmtpServer::start();
     let nats = NatsServer::start();
     let smtp_port = smtp.port();
@@ -121,27 +141,26 @@ pub async fn stack_without_sink(tokens: &[&str]) -> SinkStack {
         },
     )
     .await;
-    let mut receivers = Vec::new();
-    for (i, token) in tokens.iter().enumerate() {
-        let receiver = HttpReceiver::start().await;
+    for (i, (credentials, target)) in destinations.into_iter().enumerate() {
         put(
             &mut admin,
             node(&format!("ws-{i}"), "org", NodeKind::Workspace),
         )
         .await;
-        create_connection(&mut admin, http_connection(&format!("c-{i}"), "org", token)).await;
-        create_stream(
+        let mut stream = http_stream(&format!("s-{i}"), &format!("ws-{i}"), &format!("c-{i}"), "");
+        stream.destination.as_mut().unwrap().target = Some(target);
+        create_connection(
             &mut admin,
-            http_stream(
-                &format!("s-{i}"),
-                &format!("ws-{i}"),
-                &format!("c-{i}"),
-                &receiver.url(&format!("/intake/s-{i}")),
-            ),
+            pb::Connection {
+                id: format!("c-{i}"),
+                node_id: "org".into(),
+                name: format!("connection c-{i}"),
+                credentials: Some(credentials),
+                ..Default::default()
+            },
         )
-        .await
-        .unwrap();
-        receivers.push(receiver);
+        .await;
+        create_stream(&mut admin, stream).await.unwrap();
     }
     let gateway = GatewayHarness::start(test_gateway_config(&nats.url())).await;
     let router = RouterHarness::start(test_router_config(&nats.url(), &config.url())).await;
@@ -151,7 +170,7 @@ pub async fn stack_without_sink(tokens: &[&str]) -> SinkStack {
         gateway,
         router,
         sink: None,
-        receivers,
+        receivers: Vec::new(),
         smtp,
         admin,
     }
@@ -182,7 +201,40 @@ pub fn events(i: usize, tag: &str, count: usize, poison: Option<usize>) -> (Stri
     (lines.join("\n"), ids)
 }
 
+/// Runs `auditctl --server <url> --token <token> <args...>` in-process, as the platform admin.
+pub async fn ctl(stack: &SinkStack, args: &[&str]) -> String {
+    let token: &str = auditstream_testkit::TestToken::of(Role::PlatformAdmin, None).token;
+    let url = stack.config.url();
+    let argv = ["auditctl", "--server", url.as_str(), "--token", token]
+        .into_iter()
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect::<Vec<_>>();
+    let mut out = Vec::new();
+    auditstream_cli::run_args(argv, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("auditctl {args:?}: {e}"));
+    String::from_utf8(out).unwrap()
+}
+
 impl SinkStack {
+    /// Starts a sink in-process with the test runtime settings, `sink` settings and `tweak`.
+    pub async fn start_sink<C, S>(
+        &mut self,
+        sink: C,
+        tweak: impl FnOnce(&mut SinkConfig<C>),
+        build: impl FnOnce(&C) -> S,
+    ) where
+        C: Default + Send + 'static,
+        S: auditstream_sink_core::Sink,
+    {
+        let mut sink_config = test_sink_config::<C>(&self.nats.url(), &self.config.url());
+        sink_config.sink = sink;
+        tweak(&mut sink_config);
+        let sink = build(&sink_config.sink);
+        self.sink = Some(SinkHarness::start(sink, sink_config).await);
+    }
+
     /// Posts `count` events for stream `i` through the gateway; returns the accepted ids.
     pub async fn send(
         &self,
@@ -236,6 +288,16 @@ impl SinkStack {
     }
 
     pub async fn set_token(&mut self, connection: &str, token: &str) {
+        let credentials = http_connection(connection, "", token).credentials.unwrap();
+        self.set_credentials(connection, credentials).await;
+    }
+
+    /// Replaces a connection's credentials through the config service.
+    pub async fn set_credentials(
+        &mut self,
+        connection: &str,
+        credentials: connection::Credentials,
+    ) {
         let mut c = self
             .admin
             .get_connection(pb::GetConnectionRequest {
@@ -244,7 +306,7 @@ impl SinkStack {
             .await
             .unwrap()
             .into_inner();
-        c.credentials = http_connection(connection, &c.node_id, token).credentials;
+        c.credentials = Some(credentials);
         self.admin
             .update_connection(pb::UpdateConnectionRequest {
                 connection: Some(c),

@@ -1,0 +1,397 @@
+//! sink-s3 end to end: gateway → router → sink-s3 → a real S3-compatible server (moto, or
+//! s3s-fs where signatures must be checked or the server must keep its objects across a
+//! restart). What landed is read back through the S3 API (list + get + gunzip) and counted by
+//! event ID: duplicates are allowed, loss never.
+
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use auditstream_proto::v1::{
+    self as pb, HealthState, connection::Credentials, destination::Target, s3_credentials::Method,
+};
+use auditstream_sink_core::{Destination, Event, Sink, classify::Class};
+use auditstream_sink_s3::{S3Sink, S3SinkConfig};
+use auditstream_testkit::{FaultProxy, S3Server};
+use common::sink::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn sink_config() -> S3SinkConfig {
+    S3SinkConfig {
+        allow_insecure_http: true,
+        ..Default::default()
+    }
+}
+
+fn static_keys(endpoint: &str, key: &str, secret: &str) -> Credentials {
+    Credentials::S3(pb::S3Credentials {
+        method: Some(Method::StaticKeys(pb::S3StaticKeys {
+            access_key_id: key.into(),
+            secret_access_key: secret.into(),
+            session_token: String::new(),
+        })),
+        region: "us-east-1".into(),
+        endpoint: endpoint.into(),
+        force_path_style: true,
+    })
+}
+
+fn keys_of(server: &S3Server) -> Credentials {
+    static_keys(&server.endpoint(), server.access_key(), server.secret_key())
+}
+
+fn target(bucket: &str) -> pb::S3Target {
+    pb::S3Target {
+        bucket: bucket.into(),
+        prefix: "audit".into(),
+        ..Default::default()
+    }
+}
+
+/// Waits until `bucket` holds every id in `ids`; returns the ids it holds with our `tag`.
+async fn wait_in_bucket(server: &S3Server, bucket: &str, ids: &[String], tag: &str) -> Vec<String> {
+    let want: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let deadline = tokio::time::Instant::now() + 2 * MINUTE;
+    loop {
+        let got: Vec<String> = server
+            .event_ids(bucket)
+            .await
+            .into_iter()
+            .filter(|id| id.starts_with(tag))
+            .collect();
+        let have: HashSet<&str> = got.iter().map(String::as_str).collect();
+        let missing = want.difference(&have).count();
+        if missing == 0 {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} of {} events never reached bucket {bucket}",
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn assert_same_ids(got: &[String], sent: &[String]) {
+    let got: HashSet<&String> = got.iter().collect();
+    let sent: HashSet<&String> = sent.iter().collect();
+    assert_eq!(got, sent, "the bucket holds exactly the delivered ids");
+}
+
+/// `<prefix>/<org>/<workspace>/<event_type>/YYYY/MM/DD/HH/<name>`: the name, checking the rest.
+fn partitioned_name<'a>(key: &'a str, prefix: &str, workspace: &str) -> &'a str {
+    let parts: Vec<&str> = key.split('/').collect();
+    assert_eq!(parts.len(), 9, "{key}");
+    assert_eq!(
+        &parts[..4],
+        [prefix, "org", workspace, "user_activity"],
+        "{key}"
+    );
+    for (part, len) in parts[4..8].iter().zip([4, 2, 2, 2]) {
+        assert!(
+            part.len() == len && part.chars().all(|c| c.is_ascii_digit()),
+            "{key}"
+        );
+    }
+    parts[8]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_hold_exactly_the_delivered_ids_under_partitioned_keys_with_sse() {
+    let server = S3Server::moto();
+    server.create_bucket("acme-ndjson").await;
+    server.create_bucket("acme-per-event").await;
+    let ndjson = pb::S3Target {
+        sse: pb::ServerSideEncryption::AwsKms as i32,
+        kms_key_id: "alias/auditstream".into(),
+        ..target("acme-ndjson")
+    };
+    let per_event = pb::S3Target {
+        format: pb::ObjectFormat::PerEvent as i32,
+        sse: pb::ServerSideEncryption::Aes256 as i32,
+        ..target("acme-per-event")
+    };
+    let mut stack = stack_with(vec![
+        (keys_of(&server), Target::S3(ndjson)),
+        (keys_of(&server), Target::S3(per_event)),
+    ])
+    .await;
+    stack
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .await;
+
+    let batches = stack.send(0, "nd", 700, None).await;
+    let singles = stack.send(1, "pe", 40, None).await;
+
+    let got = wait_in_bucket(&server, "acme-ndjson", &batches, "nd-").await;
+    assert_same_ids(&got, &batches);
+    for o in server.objects("acme-ndjson").await {
+        let name = partitioned_name(&o.key, "audit", "ws-0");
+        let batch_id = name
+            .strip_suffix(".ndjson.gz")
+            .expect("an .ndjson.gz object");
+        assert!(
+            batch_id.len() == 32 && batch_id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
+        );
+        assert_eq!(o.content_encoding.as_deref(), Some("gzip"), "{}", o.key);
+        assert_eq!(o.content_type.as_deref(), Some("application/x-ndjson"));
+        assert!(o.body.starts_with(&[0x1f, 0x8b]), "stored gzip-compressed");
+        assert_eq!(o.sse.as_deref(), Some("aws:kms"), "{}", o.key);
+        assert_eq!(
+            o.kms_key_id.as_deref(),
+            Some("alias/auditstream"),
+            "{}",
+            o.key
+        );
+    }
+
+    let got = wait_in_bucket(&server, "acme-per-event", &singles, "pe-").await;
+    assert_same_ids(&got, &singles);
+    for o in server.objects("acme-per-event").await {
+        let name = partitioned_name(&o.key, "audit", "ws-1");
+        let id = name.strip_suffix(".json").expect("a .json object");
+        assert_eq!(o.event_ids(), [id], "per_event keys are event ids");
+        assert_eq!(o.content_encoding, None);
+        assert_eq!(o.sse.as_deref(), Some("AES256"), "{}", o.key);
+    }
+}
+
+fn events(tag: &str, n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let id = format!("{tag}-{i}");
+            let mut e = Event::new(&id, format!(r#"{{"id":"{id}","n":{i}}}"#));
+            e.org_id = "org".into();
+            e.workspace_id = format!("ws-{}", i % 2);
+            e.event_type = "job_status".into();
+            e.occurred_at = "2026-11-23T08:30:00Z".into();
+            e
+        })
+        .collect()
+}
+
+fn destination(bucket: &str, format: pb::ObjectFormat) -> pb::Destination {
+    pb::Destination {
+        connection_id: "c".into(),
+        target: Some(Target::S3(pb::S3Target {
+            format: format as i32,
+            ..target(bucket)
+        })),
+    }
+}
+
+fn connection(credentials: Credentials) -> pb::Connection {
+    pb::Connection {
+        id: "c".into(),
+        credentials: Some(credentials),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_batch_overwrites_its_objects() {
+    let server = S3Server::moto();
+    let sink = S3Sink::new(sink_config());
+    for (bucket, format, objects) in [
+        // Two workspaces: two partitions, two objects.
+        ("redelivery-ndjson", pb::ObjectFormat::Ndjson, 2),
+        ("redelivery-per-event", pb::ObjectFormat::PerEvent, 30),
+    ] {
+        server.create_bucket(bucket).await;
+        let d = sink
+            .build(&destination(bucket, format), &connection(keys_of(&server)))
+            .unwrap();
+        let batch = events("again", 30);
+        for _ in 0..2 {
+            let answer = d.send(&batch).await;
+            assert_eq!(answer.class, Class::Delivered, "{answer:?}");
+        }
+        let stored = server.objects(bucket).await;
+        assert_eq!(
+            stored.len(),
+            objects,
+            "{bucket}: {:?}",
+            stored.iter().map(|o| &o.key).collect::<Vec<_>>()
+        );
+        let mut ids = server.event_ids(bucket).await;
+        ids.sort();
+        let mut want: Vec<String> = batch.iter().map(|e| e.event_id.clone()).collect();
+        want.sort();
+        assert_eq!(ids, want, "{bucket}: each id once");
+        // The probe leaves nothing behind.
+        assert_eq!(d.probe().await.class, Class::Delivered);
+        assert_eq!(server.objects(bucket).await.len(), objects);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assume_role_calls_sts_with_the_external_id_and_signs_with_the_role() {
+    let server = S3Server::moto();
+    server.create_bucket("assumed").await;
+    // Through a proxy that keeps request heads: which key signed the uploads.
+    let proxy = FaultProxy::start(server.addr()).await;
+    let role = "arn:aws:iam::123456789012:role/auditstream-writer";
+    let credentials = Credentials::S3(pb::S3Credentials {
+        method: Some(Method::AssumeRole(pb::S3AssumeRole {
+            role_arn: role.into(),
+            external_id: "acme-ext-42".into(),
+            session_name: "auditstream-test".into(),
+            source_keys: Some(pb::S3StaticKeys {
+                access_key_id: "AKIASOURCEKEY0000000".into(),
+                secret_access_key: "source-secret".into(),
+                session_token: String::new(),
+            }),
+        })),
+        region: "us-east-1".into(),
+        endpoint: proxy.url(),
+        force_path_style: true,
+    });
+    let d = S3Sink::new(sink_config())
+        .build(
+            &destination("assumed", pb::ObjectFormat::Ndjson),
+            &connection(credentials),
+        )
+        .unwrap();
+    let batch = events("role", 10);
+    let answer = d.send(&batch).await;
+    assert_eq!(answer.class, Class::Delivered, "{answer:?}");
+    assert_eq!(server.event_ids("assumed").await.len(), 10);
+
+    // moto's STS recorded the AssumeRole call...
+    let state = reqwest::get(format!("{}/moto-api/data.json", server.endpoint()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    let assumed = state["sts"]["AssumedRole"]
+        .as_array()
+        .expect("assumed roles");
+    let ours = assumed
+        .iter()
+        .find(|r| r["role_arn"] == role)
+        .unwrap_or_else(|| panic!("no AssumeRole for {role}: {assumed:?}"));
+    assert_eq!(ours["external_id"], "acme-ext-42");
+    assert_eq!(ours["session_name"], "auditstream-test");
+    // ...and the uploads were signed with the temporary key it handed out, not the source key.
+    let temp_key = ours["access_key_id"].as_str().unwrap();
+    let sent = proxy.sent_text();
+    let signed_puts = sent
+        .split("\r\n\r\n")
+        .filter(|head| {
+            head.contains("PUT /assumed/") && head.contains(&format!("Credential={temp_key}/"))
+        })
+        .count();
+    assert!(
+        signed_puts >= 2,
+        "uploads signed with the role's key: {sent}"
+    );
+    assert!(
+        sent.contains("Action=AssumeRole") && sent.contains("ExternalId=acme-ext-42"),
+        "STS was called through the connection's endpoint: {sent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_break_the_stream_mail_the_admins_and_fixed_keys_drain_the_backlog() {
+    let server = S3Server::s3s_fs("AKIAAUDITSTREAM00001", "the-right-secret");
+    server.create_bucket("locked").await;
+    let wrong = static_keys(&server.endpoint(), server.access_key(), "a-wrong-secret");
+    let mut stack = stack_with(vec![(wrong, Target::S3(target("locked")))]).await;
+    stack
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .await;
+
+    let accepted = stack.send(0, "wk", 60, None).await;
+    let broken = stack
+        .wait_status("s-0", "broken with a backlog", |s| {
+            s.state() == HealthState::Broken && s.backlog_depth >= 60
+        })
+        .await;
+    assert!(
+        broken.last_error.contains("SignatureDoesNotMatch"),
+        "{broken:?}"
+    );
+    assert!(broken.hint.contains("keys"), "{broken:?}");
+    let mails = stack.smtp.wait_for(1, MINUTE).await;
+    let mail = mails[0].replace("=\r\n", "").replace("\r\n", "\n");
+    assert!(
+        mail.contains(ADMIN_MAIL) && mail.contains("SignatureDoesNotMatch"),
+        "{mail}"
+    );
+    assert!(
+        server.event_ids("locked").await.is_empty(),
+        "nothing got through"
+    );
+
+    stack.set_credentials("c-0", keys_of(&server)).await;
+    let got = wait_in_bucket(&server, "locked", &accepted, "wk-").await;
+    assert_same_ids(&got, &accepted);
+    let healthy = stack
+        .wait_status("s-0", "healthy again", |s| {
+            s.state() == HealthState::Healthy && s.backlog_depth == 0
+        })
+        .await;
+    assert!(healthy.replayed_events >= 60, "{healthy:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_down_for_60s_then_back_loses_nothing() {
+    let mut server = S3Server::s3s_fs("AKIAAUDITSTREAM00002", "outage-secret");
+    server.create_bucket("outage").await;
+    let mut stack = stack_with(vec![(keys_of(&server), Target::S3(target("outage")))]).await;
+    stack
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .await;
+    let mut accepted = stack.send(0, "out", 50, None).await;
+    wait_in_bucket(&server, "outage", &accepted, "out-").await;
+
+    // The server process is killed; events keep coming for a minute, then it comes back
+    // (same port, same directory).
+    server.stop();
+    for round in 0..4 {
+        accepted.extend(stack.send(0, &format!("out{round}"), 50, None).await);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+    let during = stack.status("s-0").await;
+    assert_ne!(during.state(), HealthState::Healthy, "{during:?}");
+    server.restart();
+    let got = wait_in_bucket(&server, "outage", &accepted, "out").await;
+    let unique: HashSet<&String> = got.iter().collect();
+    println!(
+        "outage: {} accepted, {} delivered, {} duplicates",
+        accepted.len(),
+        unique.len(),
+        got.len() - unique.len()
+    );
+    assert_same_ids(&got, &accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditctl_connection_targets_lists_the_buckets() {
+    let server = S3Server::moto();
+    for b in ["team-b-audit", "team-a-audit", "archive"] {
+        server.create_bucket(b).await;
+    }
+    let mut stack = stack_with(vec![(keys_of(&server), Target::S3(target("archive")))]).await;
+    stack
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .await;
+    let shown = ctl(&stack, &["connection", "targets", "c-0"]).await;
+    assert_eq!(
+        shown.lines().collect::<Vec<_>>(),
+        ["archive", "team-a-audit", "team-b-audit"],
+        "{shown}"
+    );
+}
+
+#[test]
+fn every_sink_setting_is_in_the_readme() {
+    auditstream_telemetry::config::assert_documented::<
+        auditstream_sink_core::SinkConfig<S3SinkConfig>,
+    >(include_str!("../../README.md"));
+}
