@@ -71,9 +71,10 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## bench: micro-benchmark of the router's per-event work (route, RoutingTable::build,
-## Template::compile), release profile; needs nothing but cargo (no nats-server)
-bench:
+## Template::compile), and events/s of the object-store sinks into their stand-ins
+bench: deps
 	$(CARGO) bench --locked -p auditstream-router --bench pipeline
+	$(CARGO) bench --locked -p auditstream-tests --bench object_stores
 
 clean:
 	rm -rf .run .tools

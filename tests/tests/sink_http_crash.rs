@@ -35,20 +35,6 @@ fn spawn_sink(nats: &str, config: &str, ops: u16, log: &std::path::Path) -> Chil
         .unwrap()
 }
 
-async fn wait_ready(ops: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = reqwest::get(format!("http://127.0.0.1:{ops}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ok {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "sink not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_killed_mid_batch_loses_nothing() {
     let stack = stack_without_sink(&[GOOD_TOKEN]).await;
@@ -61,7 +47,7 @@ async fn sink_killed_mid_batch_loses_nothing() {
         ops,
         &dir.path().join("first.log"),
     );
-    wait_ready(ops).await;
+    wait_sink_ready(ops).await;
     let mut accepted = Vec::new();
     for round in 0..6 {
         accepted.extend(stack.send(0, &format!("k{round}"), 50, None).await);
@@ -92,7 +78,7 @@ async fn sink_killed_mid_batch_loses_nothing() {
         ops,
         &dir.path().join("second.log"),
     );
-    wait_ready(ops).await;
+    wait_sink_ready(ops).await;
     stack
         .wait_delivered(0, &accepted, Duration::from_secs(90))
         .await;

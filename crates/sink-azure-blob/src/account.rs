@@ -260,7 +260,11 @@ impl ContainerClients {
     /// When the current client must be replaced (tests).
     #[cfg(test)]
     pub fn renew_at(&self) -> Option<OffsetDateTime> {
-        self.current.lock().unwrap().as_ref().and_then(|(at, _)| *at)
+        self.current
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|(at, _)| *at)
     }
 }
 

@@ -48,7 +48,10 @@ pub enum Failure {
         retry_after: Option<String>,
     },
     /// Getting an Entra ID token failed; `status` is the token endpoint's, if it answered.
-    Token { status: Option<u16>, message: String },
+    Token {
+        status: Option<u16>,
+        message: String,
+    },
     /// No answer within the request timeout.
     Timeout(Duration),
     /// Connecting, sending or reading failed.
@@ -92,9 +95,11 @@ impl Failure {
         }
     }
 
-    /// A 403 for lacking a permission (as opposed to refused credentials).
-    pub fn is_permission_mismatch(&self) -> bool {
-        matches!(self, Failure::Http { status: 403, code: Some(c), .. } if PERMISSION_CODES.contains(&c.as_str()))
+    /// A 403: refused credentials or a missing permission. A container SAS gets one for
+    /// container properties whatever its permissions (`AuthorizationFailure`): reading them
+    /// is not a container-level SAS operation.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Failure::Http { status: 403, .. })
     }
 }
 
@@ -135,12 +140,21 @@ pub fn classify(failure: &Failure, ctx: &Ctx<'_>, now: OffsetDateTime) -> Answer
             code,
             message,
             retry_after,
-        } => classify_status(*status, code.as_deref(), message, retry_after.as_deref(), ctx, now),
+        } => classify_status(
+            *status,
+            code.as_deref(),
+            message,
+            retry_after.as_deref(),
+            ctx,
+            now,
+        ),
         Failure::Token {
             status: Some(400 | 401 | 403),
             message,
         } => configuration(
-            truncate(format!("Entra ID refused the client credentials: {message}")),
+            truncate(format!(
+                "Entra ID refused the client credentials: {message}"
+            )),
             "check the connection's tenant_id, client_id and client_secret (the secret may have \
              expired) and, outside the public cloud, its authority_host"
                 .into(),
@@ -160,7 +174,11 @@ pub fn classify(failure: &Failure, ctx: &Ctx<'_>, now: OffsetDateTime) -> Answer
             truncate(format!("cannot reach the storage account: {m}")),
             "",
         ),
-        Failure::Other(m) => Answer::new(Class::Transient { retry_after: None }, truncate(m.clone()), ""),
+        Failure::Other(m) => Answer::new(
+            Class::Transient { retry_after: None },
+            truncate(m.clone()),
+            "",
+        ),
     }
 }
 
@@ -189,7 +207,8 @@ fn classify_status(
     }
     match (status, code) {
         (_, "AuthorizationProtocolMismatch") => config(
-            "the SAS token does not allow https (its spr field): create one that allows https".into(),
+            "the SAS token does not allow https (its spr field): create one that allows https"
+                .into(),
         ),
         (_, "AuthorizationSourceIPMismatch") => config(
             "the SAS token's IP range (its sip field) excludes the sink's address: widen it or \
@@ -290,8 +309,9 @@ fn account_missing_hint(account: &str) -> String {
 
 /// The status of the token endpoint's answer inside a credential error, if it answered.
 fn token_status(e: &azure_core::Error) -> Option<u16> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> =
-        e.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static));
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e
+        .get_ref()
+        .map(|inner| inner as &(dyn std::error::Error + 'static));
     while let Some(err) = source {
         if let Some(inner) = err.downcast_ref::<azure_core::Error>()
             && let Some(status) = inner.http_status()
@@ -351,7 +371,7 @@ pub fn redact(text: &str) -> String {
         out.push_str("REDACTED");
         rest = &rest[i + 4..];
         let end = rest
-            .find(|c: char| matches!(c, '&' | ' ' | ')' | '"' | '\'' | '<' | '>' | '\n'))
+            .find(['&', ' ', ')', '"', '\'', '<', '>', '\n'])
             .unwrap_or(rest.len());
         rest = &rest[end..];
     }
@@ -400,20 +420,40 @@ mod tests {
             ..WRITE
         };
         let a = classify(&http(403, Some("AuthenticationFailed")), &sas, now());
-        assert!(a.hint.contains("SAS token") && a.hint.contains("expired"), "{}", a.hint);
+        assert!(
+            a.hint.contains("SAS token") && a.hint.contains("expired"),
+            "{}",
+            a.hint
+        );
 
-        let a = classify(&http(403, Some("AuthorizationPermissionMismatch")), &WRITE, now());
+        let a = classify(
+            &http(403, Some("AuthorizationPermissionMismatch")),
+            &WRITE,
+            now(),
+        );
         assert_eq!(a.class, Class::Configuration);
-        assert!(a.hint.contains("Storage Blob Data Contributor"), "{}", a.hint);
+        assert!(
+            a.hint.contains("Storage Blob Data Contributor"),
+            "{}",
+            a.hint
+        );
         assert!(a.hint.contains("container audit"), "{}", a.hint);
-        let list = Ctx { op: Op::List, ..WRITE };
-        let a = classify(&http(403, Some("AuthorizationResourceTypeMismatch")), &list, now());
+        let list = Ctx {
+            op: Op::List,
+            ..WRITE
+        };
+        let a = classify(
+            &http(403, Some("AuthorizationResourceTypeMismatch")),
+            &list,
+            now(),
+        );
         assert!(a.hint.contains("list"), "{}", a.hint);
 
         let a = classify(&http(404, Some("ContainerNotFound")), &WRITE, now());
         assert_eq!(a.class, Class::Configuration);
         assert!(
-            a.hint.contains("container audit does not exist in storage account acmeaudit"),
+            a.hint
+                .contains("container audit does not exist in storage account acmeaudit"),
             "{}",
             a.hint
         );
@@ -434,7 +474,11 @@ mod tests {
             assert!(!a.hint.is_empty(), "{status} {code:?}");
         }
         let a = classify(&http(404, Some("ResourceNotFound")), &list, now());
-        assert!(a.hint.contains("account acmeaudit was not found"), "{}", a.hint);
+        assert!(
+            a.hint.contains("account acmeaudit was not found"),
+            "{}",
+            a.hint
+        );
     }
 
     #[test]
@@ -530,17 +574,25 @@ mod tests {
             }
         );
         let a = classify(&f, &WRITE, now());
-        assert_eq!(a.detail, "503 ServerBusy: Ingress is over the account limit.");
+        assert_eq!(
+            a.detail,
+            "503 ServerBusy: Ingress is over the account limit."
+        );
 
         let io = azure_core::Error::with_error(
             ErrorKind::Io,
-            std::io::Error::other("error sending request for url (https://a/c/b?sv=1&sig=SECRET%3D&se=2)"),
+            std::io::Error::other(
+                "error sending request for url (https://a/c/b?sv=1&sig=SECRET%3D&se=2)",
+            ),
             "failed to execute `reqwest` request",
         );
         let Failure::Network(m) = Failure::from_error(&io) else {
             panic!("not a network failure")
         };
-        assert!(!m.contains("SECRET") && m.contains("sig=REDACTED&se=2"), "{m}");
+        assert!(
+            !m.contains("SECRET") && m.contains("sig=REDACTED&se=2"),
+            "{m}"
+        );
 
         let token = azure_core::Error::with_error(
             ErrorKind::Credential,
@@ -565,7 +617,10 @@ mod tests {
 
     #[test]
     fn redaction_and_truncation() {
-        assert_eq!(redact("a?sv=1&sig=abc%2B&x=1 sig=def"), "a?sv=1&sig=REDACTED&x=1 sig=REDACTED");
+        assert_eq!(
+            redact("a?sv=1&sig=abc%2B&x=1 sig=def"),
+            "a?sv=1&sig=REDACTED&x=1 sig=REDACTED"
+        );
         assert_eq!(redact("no secrets"), "no secrets");
         let long = truncate("é".repeat(500));
         assert!(long.len() <= MAX_DETAIL + 3 && long.ends_with('…'));

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use auditstream_sink_core::{
-    Answer, Destination, Event, RequestCaps, classify::Class, object::Layout,
+    Answer, Destination, Event, RequestCaps, deliver::worst, object::Layout,
 };
 use azure_storage_blob::{BlobContainerClient, models::BlobClientUploadOptions};
 use bytes::Bytes;
@@ -91,38 +91,11 @@ impl AzureBlobDestination {
     }
 }
 
-/// One answer for a request whose objects were uploaded separately: the worst of them.
-/// Configuration beats transient (a broken destination should not be retried as if busy),
-/// transient beats refusals (the refused part is narrowed down on the retry anyway).
 fn combine(answers: Vec<Answer>, container: &str) -> Answer {
     let count = answers.len();
-    let rank = |a: &Answer| match a.class {
-        Class::Configuration => 4,
-        Class::Transient { .. } => 3,
-        Class::TooLarge => 2,
-        Class::Rejected => 1,
-        Class::Delivered => 0,
-    };
-    let longest_wait = answers
-        .iter()
-        .filter_map(|a| match a.class {
-            Class::Transient { retry_after } => retry_after,
-            _ => None,
-        })
-        .max();
-    match answers.into_iter().max_by_key(rank) {
-        Some(a) if a.class != Class::Delivered => match a.class {
-            Class::Transient { .. } => Answer::new(
-                Class::Transient {
-                    retry_after: longest_wait,
-                },
-                a.detail,
-                a.hint,
-            ),
-            _ => a,
-        },
-        _ => Answer::delivered(format!("{count} blob(s) written to container {container}")),
-    }
+    worst(answers).unwrap_or_else(|| {
+        Answer::delivered(format!("{count} blob(s) written to container {container}"))
+    })
 }
 
 impl Destination<Event> for AzureBlobDestination {
@@ -169,16 +142,23 @@ impl Destination<Event> for AzureBlobDestination {
         };
         match self.call(client.get_properties(None)).await {
             Ok(_) => {}
-            // Delivery needs create and write only; a SAS or role without read access to the
-            // container's properties is fine, the write below tells.
-            Err(f) if f.is_permission_mismatch() => {
-                tracing::debug!(container = %self.container, "no read permission on the container; probing with a write");
+            // Delivery needs create and write only. A container SAS can never read the
+            // container's properties, and a role or SAS may lack read: the write below tells
+            // whether the credentials work.
+            Err(f) if f.is_forbidden() => {
+                tracing::debug!(container = %self.container, "container properties not readable; probing with a write");
             }
             Err(f) => return self.answer(&f),
         }
         let key = self.layout.probe_key();
         if let Err(f) = self
-            .upload(&client, &key, Bytes::from_static(PROBE_BODY), "text/plain", None)
+            .upload(
+                &client,
+                &key,
+                Bytes::from_static(PROBE_BODY),
+                "text/plain",
+                None,
+            )
             .await
         {
             return self.answer(&f);
@@ -201,6 +181,8 @@ impl Destination<Event> for AzureBlobDestination {
 
 #[cfg(test)]
 mod tests {
+    use auditstream_sink_core::classify::Class;
+
     use super::*;
 
     fn answer(class: Class, detail: &str) -> Answer {
@@ -208,40 +190,21 @@ mod tests {
     }
 
     #[test]
-    fn the_worst_answer_wins() {
-        let busy = |s| Class::Transient {
-            retry_after: Some(Duration::from_secs(s)),
-        };
+    fn a_request_is_delivered_when_every_blob_is() {
+        // The ranking itself is sink-core's `worst`, tested there.
         let all_ok = combine(
             vec![answer(Class::Delivered, "a"), answer(Class::Delivered, "b")],
             "c",
         );
         assert_eq!(all_ok.class, Class::Delivered);
         assert_eq!(all_ok.detail, "2 blob(s) written to container c");
-        let mixed = combine(
+        let broken = combine(
             vec![
                 answer(Class::Delivered, "a"),
-                answer(busy(2), "busy"),
-                answer(Class::Rejected, "bad"),
-                answer(busy(9), "busier"),
+                answer(Class::Configuration, "403"),
             ],
             "c",
         );
-        assert_eq!(mixed.class, busy(9));
-        let broken = combine(
-            vec![answer(busy(2), "busy"), answer(Class::Configuration, "403")],
-            "c",
-        );
-        assert_eq!(broken.class, Class::Configuration);
         assert_eq!(broken.detail, "403");
-        assert_eq!(
-            combine(
-                vec![answer(Class::Rejected, "x"), answer(Class::TooLarge, "y")],
-                "c"
-            )
-            .class,
-            Class::TooLarge
-        );
-        assert_eq!(combine(Vec::new(), "c").class, Class::Delivered);
     }
 }

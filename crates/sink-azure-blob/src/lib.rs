@@ -59,6 +59,14 @@
 //!
 //! A request's blobs are uploaded separately; its answer is the worst of theirs
 //! (configuration > transient > too large > rejected > delivered).
+//!
+//! # Probe and targets
+//!
+//! The probe (broken destinations, `TestDestination`) reads the container's properties (a 404
+//! means it is missing; a 403 is ignored, since a container SAS can never read them and
+//! delivery does not need it), writes a test blob at the layout's probe key and deletes it
+//! (a failed delete is only logged: delete permission is optional). `list_targets` lists the
+//! account's containers, every page, sorted.
 
 mod account;
 mod classify;
@@ -70,9 +78,7 @@ use std::sync::Arc;
 
 use auditstream_model::SinkType;
 use auditstream_proto::v1 as pb;
-use auditstream_sink_core::{
-    Answer, RequestCaps, classify::Class, object::Layout, sink::Sink,
-};
+use auditstream_sink_core::{Answer, RequestCaps, classify::Class, object::Layout, sink::Sink};
 use azure_core::http::{HttpClientOptions, Transport, new_http_client};
 use futures_util::TryStreamExt as _;
 use time::OffsetDateTime;
@@ -228,7 +234,10 @@ impl Sink for AzureBlobSink {
         let explain = |f: Failure| {
             let a = classify(&f, &ctx, OffsetDateTime::now_utc());
             if a.hint.is_empty() {
-                format!("cannot list the containers of {}: {}", account.name, a.detail)
+                format!(
+                    "cannot list the containers of {}: {}",
+                    account.name, a.detail
+                )
             } else {
                 format!("{}; {}", a.detail, a.hint)
             }
@@ -336,7 +345,10 @@ mod tests {
         assert_eq!(client.url().host_str(), Some("acme.blob.core.windows.net"));
         assert_eq!(client.url().path(), "/audit");
         let query = client.url().query().unwrap();
-        assert!(query.contains("spr=https") && query.contains("sig="), "{query}");
+        assert!(
+            query.contains("spr=https") && query.contains("sig="),
+            "{query}"
+        );
         assert_eq!(d.caps().max_events, 100_000);
 
         // Emulator-style endpoint: the account is its first path segment.
@@ -373,7 +385,10 @@ mod tests {
         assert!(renew_at > now + time::Duration::minutes(45), "{renew_at}");
         assert!(renew_at < now + time::Duration::minutes(55), "{renew_at}");
         assert!(Arc::ptr_eq(&first, &d.clients.get(now).unwrap()));
-        let later = d.clients.get(renew_at + time::Duration::seconds(1)).unwrap();
+        let later = d
+            .clients
+            .get(renew_at + time::Duration::seconds(1))
+            .unwrap();
         assert!(!Arc::ptr_eq(&first, &later));
         assert_ne!(first.url().query(), later.url().query());
     }
@@ -381,11 +396,16 @@ mod tests {
     #[tokio::test]
     async fn sas_tokens_with_or_without_question_mark() {
         let s = sink(false);
-        for token in ["?sv=2022-11-02&sp=cw&sig=abc%3D", "sv=2022-11-02&sp=cw&sig=abc%3D"] {
+        for token in [
+            "?sv=2022-11-02&sp=cw&sig=abc%3D",
+            "sv=2022-11-02&sp=cw&sig=abc%3D",
+        ] {
             let method = pb::azure_blob_credentials::Method::Sas(pb::AzureSasToken {
                 sas_token: token.into(),
             });
-            let d = s.build(&destination("audit"), &connection("acme", "", method)).unwrap();
+            let d = s
+                .build(&destination("audit"), &connection("acme", "", method))
+                .unwrap();
             let client = d.clients.get(OffsetDateTime::now_utc()).unwrap();
             assert_eq!(client.url().query(), Some("sv=2022-11-02&sp=cw&sig=abc%3D"));
         }
@@ -402,11 +422,31 @@ mod tests {
     async fn unusable_destinations_are_configuration_errors_with_hints() {
         let s = sink(false);
         let cases = [
-            (destination("audit"), connection("acme", "http://127.0.0.1:1/acme", shared_key()), "unencrypted"),
-            (destination(""), connection("acme", "", shared_key()), "no container"),
-            (destination("audit"), connection("", "", shared_key()), "neither"),
-            (destination("audit"), connection("acme", "ftp://x/acme", shared_key()), "scheme"),
-            (destination("audit"), connection("acme", "https://x/acme?sig=1", shared_key()), "query"),
+            (
+                destination("audit"),
+                connection("acme", "http://127.0.0.1:1/acme", shared_key()),
+                "unencrypted",
+            ),
+            (
+                destination(""),
+                connection("acme", "", shared_key()),
+                "no container",
+            ),
+            (
+                destination("audit"),
+                connection("", "", shared_key()),
+                "neither",
+            ),
+            (
+                destination("audit"),
+                connection("acme", "ftp://x/acme", shared_key()),
+                "scheme",
+            ),
+            (
+                destination("audit"),
+                connection("acme", "https://x/acme?sig=1", shared_key()),
+                "query",
+            ),
             (
                 destination("audit"),
                 connection(
@@ -426,7 +466,11 @@ mod tests {
                 connection("acme", "", shared_key()),
                 "s3",
             ),
-            (destination("audit"), pb::Connection::default(), "not an Azure Blob connection"),
+            (
+                destination("audit"),
+                pb::Connection::default(),
+                "not an Azure Blob connection",
+            ),
         ];
         for (dest, conn, expected) in cases {
             let err = s.build(&dest, &conn).unwrap_err();

@@ -144,7 +144,8 @@ mod tests {
         //   python3 -c 'import hmac,hashlib,base64; print(base64.b64encode(hmac.new(bytes(range(32)),
         //     b"acmeaudit\nrwdlac\nb\nsco\n2026-11-21T10:00:00Z\n2026-11-21T11:00:00Z\n\nhttps\n2022-11-02\n\n",
         //     hashlib.sha256).digest()).decode())'
-        let key = AccountKey::new("acmeaudit", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        let key =
+            AccountKey::new("acmeaudit", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
         let start = at("2026-11-21T10:00:00.750Z");
         let expiry = at("2026-11-21T12:00:00+01:00");
         assert_eq!(
@@ -169,12 +170,7 @@ mod tests {
             auditstream_testkit::Azurite::KEY,
         )
         .unwrap();
-        let string = string_to_sign(
-            "devstoreaccount1",
-            "",
-            "2099-12-31T23:59:59Z",
-            "",
-        );
+        let string = string_to_sign("devstoreaccount1", "", "2099-12-31T23:59:59Z", "");
         let mut mac = Hmac::<Sha256>::new_from_slice(&key.key).unwrap();
         mac.update(string.as_bytes());
         let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
@@ -188,7 +184,11 @@ mod tests {
     #[test]
     fn http_tokens_allow_any_protocol_and_keys_must_be_base64() {
         let key = AccountKey::new("a", "AAAA").unwrap();
-        let q = key.sign(at("2026-01-01T00:00:00Z"), at("2026-01-01T01:00:00Z"), false);
+        let q = key.sign(
+            at("2026-01-01T00:00:00Z"),
+            at("2026-01-01T01:00:00Z"),
+            false,
+        );
         assert!(!q.contains("spr="), "{q}");
         assert!(AccountKey::new("a", "not base64!").is_err());
         assert!(AccountKey::new("a", "").is_err());

@@ -70,6 +70,37 @@ pub trait Destination<I: Item>: Send + Sync {
     fn probe(&self) -> impl Future<Output = Answer> + Send;
 }
 
+/// One answer for a request a sink sent as several calls (one object per partition or per
+/// event): the worst of theirs, `None` when all were delivered. Configuration beats transient
+/// (a broken destination is not retried as if it were busy), transient beats refusals (the
+/// refused part is narrowed down on the retry anyway); a transient answer waits for the
+/// longest `Retry-After` among them. Calls that did succeed are simply repeated on the retry,
+/// which object-store keys make harmless.
+pub fn worst(answers: Vec<Answer>) -> Option<Answer> {
+    let rank = |a: &Answer| match a.class {
+        Class::Configuration => 4,
+        Class::Transient { .. } => 3,
+        Class::TooLarge => 2,
+        Class::Rejected => 1,
+        Class::Delivered => 0,
+    };
+    let longest_wait = answers
+        .iter()
+        .filter_map(|a| match a.class {
+            Class::Transient { retry_after } => retry_after,
+            _ => None,
+        })
+        .max();
+    let mut worst = answers
+        .into_iter()
+        .filter(|a| a.class != Class::Delivered)
+        .max_by_key(rank)?;
+    if let Class::Transient { retry_after } = &mut worst.class {
+        *retry_after = longest_wait;
+    }
+    Some(worst)
+}
+
 /// What happened to a batch, by index into it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -137,9 +168,37 @@ fn chunks<I: Item>(items: &[I], caps: RequestCaps) -> Vec<std::ops::Range<usize>
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::{sync::Mutex, time::Duration};
 
     use super::*;
+
+    #[test]
+    fn the_worst_answer_decides_with_the_longest_wait() {
+        let t = |s: Option<u64>| {
+            Answer::new(
+                Class::Transient {
+                    retry_after: s.map(Duration::from_secs),
+                },
+                "t",
+                "",
+            )
+        };
+        let k = Answer::new(Class::Configuration, "k", "h");
+        let ok = Answer::delivered("ok");
+        assert_eq!(worst(vec![ok.clone(), ok.clone()]), None);
+        assert_eq!(worst(vec![]), None);
+        assert_eq!(
+            worst(vec![ok.clone(), t(Some(2)), t(Some(9)), t(None)])
+                .unwrap()
+                .class,
+            Class::Transient {
+                retry_after: Some(Duration::from_secs(9))
+            }
+        );
+        assert_eq!(worst(vec![t(None), k, ok.clone()]).unwrap().detail, "k");
+        let r = Answer::new(Class::Rejected, "r", "");
+        assert_eq!(worst(vec![r, ok]).unwrap().class, Class::Rejected);
+    }
 
     /// An in-memory destination for the algorithm's own tests (sinks are tested against real
     /// stand-ins): refuses items that contain `reject`, refuses requests over `too_large`

@@ -4,6 +4,7 @@
 use auditstream_sink_core::{
     Answer, Destination, Event, RequestCaps,
     classify::{Class, classify_http, parse_retry_after},
+    deliver::worst,
     object::{Layout, Object},
 };
 use aws_sdk_s3::{
@@ -131,23 +132,6 @@ impl Destination<Event> for S3Destination {
         }
         Answer::delivered(format!("bucket {} writable", self.bucket))
     }
-}
-
-/// The answer that decides for the whole request: a configuration error over a transient
-/// one over a refusal over success (a retried request rewrites the objects that did land, at
-/// the same keys). `None` when every object was delivered.
-fn worst(answers: Vec<Answer>) -> Option<Answer> {
-    let rank = |a: &Answer| match a.class {
-        Class::Configuration => 4,
-        Class::Transient { .. } => 3,
-        Class::TooLarge => 2,
-        Class::Rejected => 1,
-        Class::Delivered => 0,
-    };
-    answers
-        .into_iter()
-        .filter(|a| a.class != Class::Delivered)
-        .max_by_key(rank)
 }
 
 /// Class, detail and hint of an SDK error, for `action` on `bucket` (under `prefix`).
@@ -355,15 +339,5 @@ mod tests {
     fn size_and_data_refusals() {
         assert_eq!(c(400, "EntityTooLarge").0, Class::TooLarge);
         assert_eq!(c(400, "InvalidArgument").0, Class::Rejected);
-    }
-
-    #[test]
-    fn the_worst_answer_decides() {
-        let t = Answer::new(Class::Transient { retry_after: None }, "t", "");
-        let k = Answer::new(Class::Configuration, "k", "h");
-        let ok = Answer::delivered("ok");
-        assert_eq!(worst(vec![ok.clone(), ok.clone()]), None);
-        assert_eq!(worst(vec![ok.clone(), t.clone()]).unwrap().detail, "t");
-        assert_eq!(worst(vec![t, k, ok]).unwrap().detail, "k");
     }
 }

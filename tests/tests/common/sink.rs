@@ -201,6 +201,21 @@ pub fn events(i: usize, tag: &str, count: usize, poison: Option<usize>) -> (Stri
     (lines.join("\n"), ids)
 }
 
+/// Waits until a sink binary's `/readyz` on `127.0.0.1:<ops>` answers 200.
+pub async fn wait_sink_ready(ops: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = reqwest::get(format!("http://127.0.0.1:{ops}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "sink not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs `auditctl --server <url> --token <token> <args...>` in-process, as the platform admin.
 pub async fn ctl(stack: &SinkStack, args: &[&str]) -> String {
     let token: &str = auditstream_testkit::TestToken::of(Role::PlatformAdmin, None).token;
