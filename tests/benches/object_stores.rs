@@ -15,9 +15,9 @@ use std::time::Instant;
 use auditstream_proto::v1::{
     self as pb, connection::Credentials, destination::Target, s3_credentials::Method,
 };
-use auditstream_sink_azure_blob::{AzureBlobSink, AzureBlobSinkConfig};
-use auditstream_sink_core::{Destination, Event, Sink, classify::Class};
-use auditstream_sink_s3::{S3Sink, S3SinkConfig};
+use auditstream_sink_azure_blob::{AzureBlobDestination, AzureBlobSink, AzureBlobSinkConfig};
+use auditstream_sink_core::{Answer, Destination, Event, RequestCaps, Sink, classify::Class};
+use auditstream_sink_s3::{S3Destination, S3Sink, S3SinkConfig};
 use auditstream_testkit::{Azurite, S3Server};
 
 const RUNS: usize = 3;
@@ -78,7 +78,7 @@ fn summary(name: &str, mut samples: Vec<(f64, f64)>) {
     );
 }
 
-fn s3_credentials(server: &S3Server) -> pb::Connection {
+fn s3_connection(server: &S3Server) -> pb::Connection {
     pb::Connection {
         id: "bench".into(),
         credentials: Some(Credentials::S3(pb::S3Credentials {
@@ -95,49 +95,80 @@ fn s3_credentials(server: &S3Server) -> pb::Connection {
     }
 }
 
-async fn s3_rows(name: &str, server: &S3Server) {
-    let sink = S3Sink::new(S3SinkConfig {
-        allow_insecure_http: true,
-        ..Default::default()
-    });
-    for (format, total, label) in [
-        (pb::ObjectFormat::Ndjson, EVENTS, "ndjson.gz"),
-        (pb::ObjectFormat::PerEvent, PER_EVENT_EVENTS, "per_event"),
-    ] {
-        let mut samples = Vec::new();
-        for run in 0..RUNS {
-            let bucket = format!("bench-{}-{run}", label.replace('.', "-").replace('_', "-"));
-            server.create_bucket(&bucket).await;
-            let destination = pb::Destination {
-                connection_id: "bench".into(),
-                target: Some(Target::S3(pb::S3Target {
-                    bucket: bucket.clone(),
-                    prefix: "bench".into(),
-                    format: format as i32,
-                    ..Default::default()
-                })),
-            };
-            let lanes: Vec<_> = (0..LANES)
-                .map(|_| sink.build(&destination, &s3_credentials(server)).unwrap())
-                .collect();
-            samples.push(push(&lanes, &events(run, total)).await);
-            assert_eq!(
-                server.event_ids(&bucket).await.len(),
-                total,
-                "every event stored"
-            );
+/// A stand-in under test: where targets are made and what they hold.
+enum Store<'a> {
+    S3(&'a S3Server),
+    Blob(&'a Azurite),
+}
+
+impl Store<'_> {
+    async fn create(&self, name: &str) {
+        match self {
+            Store::S3(s) => s.create_bucket(name).await,
+            Store::Blob(a) => a.create_container(name).await,
         }
-        summary(&format!("sink-s3 → {name}, {label}"), samples);
+    }
+
+    async fn stored(&self, name: &str) -> usize {
+        match self {
+            Store::S3(s) => s.event_ids(name).await.len(),
+            Store::Blob(a) => a.event_ids(name).await.len(),
+        }
+    }
+
+    /// `LANES` destinations writing to `name` in `format`.
+    fn lanes(&self, name: &str, format: pb::ObjectFormat) -> Vec<Lane> {
+        let format = format as i32;
+        let (prefix, id) = ("bench".to_owned(), "bench".to_owned());
+        (0..LANES)
+            .map(|_| match self {
+                Store::S3(server) => {
+                    let target = Target::S3(pb::S3Target {
+                        bucket: name.into(),
+                        prefix: prefix.clone(),
+                        format,
+                        ..Default::default()
+                    });
+                    let sink = S3Sink::new(S3SinkConfig {
+                        allow_insecure_http: true,
+                        ..Default::default()
+                    });
+                    Lane::S3(Box::new(
+                        sink.build(&destination(&id, target), &s3_connection(server))
+                            .unwrap(),
+                    ))
+                }
+                Store::Blob(azurite) => {
+                    let target = Target::AzureBlob(pb::AzureBlobTarget {
+                        container: name.into(),
+                        prefix: prefix.clone(),
+                        format,
+                        ..Default::default()
+                    });
+                    let sink = AzureBlobSink::new(AzureBlobSinkConfig {
+                        allow_insecure_http: true,
+                        ..Default::default()
+                    })
+                    .unwrap();
+                    Lane::Blob(
+                        sink.build(&destination(&id, target), &blob_connection(azurite))
+                            .unwrap(),
+                    )
+                }
+            })
+            .collect()
     }
 }
 
-async fn azurite_rows(azurite: &Azurite) {
-    let sink = AzureBlobSink::new(AzureBlobSinkConfig {
-        allow_insecure_http: true,
-        ..Default::default()
-    })
-    .unwrap();
-    let connection = pb::Connection {
+fn destination(connection_id: &str, target: Target) -> pb::Destination {
+    pb::Destination {
+        connection_id: connection_id.into(),
+        target: Some(target),
+    }
+}
+
+fn blob_connection(azurite: &Azurite) -> pb::Connection {
+    pb::Connection {
         id: "bench".into(),
         credentials: Some(Credentials::AzureBlob(pb::AzureBlobCredentials {
             account: Azurite::ACCOUNT.into(),
@@ -149,35 +180,51 @@ async fn azurite_rows(azurite: &Azurite) {
             )),
         })),
         ..Default::default()
-    };
+    }
+}
+
+enum Lane {
+    S3(Box<S3Destination>),
+    Blob(AzureBlobDestination),
+}
+
+impl Destination<Event> for Lane {
+    fn caps(&self) -> RequestCaps {
+        match self {
+            Lane::S3(d) => d.caps(),
+            Lane::Blob(d) => d.caps(),
+        }
+    }
+
+    async fn send(&self, items: &[Event]) -> Answer {
+        match self {
+            Lane::S3(d) => d.send(items).await,
+            Lane::Blob(d) => d.send(items).await,
+        }
+    }
+
+    async fn probe(&self) -> Answer {
+        match self {
+            Lane::S3(d) => d.probe().await,
+            Lane::Blob(d) => d.probe().await,
+        }
+    }
+}
+
+/// The `ndjson.gz` and `per_event` rows of one sink → stand-in pair.
+async fn rows(name: &str, store: Store<'_>) {
     for (format, total, label) in [
         (pb::ObjectFormat::Ndjson, EVENTS, "ndjson.gz"),
         (pb::ObjectFormat::PerEvent, PER_EVENT_EVENTS, "per_event"),
     ] {
         let mut samples = Vec::new();
         for run in 0..RUNS {
-            let container = format!("bench-{}-{run}", label.replace('.', "-").replace('_', "-"));
-            azurite.create_container(&container).await;
-            let destination = pb::Destination {
-                connection_id: "bench".into(),
-                target: Some(Target::AzureBlob(pb::AzureBlobTarget {
-                    container: container.clone(),
-                    prefix: "bench".into(),
-                    format: format as i32,
-                    ..Default::default()
-                })),
-            };
-            let lanes: Vec<_> = (0..LANES)
-                .map(|_| sink.build(&destination, &connection).unwrap())
-                .collect();
-            samples.push(push(&lanes, &events(run, total)).await);
-            assert_eq!(
-                azurite.event_ids(&container).await.len(),
-                total,
-                "every event stored"
-            );
+            let target = format!("bench-{}-{run}", label.replace(['.', '_'], "-"));
+            store.create(&target).await;
+            samples.push(push(&store.lanes(&target, format), &events(run, total)).await);
+            assert_eq!(store.stored(&target).await, total, "every event stored");
         }
-        summary(&format!("sink-azure-blob → Azurite, {label}"), samples);
+        summary(&format!("{name}, {label}"), samples);
     }
 }
 
@@ -185,11 +232,10 @@ async fn azurite_rows(azurite: &Azurite) {
 async fn main() {
     println!("| sink → stand-in, format | events/s (median) | min – max | MiB/s |");
     println!("|---|---|---|---|");
-    s3_rows("moto", &S3Server::moto()).await;
-    s3_rows(
-        "s3s-fs",
-        &S3Server::s3s_fs("AKIABENCH00000000000", "bench-secret"),
-    )
-    .await;
-    azurite_rows(&Azurite::start()).await;
+    let moto = S3Server::moto();
+    rows("sink-s3 → moto", Store::S3(&moto)).await;
+    let s3s = S3Server::s3s_fs("AKIABENCH00000000000", "bench-secret");
+    rows("sink-s3 → s3s-fs", Store::S3(&s3s)).await;
+    let azurite = Azurite::start();
+    rows("sink-azure-blob → Azurite", Store::Blob(&azurite)).await;
 }

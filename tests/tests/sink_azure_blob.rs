@@ -8,22 +8,14 @@ mod common;
 
 use std::{collections::HashSet, time::Duration};
 
-use auditstream_config_service::authz::Role;
 use auditstream_proto::v1::{
-    self as pb, AppliesTo, HealthState, NodeKind, azure_blob_credentials::Method, connection,
-    destination,
+    self as pb, HealthState, azure_blob_credentials::Method, connection::Credentials,
+    destination::Target,
 };
 use auditstream_sink_azure_blob::{AzureBlobSink, AzureBlobSinkConfig};
-use auditstream_sink_core::{Destination as _, Event, Sink as _, SinkConfig, classify::Class};
-use auditstream_testkit::{
-    Azurite, ConfigClient, ConfigHarness, Database, GatewayHarness, NatsServer, RouterHarness,
-    SinkHarness, SmtpServer, TestToken, test_gateway_config, test_router_config, test_sink_config,
-};
-use common::{
-    config::{create_connection, create_stream, node, put},
-    ndjson, post,
-    sink::{ADMIN_MAIL, events},
-};
+use auditstream_sink_core::{Destination as _, Event, Sink as _, classify::Class};
+use auditstream_testkit::Azurite;
+use common::{config::create_connection, sink::*};
 
 const MINUTE: Duration = Duration::from_secs(60);
 /// A valid base64 key that is not Azurite's: the SAS the sink signs with it is refused.
@@ -31,18 +23,22 @@ const WRONG_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// The producer example's `occurred_at` (2026-11-21T10:16:40Z) gives this partition.
 const PARTITION: &str = "org/ws-0/user_activity/2026/11/21/10/";
 
-fn blob_connection(id: &str, endpoint: &str, key: &str) -> pb::Connection {
+fn shared_key(endpoint: &str, key: &str) -> Credentials {
+    Credentials::AzureBlob(pb::AzureBlobCredentials {
+        account: Azurite::ACCOUNT.into(),
+        endpoint: endpoint.into(),
+        method: Some(Method::SharedKey(pb::AzureSharedKey {
+            account_key: key.into(),
+        })),
+    })
+}
+
+fn connection(id: &str, credentials: Credentials) -> pb::Connection {
     pb::Connection {
         id: id.into(),
         node_id: "org".into(),
         name: format!("blob {id}"),
-        credentials: Some(connection::Credentials::AzureBlob(pb::AzureBlobCredentials {
-            account: Azurite::ACCOUNT.into(),
-            endpoint: endpoint.into(),
-            method: Some(Method::SharedKey(pb::AzureSharedKey {
-                account_key: key.into(),
-            })),
-        })),
+        credentials: Some(credentials),
         ..Default::default()
     }
 }
@@ -51,92 +47,6 @@ fn insecure() -> AzureBlobSinkConfig {
     AzureBlobSinkConfig {
         allow_insecure_http: true,
         ..Default::default()
-    }
-}
-
-/// Azurite, SMTP, NATS, config service, gateway, router and the sink; stream `s-0` takes
-/// workspace `ws-0`'s `user_activity` events to `target` (in a container created here)
-/// through connection `c-0` (shared key `key`).
-struct BlobStack {
-    azurite: Azurite,
-    smtp: SmtpServer,
-    _nats: NatsServer,
-    config: ConfigHarness,
-    gateway: GatewayHarness,
-    _router: RouterHarness,
-    sink: Option<SinkHarness>,
-    admin: ConfigClient,
-    container: String,
-}
-
-async fn blob_stack(key: &str, target: pb::AzureBlobTarget) -> BlobStack {
-    let smtp = SmtpServer::start();
-    let azurite = Azurite::start();
-    azurite.create_container(&target.container).await;
-    let nats = NatsServer::start();
-    let smtp_port = smtp.port();
-    let config = ConfigHarness::start(&nats.url(), Database::Sqlite, |c| {
-        c.http.allow_insecure_http = true;
-        c.http.allowed_networks = vec!["127.0.0.0/8".into()];
-        c.notifications.smtp_host = "127.0.0.1".into();
-        c.notifications.smtp_port = smtp_port;
-        c.notifications.retry = auditstream_sink_core::retry::Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(500),
-        };
-    })
-    .await;
-    let mut admin = config.client_as(Role::PlatformAdmin, None).await;
-    put(
-        &mut admin,
-        pb::Node {
-            admin_emails: vec![ADMIN_MAIL.into()],
-            name: "Acme".into(),
-            ..node("org", "", NodeKind::Organization)
-        },
-    )
-    .await;
-    put(&mut admin, node("ws-0", "org", NodeKind::Workspace)).await;
-    create_connection(&mut admin, blob_connection("c-0", &azurite.endpoint(), key)).await;
-    let container = target.container.clone();
-    create_stream(
-        &mut admin,
-        pb::Stream {
-            id: "s-0".into(),
-            node_id: "ws-0".into(),
-            name: "blob archive".into(),
-            applies_to: AppliesTo::SelfOnly as i32,
-            enabled: true,
-            selection: Some(pb::EventSelection {
-                event_types: vec!["user_activity".into()],
-                ..Default::default()
-            }),
-            destination: Some(pb::Destination {
-                connection_id: "c-0".into(),
-                target: Some(destination::Target::AzureBlob(target)),
-            }),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let gateway = GatewayHarness::start(test_gateway_config(&nats.url())).await;
-    let router = RouterHarness::start(test_router_config(&nats.url(), &config.url())).await;
-    let mut sink_config: SinkConfig<AzureBlobSinkConfig> =
-        test_sink_config(&nats.url(), &config.url());
-    sink_config.sink = insecure();
-    let sink = AzureBlobSink::new(sink_config.sink.clone()).unwrap();
-    let sink = SinkHarness::start(sink, sink_config).await;
-    BlobStack {
-        azurite,
-        smtp,
-        _nats: nats,
-        config,
-        gateway,
-        _router: router,
-        sink: Some(sink),
-        admin,
-        container,
     }
 }
 
@@ -149,77 +59,56 @@ fn target(container: &str, prefix: &str, format: pb::ObjectFormat) -> pb::AzureB
     }
 }
 
-impl BlobStack {
-    /// Posts `count` user_activity events of ws-0 through the gateway; returns their ids.
-    async fn send(&self, tag: &str, count: usize) -> Vec<String> {
-        let (body, ids) = events(0, tag, count, None);
-        let reply = post(&self.gateway, body, &[ndjson()]).await;
-        assert_eq!(reply.status, 200, "gateway accepted all: {:?}", reply.body);
-        ids
+fn destination(target: pb::AzureBlobTarget) -> pb::Destination {
+    pb::Destination {
+        connection_id: "c".into(),
+        target: Some(Target::AzureBlob(target)),
     }
+}
 
-    /// Waits until every id in `ids` is in the container; returns what is there.
-    async fn wait_delivered(&self, ids: &[String], timeout: Duration) -> Vec<String> {
-        let want: HashSet<&String> = ids.iter().collect();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let got = self.azurite.event_ids(&self.container).await;
-            let have: HashSet<&String> = got.iter().collect();
-            let missing = want.difference(&have).count();
-            if missing == 0 {
-                return got;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{missing} of {} events never reached container {}",
-                want.len(),
-                self.container
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+/// Azurite with `target`'s container, and the whole stack with the sink running: stream
+/// `s-0` takes workspace `ws-0`'s `user_activity` events to `target` through connection
+/// `c-0` (shared key `key`).
+async fn blob_stack(key: &str, target: pb::AzureBlobTarget) -> (Azurite, SinkStack) {
+    let azurite = Azurite::start();
+    azurite.create_container(&target.container).await;
+    let mut stack = stack_with(vec![(
+        shared_key(&azurite.endpoint(), key),
+        Target::AzureBlob(target),
+    )])
+    .await;
+    stack
+        .start_sink(
+            insecure(),
+            |_| {},
+            |c| AzureBlobSink::new(c.clone()).unwrap(),
+        )
+        .await;
+    (azurite, stack)
+}
+
+/// Waits until every id in `ids` is in `container`; returns what is there.
+async fn wait_delivered(
+    azurite: &Azurite,
+    container: &str,
+    ids: &[String],
+    timeout: Duration,
+) -> Vec<String> {
+    let want: HashSet<&String> = ids.iter().collect();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let got = azurite.event_ids(container).await;
+        let have: HashSet<&String> = got.iter().collect();
+        let missing = want.difference(&have).count();
+        if missing == 0 {
+            return got;
         }
-    }
-
-    async fn wait_status(
-        &self,
-        what: &str,
-        pred: impl Fn(&pb::StreamStatus) -> bool,
-    ) -> pb::StreamStatus {
-        let deadline = tokio::time::Instant::now() + MINUTE;
-        loop {
-            let s = self
-                .admin
-                .clone()
-                .get_status(pb::GetStatusRequest {
-                    stream_id: "s-0".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            if pred(&s) {
-                return s;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what} never happened; last status {s:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn set_key(&mut self, key: &str) {
-        let mut c = self
-            .admin
-            .get_connection(pb::GetConnectionRequest { id: "c-0".into() })
-            .await
-            .unwrap()
-            .into_inner();
-        c.credentials = blob_connection("c-0", &self.azurite.endpoint(), key).credentials;
-        self.admin
-            .update_connection(pb::UpdateConnectionRequest {
-                connection: Some(c),
-            })
-            .await
-            .unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} of {} events never reached container {container}",
+            want.len(),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -234,18 +123,22 @@ fn tagged(ids: &[String], tags: &[&str]) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_gzip_batches_land_under_partitioned_keys() {
-    let stack = blob_stack(
+    let (azurite, stack) = blob_stack(
         Azurite::KEY,
         target("archive-ndjson", "audit/", pb::ObjectFormat::Ndjson),
     )
     .await;
-    let mut accepted = stack.send("nd", 300).await;
-    accepted.extend(stack.send("nd2", 50).await);
-    let delivered = stack.wait_delivered(&accepted, MINUTE).await;
+    let mut accepted = stack.send(0, "nd", 300, None).await;
+    accepted.extend(stack.send(0, "nd2", 50, None).await);
+    let delivered = wait_delivered(&azurite, "archive-ndjson", &accepted, MINUTE).await;
     let accepted: HashSet<String> = accepted.into_iter().collect();
-    assert_eq!(tagged(&delivered, &["nd", "nd2"]), accepted, "exactly the delivered events");
+    assert_eq!(
+        tagged(&delivered, &["nd", "nd2"]),
+        accepted,
+        "exactly the delivered events"
+    );
 
-    let blobs = stack.azurite.blobs(&stack.container).await;
+    let blobs = azurite.blobs("archive-ndjson").await;
     let ours: Vec<_> = blobs
         .iter()
         .filter(|b| b.event_ids().iter().any(|id| accepted.contains(id)))
@@ -262,7 +155,12 @@ async fn ndjson_gzip_batches_land_under_partitioned_keys() {
             "batch id of {}",
             blob.name
         );
-        assert_eq!(blob.content_encoding.as_deref(), Some("gzip"), "{}", blob.name);
+        assert_eq!(
+            blob.content_encoding.as_deref(),
+            Some("gzip"),
+            "{}",
+            blob.name
+        );
         assert_eq!(
             blob.content_type.as_deref(),
             Some("application/x-ndjson"),
@@ -273,7 +171,7 @@ async fn ndjson_gzip_batches_land_under_partitioned_keys() {
         assert_eq!(&blob.body[..2], &[0x1f, 0x8b], "{}", blob.name);
         for line in blob.text().lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("one JSON event per line");
-            assert_eq!(v["event_type"], "user_activity", "{line}");
+            assert_eq!(v["audit"]["event_type"], "user_activity", "{line}");
         }
     }
     assert!(
@@ -284,21 +182,24 @@ async fn ndjson_gzip_batches_land_under_partitioned_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_event_blobs_are_named_by_event_id() {
-    let stack = blob_stack(
+    let (azurite, stack) = blob_stack(
         Azurite::KEY,
         target("archive-per-event", "", pb::ObjectFormat::PerEvent),
     )
     .await;
-    let accepted = stack.send("pe", 40).await;
-    stack.wait_delivered(&accepted, MINUTE).await;
-    let blobs = stack.azurite.blobs(&stack.container).await;
+    let accepted = stack.send(0, "pe", 40, None).await;
+    wait_delivered(&azurite, "archive-per-event", &accepted, MINUTE).await;
+    let blobs = azurite.blobs("archive-per-event").await;
     for id in &accepted {
         let name = format!("{PARTITION}{id}.json");
         let blob = blobs
             .iter()
             .find(|b| b.name == name)
             .unwrap_or_else(|| panic!("no blob {name}"));
-        assert_eq!(blob.content_encoding, None, "per_event is uncompressed by default");
+        assert_eq!(
+            blob.content_encoding, None,
+            "per_event is uncompressed by default"
+        );
         assert_eq!(blob.content_type.as_deref(), Some("application/json"));
         assert_eq!(blob.event_ids(), vec![id.clone()]);
     }
@@ -322,26 +223,23 @@ async fn a_redelivered_batch_does_not_create_a_second_blob() {
     let azurite = Azurite::start();
     azurite.create_container("redelivery").await;
     let sink = AzureBlobSink::new(insecure()).unwrap();
-    let connection = blob_connection("c", &azurite.endpoint(), Azurite::KEY);
+    let connection = connection("c", shared_key(&azurite.endpoint(), Azurite::KEY));
     let batch: Vec<Event> = (0..5).map(|n| event(&format!("rd-{n}"))).collect();
     for (format, prefix) in [
         (pb::ObjectFormat::Ndjson, "nd"),
         (pb::ObjectFormat::PerEvent, "pe"),
     ] {
-        let destination = pb::Destination {
-            connection_id: "c".into(),
-            target: Some(destination::Target::AzureBlob(target(
-                "redelivery",
-                prefix,
-                format,
-            ))),
-        };
+        let destination = destination(target("redelivery", prefix, format));
         let d = sink.build(&destination, &connection).unwrap();
         let first = d.send(&batch).await;
         assert_eq!(first.class, Class::Delivered, "{first:?}");
         let names = azurite.blob_names("redelivery").await;
         // The same batch again (a retry after a lost answer, or JetStream redelivery).
-        let again = sink.build(&destination, &connection).unwrap().send(&batch).await;
+        let again = sink
+            .build(&destination, &connection)
+            .unwrap()
+            .send(&batch)
+            .await;
         assert_eq!(again.class, Class::Delivered, "{again:?}");
         assert_eq!(azurite.blob_names("redelivery").await, names, "{format:?}");
     }
@@ -361,15 +259,74 @@ async fn a_redelivered_batch_does_not_create_a_second_blob() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sas_token_connection_delivers_probes_and_lists() {
+    let azurite = Azurite::start();
+    azurite.create_container("sas-target").await;
+    let sink = AzureBlobSink::new(insecure()).unwrap();
+    // An account SAS as an admin would paste it (leading `?` included).
+    let now = time::OffsetDateTime::now_utc();
+    let token = auditstream_sink_azure_blob::sas::AccountKey::new(Azurite::ACCOUNT, Azurite::KEY)
+        .unwrap()
+        .sign(
+            now - time::Duration::minutes(5),
+            now + time::Duration::hours(1),
+            false,
+        );
+    let connection = connection(
+        "c",
+        Credentials::AzureBlob(pb::AzureBlobCredentials {
+            account: String::new(),
+            endpoint: azurite.endpoint(),
+            method: Some(Method::Sas(pb::AzureSasToken {
+                sas_token: format!("?{token}"),
+            })),
+        }),
+    );
+    let to = |container: &str| destination(target(container, "audit", pb::ObjectFormat::Ndjson));
+    let d = sink.build(&to("sas-target"), &connection).unwrap();
+    let probe = d.probe().await;
+    assert_eq!(probe.class, Class::Delivered, "{probe:?}");
+    let batch: Vec<Event> = (0..3).map(|n| event(&format!("sas-{n}"))).collect();
+    assert_eq!(d.send(&batch).await.class, Class::Delivered);
+    assert_eq!(
+        azurite.event_ids("sas-target").await,
+        ["sas-0", "sas-1", "sas-2"]
+    );
+    assert_eq!(
+        azurite.blob_names("sas-target").await.len(),
+        1,
+        "the probe removed its test blob"
+    );
+    assert_eq!(
+        sink.list_targets(&connection).await.unwrap(),
+        ["sas-target"]
+    );
+
+    // A container that does not exist: a configuration error that says so, for the probe
+    // and for delivery.
+    let missing = sink.build(&to("no-such-container"), &connection).unwrap();
+    for answer in [missing.probe().await, missing.send(&batch).await] {
+        assert_eq!(answer.class, Class::Configuration, "{answer:?}");
+        assert!(answer.detail.contains("404"), "{answer:?}");
+        assert!(
+            answer.hint.contains(
+                "container no-such-container does not exist in storage account devstoreaccount1"
+            ),
+            "{answer:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_breaks_the_stream_until_the_admin_fixes_it() {
-    let mut stack = blob_stack(
+    let (azurite, mut stack) = blob_stack(
         WRONG_KEY,
         target("archive-fixed", "audit", pb::ObjectFormat::Ndjson),
     )
     .await;
-    let mut accepted = stack.send("first", 50).await;
+    let mut accepted = stack.send(0, "first", 50, None).await;
     let broken = stack
-        .wait_status("broken", |s| s.state() == HealthState::Broken)
+        .wait_status("s-0", "broken", |s| s.state() == HealthState::Broken)
         .await;
     assert!(broken.last_error.contains("403"), "{broken:?}");
     assert!(
@@ -378,9 +335,9 @@ async fn a_wrong_key_breaks_the_stream_until_the_admin_fixes_it() {
     );
 
     // More events while broken: they wait in the backlog.
-    accepted.extend(stack.send("second", 50).await);
+    accepted.extend(stack.send(0, "second", 50, None).await);
     stack
-        .wait_status("backlog of 100", |s| s.backlog_depth >= 100)
+        .wait_status("s-0", "backlog of 100", |s| s.backlog_depth >= 100)
         .await;
 
     // The admins get a mail with the error and the fix.
@@ -413,15 +370,21 @@ async fn a_wrong_key_breaks_the_stream_until_the_admin_fixes_it() {
         "no SAS signature shown: {shown}"
     );
     assert!(
-        tagged(&stack.azurite.event_ids(&stack.container).await, &["first", "second"]).is_empty(),
+        tagged(
+            &azurite.event_ids("archive-fixed").await,
+            &["first", "second"]
+        )
+        .is_empty(),
         "nothing got through"
     );
 
     // The admin fixes the key: the sink probes at once, drains the backlog, recovers.
-    stack.set_key(Azurite::KEY).await;
-    let delivered = stack.wait_delivered(&accepted, MINUTE).await;
+    stack
+        .set_credentials("c-0", shared_key(&azurite.endpoint(), Azurite::KEY))
+        .await;
+    let delivered = wait_delivered(&azurite, "archive-fixed", &accepted, MINUTE).await;
     let recovered = stack
-        .wait_status("healthy again", |s| {
+        .wait_status("s-0", "healthy again", |s| {
             s.state() == HealthState::Healthy && s.backlog_depth == 0
         })
         .await;
@@ -439,9 +402,8 @@ async fn a_wrong_key_breaks_the_stream_until_the_admin_fixes_it() {
         .into_inner();
     assert!(tested.ok, "{tested:?}");
     assert!(
-        stack
-            .azurite
-            .blob_names(&stack.container)
+        azurite
+            .blob_names("archive-fixed")
             .await
             .iter()
             .all(|n| !n.contains(".auditstream-probe")),
@@ -451,68 +413,54 @@ async fn a_wrong_key_breaks_the_stream_until_the_admin_fixes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azurite_down_for_a_minute_loses_nothing() {
-    let mut stack = blob_stack(
+    let (mut azurite, stack) = blob_stack(
         Azurite::KEY,
         target("archive-outage", "audit", pb::ObjectFormat::Ndjson),
     )
     .await;
-    let mut accepted = stack.send("before", 100).await;
-    stack.wait_delivered(&accepted, MINUTE).await;
+    let mut accepted = stack.send(0, "before", 100, None).await;
+    wait_delivered(&azurite, "archive-outage", &accepted, MINUTE).await;
 
     // Azurite's process is stopped; events keep coming for a minute.
-    tokio::task::block_in_place(|| stack.azurite.stop());
+    tokio::task::block_in_place(|| azurite.stop());
     let down_since = tokio::time::Instant::now();
     for round in 0..6 {
-        accepted.extend(stack.send(&format!("down{round}"), 30).await);
+        accepted.extend(stack.send(0, &format!("down{round}"), 30, None).await);
         // The outage's length is the scenario, not a synchronization.
         tokio::time::sleep_until(down_since + Duration::from_secs(10 * (round + 1))).await;
     }
     let during = stack
-        .wait_status("failures noticed", |s| s.state() != HealthState::Healthy)
+        .wait_status("s-0", "failures noticed", |s| {
+            s.state() != HealthState::Healthy
+        })
         .await;
     assert!(!during.last_error.is_empty(), "{during:?}");
 
     // Back on the same port with the same data: everything arrives.
-    tokio::task::block_in_place(|| stack.azurite.restart());
-    accepted.extend(stack.send("after", 20).await);
-    let delivered = stack.wait_delivered(&accepted, 3 * MINUTE).await;
+    tokio::task::block_in_place(|| azurite.restart());
+    accepted.extend(stack.send(0, "after", 20, None).await);
+    let delivered = wait_delivered(&azurite, "archive-outage", &accepted, 3 * MINUTE).await;
     let accepted: HashSet<String> = accepted.into_iter().collect();
     let mut tags = vec!["before", "after"];
     let rounds: Vec<String> = (0..6).map(|r| format!("down{r}")).collect();
     tags.extend(rounds.iter().map(String::as_str));
     assert_eq!(tagged(&delivered, &tags), accepted, "nothing lost");
     stack
-        .wait_status("healthy again", |s| {
+        .wait_status("s-0", "healthy again", |s| {
             s.state() == HealthState::Healthy && s.backlog_depth == 0
         })
         .await;
 }
 
-/// Runs `auditctl --server <url> --token <token> <args...>` in-process.
-async fn ctl(stack: &BlobStack, args: &[&str]) -> Result<String, String> {
-    let token: &str = TestToken::of(Role::PlatformAdmin, None).token;
-    let url = stack.config.url();
-    let argv = ["auditctl", "--server", url.as_str(), "--token", token]
-        .into_iter()
-        .chain(args.iter().copied())
-        .map(String::from)
-        .collect::<Vec<_>>();
-    let mut out = Vec::new();
-    auditstream_cli::run_args(argv, &mut out)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(String::from_utf8(out).unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_targets_lists_the_accounts_containers() {
-    let mut stack = blob_stack(
+    let (azurite, mut stack) = blob_stack(
         Azurite::KEY,
         target("archive-main", "", pb::ObjectFormat::Ndjson),
     )
     .await;
-    stack.azurite.create_container("beta-audit").await;
-    stack.azurite.create_container("alpha-audit").await;
+    azurite.create_container("beta-audit").await;
+    azurite.create_container("alpha-audit").await;
     let listed = stack
         .admin
         .list_targets(pb::ListTargetsRequest {
@@ -526,7 +474,7 @@ async fn list_targets_lists_the_accounts_containers() {
         ["alpha-audit", "archive-main", "beta-audit"],
         "sorted, from Azurite"
     );
-    let shown = ctl(&stack, &["connection", "targets", "c-0"]).await.unwrap();
+    let shown = ctl(&stack, &["connection", "targets", "c-0"]).await;
     assert_eq!(
         shown.lines().collect::<Vec<_>>(),
         ["alpha-audit", "archive-main", "beta-audit"],
@@ -536,7 +484,7 @@ async fn list_targets_lists_the_accounts_containers() {
     // Refused credentials: an error that says what to fix.
     create_connection(
         &mut stack.admin,
-        blob_connection("c-bad", &stack.azurite.endpoint(), WRONG_KEY),
+        connection("c-bad", shared_key(&azurite.endpoint(), WRONG_KEY)),
     )
     .await;
     let err = stack
@@ -555,16 +503,10 @@ async fn list_targets_lists_the_accounts_containers() {
 
 #[tokio::test]
 async fn client_credentials_build_offline_and_http_needs_allow_insecure_http() {
-    let destination = pb::Destination {
-        connection_id: "c".into(),
-        target: Some(destination::Target::AzureBlob(target(
-            "audit",
-            "",
-            pb::ObjectFormat::Ndjson,
-        ))),
-    };
-    let client_credentials = pb::Connection {
-        credentials: Some(connection::Credentials::AzureBlob(pb::AzureBlobCredentials {
+    let destination = destination(target("audit", "", pb::ObjectFormat::Ndjson));
+    let client_credentials = connection(
+        "c",
+        Credentials::AzureBlob(pb::AzureBlobCredentials {
             account: "acmeaudit".into(),
             endpoint: String::new(),
             method: Some(Method::ClientCredentials(pb::AzureClientCredentials {
@@ -573,15 +515,17 @@ async fn client_credentials_build_offline_and_http_needs_allow_insecure_http() {
                 client_secret: "not-a-real-secret".into(),
                 authority_host: String::new(),
             })),
-        })),
-        ..Default::default()
-    };
+        }),
+    );
     let sink = AzureBlobSink::new(AzureBlobSinkConfig::default()).unwrap();
     let d = sink.build(&destination, &client_credentials).unwrap();
     assert_eq!(d.caps().max_events, 100_000);
     assert_eq!(d.caps().max_bytes, 64 * 1024 * 1024);
 
-    let emulator = blob_connection("c", "http://127.0.0.1:10000/devstoreaccount1", Azurite::KEY);
+    let emulator = connection(
+        "c",
+        shared_key("http://127.0.0.1:10000/devstoreaccount1", Azurite::KEY),
+    );
     let err = sink.build(&destination, &emulator).unwrap_err();
     assert_eq!(err.class, Class::Configuration);
     assert!(err.detail.contains("unencrypted http"), "{err:?}");
@@ -590,4 +534,11 @@ async fn client_credentials_build_offline_and_http_needs_allow_insecure_http() {
         .unwrap()
         .build(&destination, &emulator)
         .unwrap();
+}
+
+#[test]
+fn every_sink_setting_is_in_the_readme() {
+    auditstream_telemetry::config::assert_documented::<
+        auditstream_sink_core::SinkConfig<auditstream_sink_azure_blob::AzureBlobSinkConfig>,
+    >(include_str!("../../README.md"));
 }
