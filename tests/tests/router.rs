@@ -425,3 +425,81 @@ async fn two_replicas_share_the_work_without_loss() {
     }
     assert_eq!(per_event.len(), n, "every event delivered");
 }
+
+/// Deliveries of one stream that are routed together travel as one pack; `pack.max_events
+/// = 1` turns that off. Either way every event reaches its stream with its own headers
+/// (`Nats-Msg-Id = <event>.<stream>`), so sinks unpack and settle events one by one.
+#[tokio::test]
+async fn deliveries_routed_together_are_packed_per_stream() {
+    let Pipeline {
+        nats,
+        config,
+        router,
+        ..
+    } = pipeline(async |a: &mut ConfigClient| seed(a).await).await;
+    router.stop().await.unwrap();
+    let js = nats.jetstream().await;
+    let config_url = config.as_ref().unwrap().url();
+    let subject = "audit.deliver.s3.s-ws";
+    let n = 400;
+    for (round, max_events) in [(0, 1usize), (1, 100)] {
+        // Published before the router runs, so it finds them ready together.
+        for i in 0..n {
+            let id = format!("pk{round}-{i}");
+            publish_ingest(&js, &id, "api_platform", "org-acme", "ws-direct", "{}").await;
+        }
+        let mut cfg = test_router_config(&nats.url(), &config_url);
+        cfg.pack.max_events = max_events;
+        let r = RouterHarness::start(cfg).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let prefix = format!("pk{round}-");
+        let delivered = loop {
+            let delivered: Vec<Delivered> = deliveries(&js)
+                .await
+                .into_iter()
+                .filter(|d| d.event_id().starts_with(&prefix))
+                .collect();
+            if delivered.len() >= n {
+                break delivered;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: {} of {n} delivered",
+                delivered.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let ids: BTreeSet<&str> = delivered.iter().map(|d| d.event_id()).collect();
+        assert_eq!(ids.len(), n, "round {round}: each event once");
+        for d in &delivered {
+            assert_eq!(d.subject, subject);
+            assert_eq!(d.stream_id(), "s-ws");
+            assert_eq!(d.header(h::MSG_ID), format!("{}.s-ws", d.event_id()));
+            assert_eq!(d.body["audit"]["event_id"], d.event_id());
+        }
+        // The messages that carry this round's events.
+        let this_round = auditstream_testkit::read_stream(&js, auditstream_bus::topology::DELIVER)
+            .await
+            .iter()
+            .filter(|m| {
+                opened(Some(&m.headers), &m.payload).iter().any(|(h, _)| {
+                    h.get(h::EVENT_ID)
+                        .is_some_and(|v| v.as_str().starts_with(&prefix))
+                })
+            })
+            .count();
+        if max_events == 1 {
+            assert_eq!(this_round, n, "one message per delivery");
+        } else {
+            assert!(
+                this_round <= n / 4,
+                "{n} deliveries ready together took {this_round} messages"
+            );
+            assert!(
+                r.metric("auditstream_router_deliver_messages_total").await
+                    < r.metric("auditstream_router_deliveries_total").await
+            );
+        }
+        r.stop().await.unwrap();
+    }
+}

@@ -4,35 +4,22 @@
 
 mod common;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Child, time::Duration};
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use auditstream_bus::{ensure_topology, headers::EventMeta, subjects, topology};
 use auditstream_config_service::authz::Role;
 use auditstream_proto::v1::{AppliesTo::*, EventSelection, NodeKind::*};
-use auditstream_testkit::{ConfigHarness, Database, NatsServer, TestToken, metric, small_topology};
+use auditstream_testkit::{ConfigHarness, Database, NatsServer, metric, small_topology};
 use common::{config::*, router::drain_deliveries};
 
 const EVENTS: usize = 100_000;
 const STREAMS: [&str; 2] = ["s-a", "s-b"];
 
 fn spawn_router(nats: &str, config: &str, ops: u16, log: &std::path::Path) -> Child {
-    Command::new(common::built_bin("auditstream-router"))
-        .env_clear()
-        .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
-        .env("AUDITSTREAM_NATS__URL", nats)
-        .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
-        .env("AUDITSTREAM_CONFIG_SERVICE__URL", config)
-        .env(
-            "AUDITSTREAM_CONFIG_SERVICE__TOKEN",
-            TestToken::of(Role::Service, None).token,
-        )
+    common::data_plane("auditstream-router", nats, config, ops)
         // Short, so the killed replica's unacked messages come back quickly.
         .env("AUDITSTREAM_CONSUMER__ACK_WAIT", "3s")
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()

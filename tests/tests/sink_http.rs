@@ -230,6 +230,84 @@ async fn a_refused_event_goes_to_the_dlq_and_is_replayed() {
         .await;
 }
 
+/// A pack from the router is settled event by event: the refused one goes to the DLQ alone,
+/// the others are delivered, and the pack's message is acked only once all are settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_with_a_refused_event_delivers_the_rest_and_dead_letters_one() {
+    use auditstream_bus::{headers, headers::EventMeta, pack, publish_durable, topology};
+    let stack = sink_stack(&[GOOD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::RejectContaining {
+        needle: "poison-pill".into(),
+        status: 400,
+    });
+    let js = stack.nats.jetstream().await;
+    let ids: Vec<String> = (0..50).map(|n| format!("pk-{n}")).collect();
+    let mut packer = pack::Packer::new();
+    for (n, id) in ids.iter().enumerate() {
+        let mut h = EventMeta {
+            event_id: id,
+            org_id: "org",
+            workspace_id: "ws-0",
+            event_type: "user_activity",
+            occurred_at: "2026-11-21T10:15:02.120Z",
+            received_at: "2026-11-21T10:15:03Z",
+            traceparent: None,
+        }
+        .to_headers();
+        h.insert(headers::STREAM_ID, "s-0");
+        h.insert(headers::MSG_ID, format!("{id}.s-0").as_str());
+        let name = if n == 17 { "poison-pill" } else { "Dana" };
+        let body = format!(r#"{{"user":{{"name":"{name}"}},"audit":{{"event_id":"{id}"}}}}"#);
+        packer.push(&h, body.as_bytes());
+    }
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(pack::PACK, pack::VERSION);
+    let (msg_id, payload) = packer.finish();
+    publish_durable(
+        &js,
+        "audit.deliver.http.s-0".into(),
+        &msg_id,
+        h,
+        payload,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+
+    let good: Vec<String> = ids.iter().filter(|id| *id != "pk-17").cloned().collect();
+    stack.wait_delivered(0, &good, MINUTE).await;
+    stack
+        .wait_status("s-0", "dead letter counted", |s| {
+            s.dead_lettered_events == 1 && s.dlq_depth == 1
+        })
+        .await;
+    let listed = ctl(&stack, &["dlq", "list", "s-0"]).await;
+    assert!(listed.contains("pk-17"), "{listed}");
+    assert!(
+        !stack.receivers[0]
+            .accepted_ids()
+            .contains(&"pk-17".to_string())
+    );
+    // The dead letter is the one event, with its own headers, not the pack.
+    let dlq = auditstream_testkit::read_stream(&js, topology::DLQ).await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        dlq[0].headers.get(headers::EVENT_ID).unwrap().as_str(),
+        "pk-17"
+    );
+    assert!(dlq[0].headers.get(pack::PACK).is_none());
+    // All settled: the pack's message is acked.
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    loop {
+        let mut deliver = js.get_stream(topology::DELIVER).await.unwrap();
+        if deliver.info().await.unwrap().state.messages == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "pack never acked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_and_a_stalled_destination_do_not_hold_up_a_healthy_one() {
     let mut stack = sink_stack(&[BAD_TOKEN, GOOD_TOKEN, GOOD_TOKEN], |_| {}).await;

@@ -3,33 +3,19 @@
 
 mod common;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Child, time::Duration};
 
-use auditstream_config_service::authz::Role;
-use auditstream_testkit::{Behavior, TestToken, metric};
+use auditstream_testkit::{Behavior, metric};
 use common::sink::*;
 
 fn spawn_sink(nats: &str, config: &str, ops: u16, log: &std::path::Path) -> Child {
-    Command::new(common::built_bin("auditstream-sink-http"))
-        .env_clear()
-        .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
-        .env("AUDITSTREAM_NATS__URL", nats)
-        .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
-        .env("AUDITSTREAM_CONFIG_SERVICE__URL", config)
-        .env(
-            "AUDITSTREAM_CONFIG_SERVICE__TOKEN",
-            TestToken::of(Role::Service, None).token,
-        )
+    common::data_plane("auditstream-sink-http", nats, config, ops)
         // Short, so the killed replica's unacked messages come back quickly.
         .env("AUDITSTREAM_CONSUMER__ACK_WAIT", "3s")
         .env("AUDITSTREAM_BATCHING__MAX_AGE", "100ms")
         .env("AUDITSTREAM_BATCHING__MAX_EVENTS", "50")
         .env("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true")
         .env("AUDITSTREAM_SINK__ALLOWED_NETWORKS", "127.0.0.0/8")
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()

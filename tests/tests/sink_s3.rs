@@ -401,9 +401,6 @@ fn every_sink_setting_is_in_the_readme() {
 /// pod with injected credentials), and s3s-fs checks that requests are signed with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_signs_with_the_default_chain_of_its_environment() {
-    use auditstream_config_service::authz::Role;
-    use auditstream_testkit::TestToken;
-
     let server = S3Server::s3s_fs("AKIAFROMENVIRONMENT0", "secret-from-environment");
     server.create_bucket("from-env").await;
     let chain = Credentials::S3(pb::S3Credentials {
@@ -415,25 +412,21 @@ async fn the_binary_signs_with_the_default_chain_of_its_environment() {
     let stack = stack_with(vec![(chain, Target::S3(target("from-env")))]).await;
     let dir = tempfile::tempdir().unwrap();
     let ops = common::free_port();
-    let mut sink = std::process::Command::new(common::built_bin("auditstream-sink-s3"))
-        .env_clear()
-        .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
-        .env("AUDITSTREAM_NATS__URL", stack.nats.url())
-        .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
-        .env("AUDITSTREAM_CONFIG_SERVICE__URL", stack.config.url())
-        .env(
-            "AUDITSTREAM_CONFIG_SERVICE__TOKEN",
-            TestToken::of(Role::Service, None).token,
-        )
-        .env("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true")
-        .env("AWS_ACCESS_KEY_ID", server.access_key())
-        .env("AWS_SECRET_ACCESS_KEY", server.secret_key())
-        // No instance metadata service on a test machine: do not wait for it.
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("sink.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut sink = common::data_plane(
+        "auditstream-sink-s3",
+        &stack.nats.url(),
+        &stack.config.url(),
+        ops,
+    )
+    .env("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true")
+    .env("AWS_ACCESS_KEY_ID", server.access_key())
+    .env("AWS_SECRET_ACCESS_KEY", server.secret_key())
+    // No instance metadata service on a test machine: do not wait for it.
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(dir.path().join("sink.log")).unwrap())
+    .spawn()
+    .unwrap();
     wait_sink_ready(ops).await;
     let accepted = stack.send(0, "env", 30, None).await;
     let got = wait_in_bucket(&server, "from-env", &accepted, "env-").await;

@@ -1,12 +1,14 @@
 //! Everything Auditstream services agree on about NATS JetStream.
 //!
 //! Owns the five streams of the topology ([`topology`]), the subject grammar
-//! ([`subjects`]), the header names that carry event metadata ([`headers`]) and the one
-//! way to publish durably ([`publish`]). It knows nothing about HTTP, gRPC or destinations;
+//! ([`subjects`]), the header names that carry event metadata ([`headers`]), the one
+//! way to publish durably ([`publish`]) and how several deliveries share one message
+//! ([`pack`]). It knows nothing about HTTP, gRPC or destinations;
 //! services bring their own connection and call in here.
 
 pub mod config;
 pub mod headers;
+pub mod pack;
 pub mod publish;
 pub mod subjects;
 pub mod topology;

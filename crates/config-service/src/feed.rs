@@ -21,11 +21,12 @@ pub async fn run_publisher(
     js: jetstream::Context,
     committed: Arc<Notify>,
     timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match publish_pending(&store, &js, timeout).await {
+        match publish_pending(&store, &js, timeout, &metrics).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(error = %e, "change feed not published yet; will retry");
@@ -45,6 +46,7 @@ async fn publish_pending(
     store: &Store,
     js: &jetstream::Context,
     timeout: Duration,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(), ServiceError> {
     loop {
         let pending = store.pending_changes(100).await?;
@@ -68,6 +70,7 @@ async fn publish_pending(
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
             store.mark_published(change.revision).await?;
+            metrics.changes_published.inc();
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod dlq;
 pub mod error;
 pub mod feed;
+pub mod metrics;
 pub mod notify;
 pub mod service;
 mod sink_rpc;
@@ -69,20 +70,22 @@ pub async fn run(
     let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
     let committed = Arc::new(Notify::new());
 
+    let mut registry = Registry::default();
+    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
     let ready = Arc::new(AtomicBool::new(false));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let watcher = tokio::spawn(watch(
         store.clone(),
-        nats.clone(),
-        js.clone(),
-        config.clone(),
+        auditstream_bus::TopologyKeeper::new(nats.clone(), js.clone(), config.nats.clone()),
         ready.clone(),
+        metrics.clone(),
         health_reporter,
         shutdown.clone(),
     ));
     let mailer = tokio::spawn(notify::run_mailer(
         store.clone(),
         config.notifications.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     let publisher = tokio::spawn(feed::run_publisher(
@@ -90,6 +93,7 @@ pub async fn run(
         js.clone(),
         committed.clone(),
         config.nats.publish_timeout,
+        metrics.clone(),
         shutdown.clone(),
     ));
 
@@ -112,7 +116,7 @@ pub async fn run(
         .context("gRPC reflection")?;
     let ready_flag = ready.clone();
     let ops = OpsState {
-        registry: Arc::new(Registry::default()),
+        registry: Arc::new(registry),
         readiness: Arc::new(move || {
             if ready_flag.load(Ordering::Acquire) {
                 Ok(())
@@ -166,20 +170,23 @@ fn store_kind(url: &str) -> &'static str {
 /// (re)connect so the change feed has its stream.
 async fn watch(
     store: Arc<store::Store>,
-    nats: async_nats::Client,
-    js: async_nats::jetstream::Context,
-    config: ConfigServiceConfig,
+    mut keeper: auditstream_bus::TopologyKeeper,
     ready: Arc<AtomicBool>,
+    metrics: Arc<metrics::Metrics>,
     health: tonic_health::server::HealthReporter,
     shutdown: CancellationToken,
 ) {
     const SERVICE: &str = "auditstream.v1.ConfigService";
-    let mut keeper = auditstream_bus::TopologyKeeper::new(nats, js, config.nats.clone());
     loop {
         let state = keeper.tick().await;
-        let db_ok = store.revision().await.is_ok();
+        let revision = store.revision().await;
+        let db_ok = revision.is_ok();
+        if let Ok(revision) = revision {
+            metrics.revision.set(revision as i64);
+        }
         let is_ready = state.connected && state.ensured && db_ok;
         ready.store(is_ready, Ordering::Release);
+        metrics.ready.set(i64::from(is_ready));
         let status = if is_ready {
             tonic_health::ServingStatus::Serving
         } else {

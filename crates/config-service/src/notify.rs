@@ -291,6 +291,7 @@ fn period(d: Duration) -> String {
 pub async fn run_mailer(
     store: std::sync::Arc<Store>,
     config: NotifyConfig,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
     if config.smtp_host.is_empty() {
@@ -319,8 +320,12 @@ pub async fn run_mailer(
                         Err(e) => Err(e),
                     };
                     let outcome = match result {
-                        Ok(()) => store.mail_sent(&queued.id).await,
+                        Ok(()) => {
+                            metrics.mails_sent.inc();
+                            store.mail_sent(&queued.id).await
+                        }
                         Err(e) => {
+                            metrics.mails_failed.inc();
                             let delay = config.retry.delay(queued.attempts, None, &mut rand::rng());
                             tracing::warn!(mail = %queued.id, attempt = queued.attempts + 1, error = %e, ?delay, "e-mail not sent; will retry");
                             store

@@ -81,6 +81,10 @@ impl Ingestor {
     ) -> IngestOutcome {
         let connected = self.client.connection_state() == async_nats::connection::State::Connected;
         let received_at = now_rfc3339();
+        // The request's span continues the producer's trace; its traceparent goes on with
+        // every event (lives until the events are stored).
+        let hop = auditstream_telemetry::traces::hop("gateway.ingest", traceparent);
+        let traceparent = hop.traceparent.as_deref();
         let publishes = items.into_iter().map(|item| async {
             match item {
                 Err(error) => (ItemOutcome::Rejected { error }, None),

@@ -14,6 +14,7 @@ pub struct RouterConfig {
     pub nats: NatsConfig,
     pub config_service: ConfigServiceSource,
     pub consumer: ConsumerConfig,
+    pub pack: PackConfig,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub log: LogConfig,
@@ -34,8 +35,11 @@ pub struct ConsumerConfig {
     pub durable_name: String,
     /// Messages per pull.
     pub batch: usize,
-    /// Events in flight per replica (each waits for its deliveries' PubAcks).
+    /// Groups in flight per replica (each waits for its deliveries' PubAcks).
     pub concurrency: usize,
+    /// At most this many ready messages are routed together as one group (their deliveries
+    /// to one stream are packed).
+    pub group: usize,
     /// Unacked messages are redelivered after this long (a crashed replica's work).
     #[serde(with = "humantime_serde")]
     pub ack_wait: Duration,
@@ -46,6 +50,26 @@ pub struct ConsumerConfig {
     pub retry_delay: Duration,
 }
 
+/// Packing the deliveries of one stream into one NATS message (`bus::pack`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackConfig {
+    /// Events per pack; 1 publishes every delivery as a message of its own.
+    pub max_events: usize,
+    /// Bytes per pack; keep it under the server's `max_payload` (1 MiB by default). A
+    /// delivery bigger than this goes alone.
+    pub max_bytes: usize,
+}
+
+impl Default for PackConfig {
+    fn default() -> Self {
+        PackConfig {
+            max_events: 100,
+            max_bytes: 512 * 1024,
+        }
+    }
+}
+
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
@@ -53,6 +77,7 @@ impl Default for RouterConfig {
             nats: NatsConfig::default(),
             config_service: ConfigServiceSource::default(),
             consumer: ConsumerConfig::default(),
+            pack: PackConfig::default(),
             shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),
         }
@@ -73,7 +98,8 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             durable_name: "router".into(),
             batch: 500,
-            concurrency: 256,
+            concurrency: 4,
+            group: 256,
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 20_000,
             retry_delay: Duration::from_secs(2),

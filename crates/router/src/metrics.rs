@@ -19,8 +19,13 @@ pub struct ReasonLabel {
 pub struct Metrics {
     /// Ingest messages acked (routed, not wanted or unroutable).
     pub processed: Counter,
-    /// Delivery messages published, per destination type.
+    /// Deliveries (one event for one stream) stored, per destination type.
     pub routed: Family<SinkLabel, Counter>,
+    /// NATS messages published to AUDIT_DELIVER (a pack carries several deliveries).
+    pub deliver_messages: Counter,
+    /// Their bytes: payload, headers and subject (what JetStream stores per message, less
+    /// its own framing).
+    pub deliver_bytes: Counter,
     /// Events no stream selected (none applies, or the selection filtered them out).
     pub filtered: Counter,
     pub unroutable: Family<ReasonLabel, Counter>,
@@ -32,7 +37,7 @@ pub struct Metrics {
     pub config_snapshots: Gauge,
     /// Place + resolve + filter + enrich + render, per event.
     pub resolve_seconds: Histogram,
-    /// Publishing an event's deliveries until their PubAcks.
+    /// Publishing a group's deliveries until their PubAcks.
     pub publish_seconds: Histogram,
 }
 
@@ -43,6 +48,8 @@ impl Metrics {
         let m = Metrics {
             processed: Counter::default(),
             routed: Family::default(),
+            deliver_messages: Counter::default(),
+            deliver_bytes: Counter::default(),
             filtered: Counter::default(),
             unroutable: Family::default(),
             retried: Counter::default(),
@@ -59,8 +66,18 @@ impl Metrics {
         );
         r.register(
             "deliveries",
-            "Delivery messages published, per destination type",
+            "Deliveries (one event for one stream) stored, per destination type",
             m.routed.clone(),
+        );
+        r.register(
+            "deliver_messages",
+            "NATS messages published to AUDIT_DELIVER (a pack holds several deliveries)",
+            m.deliver_messages.clone(),
+        );
+        r.register(
+            "deliver_bytes",
+            "Bytes of the messages published to AUDIT_DELIVER: payload, headers and subject",
+            m.deliver_bytes.clone(),
         );
         r.register(
             "events_filtered",

@@ -12,8 +12,11 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, pull},
 };
 use auditstream_bus::{
-    connect, ensure_topology, headers, headers::EventMeta, jetstream_context, publish_durable,
-    subjects, topology,
+    connect, ensure_topology, headers,
+    headers::EventMeta,
+    jetstream_context,
+    pack::{self, Packer},
+    publish_durable, subjects, topology,
 };
 use auditstream_config_client::{ConfigSource, Follower};
 use auditstream_model::EventType;
@@ -158,17 +161,29 @@ async fn consume(
         .await
         .context("pull from AUDIT_INGEST")?
         .take_until(shutdown.clone().cancelled_owned());
-    let timeout = config.nats.publish_timeout;
-    let retry_delay = config.consumer.retry_delay;
+    let settings = Settings {
+        timeout: config.nats.publish_timeout,
+        retry_delay: config.consumer.retry_delay,
+        pack_events: config.pack.max_events.max(1),
+        pack_bytes: config.pack.max_bytes,
+    };
+    // What is ready is routed together (no waiting for more), so packs form under load and a
+    // lone event goes out at once.
     messages
-        .for_each_concurrent(config.consumer.concurrency, |message| {
+        .ready_chunks(config.consumer.group.max(1))
+        .for_each_concurrent(config.consumer.concurrency.max(1), |group| {
             let table = table.borrow().clone();
             let metrics = metrics.clone();
+            let settings = &settings;
             async move {
-                match message {
-                    Ok(m) => handle(js, m, table.as_deref(), &metrics, timeout, retry_delay).await,
-                    Err(e) => tracing::warn!(error = %e, "pull from AUDIT_INGEST failed"),
+                let mut ready = Vec::with_capacity(group.len());
+                for message in group {
+                    match message {
+                        Ok(m) => ready.push(m),
+                        Err(e) => tracing::warn!(error = %e, "pull from AUDIT_INGEST failed"),
+                    }
                 }
+                handle(js, ready, table.as_deref(), &metrics, settings).await
             }
         })
         .await;
@@ -200,18 +215,92 @@ async fn ingest_consumer(
         .await?)
 }
 
-async fn handle(
-    js: &jetstream::Context,
-    message: jetstream::Message,
-    table: Option<&RoutingTable>,
-    metrics: &Metrics,
+struct Settings {
     timeout: Duration,
     retry_delay: Duration,
+    pack_events: usize,
+    pack_bytes: usize,
+}
+
+/// One delivery of one ingest message (`from`, its index in the group).
+struct Out<'t> {
+    from: usize,
+    subject: &'t str,
+    sink: &'static str,
+    msg_id: String,
+    headers: async_nats::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// Routes a group of ingest messages, publishes their deliveries (packed per stream), and
+/// acks each ingest message whose deliveries all got their PubAck; the others are nak'ed for
+/// redelivery (what was stored is de-duplicated by message id when they come back).
+async fn handle(
+    js: &jetstream::Context,
+    group: Vec<jetstream::Message>,
+    table: Option<&RoutingTable>,
+    metrics: &Metrics,
+    settings: &Settings,
 ) {
     let Some(table) = table else {
-        let _ = message.ack_with(AckKind::Nak(Some(retry_delay))).await;
+        let delay = Some(settings.retry_delay);
+        join_all(group.iter().map(|m| m.ack_with(AckKind::Nak(delay)))).await;
         return;
     };
+    let now = time::OffsetDateTime::now_utc();
+    let mut outs: Vec<Out<'_>> = Vec::new();
+    // Per ingest message: Some(reason) once settled without deliveries.
+    let mut settled: Vec<Option<Settled>> = Vec::with_capacity(group.len());
+    for (i, message) in group.iter().enumerate() {
+        settled.push(route_one(i, message, table, metrics, now, &mut outs));
+    }
+    let started = Instant::now();
+    let published = !outs.is_empty();
+    let failed = publish(js, outs, metrics, settings).await;
+    if published {
+        metrics
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+    join_all(group.iter().enumerate().map(|(i, message)| {
+        let settled = settled[i];
+        let failed = failed.contains(&i);
+        async move {
+            if failed {
+                metrics.retried.inc();
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(settings.retry_delay)))
+                    .await;
+                return;
+            }
+            match settled {
+                Some(Settled::Unroutable(reason)) => unroutable(message, metrics, reason).await,
+                Some(Settled::Filtered) => {
+                    metrics.filtered.inc();
+                    ack(message, metrics).await
+                }
+                None => ack(message, metrics).await,
+            }
+        }
+    }))
+    .await;
+}
+
+#[derive(Clone, Copy)]
+enum Settled {
+    Unroutable(&'static str),
+    Filtered,
+}
+
+/// Routes one ingest message: its deliveries go to `outs`; `Some` when it has none.
+fn route_one<'t>(
+    i: usize,
+    message: &jetstream::Message,
+    table: &'t RoutingTable,
+    metrics: &Metrics,
+    now: time::OffsetDateTime,
+    outs: &mut Vec<Out<'t>>,
+) -> Option<Settled> {
     let h = message.headers.as_ref();
     let get = |name: &str| h.and_then(|h| h.get(name)).map(|v| v.as_str());
     let (Some(event_id), Some(event_type), Some(workspace_id)) = (
@@ -219,7 +308,7 @@ async fn handle(
         get(headers::EVENT_TYPE).and_then(|t| t.parse::<EventType>().ok()),
         get(headers::WORKSPACE_ID),
     ) else {
-        return unroutable(&message, metrics, "malformed").await;
+        return Some(Settled::Unroutable("malformed"));
     };
     let incoming = Incoming {
         event_id,
@@ -230,16 +319,13 @@ async fn handle(
         body: &message.payload,
     };
     let started = Instant::now();
-    let outcome = route(table, &incoming, time::OffsetDateTime::now_utc());
+    let outcome = route(table, &incoming, now);
     metrics
         .resolve_seconds
         .observe(started.elapsed().as_secs_f64());
     let deliveries = match outcome {
-        Outcome::Unroutable(reason) => return unroutable(&message, metrics, reason).await,
-        Outcome::NotWanted => {
-            metrics.filtered.inc();
-            return ack(&message, metrics).await;
-        }
+        Outcome::Unroutable(reason) => return Some(Settled::Unroutable(reason)),
+        Outcome::NotWanted => return Some(Settled::Filtered),
         Outcome::Routed(d) => d,
     };
     let org_id = table
@@ -247,8 +333,12 @@ async fn handle(
         .get(workspace_id)
         .map(|n| n.org_id.as_str())
         .unwrap_or_default();
-    let started = Instant::now();
-    let published = join_all(deliveries.into_iter().map(|d| {
+    // This hop's span continues the event's trace; its traceparent goes on with every
+    // delivery message.
+    let hop = auditstream_telemetry::traces::hop("router.route", get(headers::TRACEPARENT));
+    hop.span.record("event_id", event_id);
+    let traceparent = hop.traceparent.as_deref();
+    for d in deliveries {
         let mut h = EventMeta {
             event_id,
             org_id,
@@ -256,7 +346,7 @@ async fn handle(
             event_type: event_type.as_str(),
             occurred_at: incoming.occurred_at,
             received_at: incoming.received_at,
-            traceparent: get(headers::TRACEPARENT),
+            traceparent,
         }
         .to_headers();
         h.insert(headers::STREAM_ID, d.stream_id);
@@ -265,39 +355,132 @@ async fn handle(
             .get(d.stream_id)
             .map(|s| s.sink.as_str())
             .unwrap_or_default();
-        let msg_id = format!("{event_id}.{}", d.stream_id);
-        async move {
-            let r =
-                publish_durable(js, d.subject.to_owned(), &msg_id, h, d.body.into(), timeout).await;
-            (sink, r)
+        outs.push(Out {
+            from: i,
+            subject: d.subject,
+            sink,
+            msg_id: format!("{event_id}.{}", d.stream_id),
+            headers: h,
+            body: d.body,
+        });
+    }
+    None
+}
+
+/// Publishes `outs`: those of one subject in packs of up to `pack_events` events and
+/// `pack_bytes` bytes, a lone one (or one bigger than a pack) as a plain message. Returns
+/// the group indices of ingest messages with a delivery that was not stored.
+async fn publish(
+    js: &jetstream::Context,
+    outs: Vec<Out<'_>>,
+    metrics: &Metrics,
+    settings: &Settings,
+) -> std::collections::HashSet<usize> {
+    // Subjects in first-seen order, each with its deliveries in order.
+    let mut subjects: Vec<(&str, Vec<Out<'_>>)> = Vec::new();
+    for out in outs {
+        match subjects.iter_mut().find(|(s, _)| *s == out.subject) {
+            Some((_, list)) => list.push(out),
+            None => subjects.push((out.subject, vec![out])),
         }
+    }
+    let mut sends = Vec::new();
+    for (subject, list) in subjects {
+        let mut run: Vec<Out<'_>> = Vec::new();
+        let mut run_bytes = 0;
+        for out in list {
+            let size = out.body.len() + 256;
+            if !run.is_empty()
+                && (run.len() >= settings.pack_events || run_bytes + size > settings.pack_bytes)
+            {
+                sends.push((subject, std::mem::take(&mut run)));
+                run_bytes = 0;
+            }
+            run_bytes += size;
+            run.push(out);
+        }
+        if !run.is_empty() {
+            sends.push((subject, run));
+        }
+    }
+    let results = join_all(sends.into_iter().map(|(subject, run)| async move {
+        let r = if let [_] = run.as_slice() {
+            let out = &run[0];
+            let bytes = subject.len() + header_bytes(&out.headers, &out.msg_id) + out.body.len();
+            publish_durable(
+                js,
+                subject.to_owned(),
+                &out.msg_id,
+                out.headers.clone(),
+                out.body.clone().into(),
+                settings.timeout,
+            )
+            .await
+            .map(|_| bytes)
+        } else {
+            let mut packer = Packer::new();
+            for out in &run {
+                let mut h = out.headers.clone();
+                h.insert(headers::MSG_ID, out.msg_id.as_str());
+                packer.push(&h, &out.body);
+            }
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(pack::PACK, pack::VERSION);
+            if let Some(stream) = run[0].headers.get(headers::STREAM_ID) {
+                h.insert(headers::STREAM_ID, stream.as_str());
+            }
+            let (msg_id, payload) = packer.finish();
+            let bytes = subject.len() + header_bytes(&h, &msg_id) + payload.len();
+            publish_durable(
+                js,
+                subject.to_owned(),
+                &msg_id,
+                h,
+                payload,
+                settings.timeout,
+            )
+            .await
+            .map(|_| bytes)
+        };
+        (run, r)
     }))
     .await;
-    metrics
-        .publish_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let mut failed = None;
-    for (sink, r) in published {
+    let mut failed = std::collections::HashSet::new();
+    for (run, r) in results {
         match r {
-            Ok(_) => {
-                metrics
-                    .routed
-                    .get_or_create(&SinkLabel { sink_type: sink })
-                    .inc();
+            Ok(bytes) => {
+                metrics.deliver_messages.inc();
+                metrics.deliver_bytes.inc_by(bytes as u64);
+                for out in &run {
+                    metrics
+                        .routed
+                        .get_or_create(&SinkLabel {
+                            sink_type: out.sink,
+                        })
+                        .inc();
+                }
             }
-            Err(e) => failed = Some(e),
+            Err(e) => {
+                tracing::warn!(subject = %run[0].subject, events = run.len(), error = %e, "delivery not stored; its events will be redelivered");
+                failed.extend(run.iter().map(|o| o.from));
+            }
         }
     }
-    match failed {
-        // Some delivery is not stored: leave the ingest message for redelivery; the ones
-        // already stored are de-duplicated by their Nats-Msg-Id when it comes back.
-        Some(e) => {
-            tracing::warn!(event_id, error = %e, "delivery not stored; the event will be redelivered");
-            metrics.retried.inc();
-            let _ = message.ack_with(AckKind::Nak(Some(retry_delay))).await;
-        }
-        None => ack(&message, metrics).await,
-    }
+    failed
+}
+
+/// A message's header bytes as sent (`Name: value\r\n`, `Nats-Msg-Id` included).
+fn header_bytes(h: &async_nats::HeaderMap, msg_id: &str) -> usize {
+    let listed: usize = h
+        .iter()
+        .flat_map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values
+                .iter()
+                .map(move |v| name.len() + v.as_str().len() + 4)
+        })
+        .sum();
+    listed + headers::MSG_ID.len() + msg_id.len() + 4
 }
 
 async fn ack(message: &jetstream::Message, metrics: &Metrics) {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use auditstream_proto::v1 as pb;
-use auditstream_sink_core::{Answer, classify::Class};
+use auditstream_sink_core::Answer;
 use azure_core::{
     cloud::{CloudConfiguration, CustomConfiguration},
     credentials::{Secret, TokenCredential},
@@ -57,10 +57,6 @@ impl std::fmt::Debug for Account {
     }
 }
 
-fn configuration(detail: impl Into<String>, hint: impl Into<String>) -> Answer {
-    Answer::new(Class::Configuration, detail, hint)
-}
-
 impl Account {
     /// The account of a connection's credentials. Nothing is sent over the network.
     pub fn new(
@@ -72,13 +68,13 @@ impl Account {
         let account = credentials.account.trim();
         let endpoint = if credentials.endpoint.trim().is_empty() {
             if account.is_empty() {
-                return Err(configuration(
+                return Err(Answer::configuration(
                     "the connection names neither a storage account nor an endpoint",
                     "set the connection's account (or endpoint, for Azurite or a sovereign cloud)",
                 ));
             }
             Url::parse(&format!("https://{account}.blob.core.windows.net/")).map_err(|_| {
-                configuration(
+                Answer::configuration(
                     format!("{account:?} is not a storage account name"),
                     "set the connection's account to the storage account's name",
                 )
@@ -94,20 +90,20 @@ impl Account {
         let https = endpoint.scheme() == "https";
         let auth = match &credentials.method {
             None => {
-                return Err(configuration(
+                return Err(Answer::configuration(
                     "the connection has no credentials",
                     "give the connection a shared key, a SAS token or client credentials",
                 ));
             }
             Some(M::SharedKey(k)) => {
                 if name.is_empty() {
-                    return Err(configuration(
+                    return Err(Answer::configuration(
                         "a shared key needs the storage account's name",
                         "set the connection's account",
                     ));
                 }
                 Auth::SharedKey(AccountKey::new(&name, &k.account_key).map_err(|e| {
-                    configuration(
+                    Answer::configuration(
                         e,
                         "set the connection's account key to key1 or key2 of the storage account \
                          (Access keys in the Azure portal)",
@@ -117,7 +113,7 @@ impl Account {
             Some(M::Sas(s)) => {
                 let token = s.sas_token.trim().trim_start_matches('?');
                 if !token.contains("sig=") {
-                    return Err(configuration(
+                    return Err(Answer::configuration(
                         "the SAS token has no signature (sig=)",
                         "paste the whole SAS token (sv=…&sig=…) into the connection",
                     ));
@@ -126,7 +122,7 @@ impl Account {
             }
             Some(M::ClientCredentials(c)) => {
                 if !https {
-                    return Err(configuration(
+                    return Err(Answer::configuration(
                         "client credentials need an https endpoint",
                         "use the account's https endpoint, or a shared key or SAS for an emulator",
                     ));
@@ -270,7 +266,7 @@ impl ContainerClients {
 
 fn parse_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Url, Answer> {
     let url = Url::parse(endpoint.trim_end_matches('/')).map_err(|e| {
-        configuration(
+        Answer::configuration(
             format!("the endpoint {endpoint:?} is not a URL: {e}"),
             "set the connection's endpoint to the blob service URL, e.g. \
              https://<account>.blob.core.usgovcloudapi.net",
@@ -280,28 +276,28 @@ fn parse_endpoint(endpoint: &str, allow_insecure_http: bool) -> Result<Url, Answ
         "https" => {}
         "http" if allow_insecure_http => {}
         "http" => {
-            return Err(configuration(
+            return Err(Answer::configuration(
                 format!("the endpoint {url} is unencrypted http"),
                 "use an https endpoint (http is only accepted when the sink's \
                  allow_insecure_http is set, for emulators)",
             ));
         }
         other => {
-            return Err(configuration(
+            return Err(Answer::configuration(
                 format!("the endpoint has the scheme {other:?}"),
                 "use an https endpoint",
             ));
         }
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(configuration(
+        return Err(Answer::configuration(
             "the endpoint carries a query, fragment or user name",
             "give the endpoint as the bare blob service URL; a SAS token goes into the \
              connection's sas field",
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(configuration(
+        return Err(Answer::configuration(
             format!("the endpoint {endpoint:?} has no host"),
             "set the connection's endpoint to the blob service URL",
         ));
@@ -354,7 +350,7 @@ fn client_credential(
         Some(options),
     )
     .map_err(|e| {
-        configuration(
+        Answer::configuration(
             format!("the client credentials are unusable: {e}"),
             "check the connection's tenant_id, client_id, client_secret and authority_host \
              (https)",

@@ -129,10 +129,6 @@ const REQUEST_CODES: &[&str] = &[
     "InvalidUri",
 ];
 
-fn configuration(detail: String, hint: String) -> Answer {
-    Answer::new(Class::Configuration, detail, hint)
-}
-
 pub fn classify(failure: &Failure, ctx: &Ctx<'_>, now: OffsetDateTime) -> Answer {
     match failure {
         Failure::Http {
@@ -151,13 +147,12 @@ pub fn classify(failure: &Failure, ctx: &Ctx<'_>, now: OffsetDateTime) -> Answer
         Failure::Token {
             status: Some(400 | 401 | 403),
             message,
-        } => configuration(
+        } => Answer::configuration(
             truncate(format!(
                 "Entra ID refused the client credentials: {message}"
             )),
             "check the connection's tenant_id, client_id and client_secret (the secret may have \
-             expired) and, outside the public cloud, its authority_host"
-                .into(),
+             expired) and, outside the public cloud, its authority_host",
         ),
         Failure::Token { message, .. } => Answer::new(
             Class::Transient { retry_after: None },
@@ -198,41 +193,38 @@ fn classify_status(
         account, container, ..
     } = *ctx;
     let code = code.unwrap_or("");
-    let config = |hint: String| configuration(detail.clone(), hint);
+    let config = |hint: &str| Answer::configuration(detail.clone(), hint);
     if CREDENTIAL_CODES.contains(&code) || status == 401 {
-        return config(credentials_hint(ctx));
+        return config(&credentials_hint(ctx));
     }
     if PERMISSION_CODES.contains(&code) {
-        return config(permission_hint(ctx));
+        return config(&permission_hint(ctx));
     }
     match (status, code) {
         (_, "AuthorizationProtocolMismatch") => config(
-            "the SAS token does not allow https (its spr field): create one that allows https"
-                .into(),
+            "the SAS token does not allow https (its spr field): create one that allows https",
         ),
         (_, "AuthorizationSourceIPMismatch") => config(
             "the SAS token's IP range (its sip field) excludes the sink's address: widen it or \
-             create one without an IP range"
-                .into(),
+             create one without an IP range",
         ),
-        (_, "ContainerNotFound") => config(container_missing_hint(account, container)),
-        (_, "ContainerBeingDeleted") => config(format!(
+        (_, "ContainerNotFound") => config(&container_missing_hint(account, container)),
+        (_, "ContainerBeingDeleted") => config(&format!(
             "container {container} is being deleted: wait until it is gone and create it again, \
              or point the destination at another container"
         )),
-        (_, "ContainerDisabled" | "AccountIsDisabled") => config(format!(
+        (_, "ContainerDisabled" | "AccountIsDisabled") => config(&format!(
             "the storage account {account} or its container {container} is disabled: enable it in \
              the Azure portal"
         )),
-        (_, "ResourceNotFound") if ctx.op == Op::List => config(account_missing_hint(account)),
-        (403, _) => config(permission_hint(ctx)),
-        (404, _) if ctx.op == Op::List => config(account_missing_hint(account)),
-        (404, _) => config(container_missing_hint(account, container)),
+        (_, "ResourceNotFound") if ctx.op == Op::List => config(&account_missing_hint(account)),
+        (403, _) => config(&permission_hint(ctx)),
+        (404, _) if ctx.op == Op::List => config(&account_missing_hint(account)),
+        (404, _) => config(&container_missing_hint(account, container)),
         (413, _) | (_, "RequestBodyTooLarge") => Answer::new(Class::TooLarge, detail, ""),
         (400, c) if REQUEST_CODES.contains(&c) => config(
             "the storage account refused the request itself: check the connection's endpoint and, \
-             if it uses one, that the SAS token is complete and unmodified"
-                .into(),
+             if it uses one, that the SAS token is complete and unmodified",
         ),
         _ => {
             let class = classify_http(status, retry_after, now);

@@ -78,7 +78,11 @@ use std::sync::Arc;
 
 use auditstream_model::SinkType;
 use auditstream_proto::v1 as pb;
-use auditstream_sink_core::{Answer, RequestCaps, classify::Class, object::Layout, sink::Sink};
+use auditstream_sink_core::{
+    Answer, RequestCaps,
+    object::Layout,
+    sink::{Sink, wrong_target},
+};
 use azure_core::http::{HttpClientOptions, Transport, new_http_client};
 use futures_util::TryStreamExt as _;
 use time::OffsetDateTime;
@@ -145,17 +149,13 @@ impl AzureBlobSink {
             Some(Credentials::AzureBlob(c)) => {
                 Account::new(c, self.config.allow_insecure_http, self.transport.clone())
             }
-            _ => Err(configuration(
+            _ => Err(Answer::configuration(
                 "the destination's connection is not an Azure Blob connection",
                 "choose an Azure Blob connection (account and shared key, SAS or client \
                  credentials) for this destination",
             )),
         }
     }
-}
-
-fn configuration(detail: impl Into<String>, hint: impl Into<String>) -> Answer {
-    Answer::new(Class::Configuration, detail, hint)
 }
 
 impl Sink for AzureBlobSink {
@@ -171,35 +171,18 @@ impl Sink for AzureBlobSink {
         use pb::destination::Target as T;
         let target = match &destination.target {
             Some(T::AzureBlob(t)) => t,
-            Some(other) => {
-                let kind = match other {
-                    T::S3(_) => "s3",
-                    T::AzureBlob(_) => "azure_blob",
-                    T::AzureMonitor(_) => "azure_monitor",
-                    T::Http(_) => "http",
-                };
-                return Err(configuration(
-                    format!("the destination is of type {kind}, not azure_blob"),
-                    "route this stream to a sink of its destination's type",
-                ));
-            }
-            None => {
-                return Err(configuration(
-                    "the destination has no target",
-                    "set the stream's destination (an Azure Blob container)",
-                ));
-            }
+            other => return Err(wrong_target(SinkType::AzureBlob, other.as_ref())),
         };
         let container = target.container.trim();
         if container.is_empty() {
-            return Err(configuration(
+            return Err(Answer::configuration(
                 "the destination names no container",
                 "set the destination's container",
             ));
         }
         let account = Arc::new(self.account(connection)?);
         let clients = ContainerClients::new(account.clone(), container).map_err(|e| {
-            configuration(
+            Answer::configuration(
                 format!(
                     "cannot address container {container}: {}",
                     classify::redact(&e.to_string())
@@ -269,7 +252,7 @@ impl Sink for AzureBlobSink {
 mod tests {
     use std::time::Duration;
 
-    use auditstream_sink_core::Destination as _;
+    use auditstream_sink_core::{Destination as _, classify::Class};
 
     use super::*;
 

@@ -58,6 +58,11 @@ impl Answer {
             hint: hint.into(),
         }
     }
+
+    /// The destination is misconfigured: broken until its configuration changes.
+    pub fn configuration(detail: impl Into<String>, hint: impl Into<String>) -> Self {
+        Answer::new(Class::Configuration, detail, hint)
+    }
 }
 
 /// What a sink implements: encoding and sending a request, and a cheap probe. Everything

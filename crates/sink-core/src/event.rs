@@ -1,9 +1,18 @@
 //! One event as a sink delivers it: the rendered message bytes (never re-parsed) and the
 //! metadata the router put in headers, plus the JetStream handle that acks it once the
 //! destination confirmed.
+//!
+//! A message may be a pack of several events (`bus::pack`). Its events share one
+//! [`Carrier`]: the message is acked when the last of them is settled, and given back for
+//! redelivery (the whole pack: duplicates, never loss) as soon as one of them is.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use async_nats::{HeaderMap, jetstream};
-use auditstream_bus::headers;
+use auditstream_bus::{headers, pack};
 use bytes::Bytes;
 
 use crate::deliver::Item;
@@ -20,7 +29,37 @@ pub struct Event {
     /// The NATS headers it arrived with (copied to the backlog and DLQ as they are).
     pub headers: HeaderMap,
     /// Acks it at the end; `None` for events built in tests or probes.
-    pub(crate) message: Option<jetstream::Message>,
+    pub(crate) message: Option<Arc<Carrier>>,
+}
+
+/// The JetStream message one or more events came in.
+pub(crate) struct Carrier {
+    message: jetstream::Message,
+    /// Events of the message not yet settled.
+    unsettled: AtomicUsize,
+    /// Set once the message is acked or given back: nothing more is said about it, so a
+    /// late ack can never settle a redelivery that another replica is working on.
+    done: Mutex<bool>,
+}
+
+impl Carrier {
+    async fn ack_one(&self) -> Result<(), async_nats::Error> {
+        if self.unsettled.fetch_sub(1, Ordering::AcqRel) != 1 || self.finish() {
+            return Ok(());
+        }
+        self.message.ack().await
+    }
+
+    async fn give_back(&self, delay: Option<std::time::Duration>) {
+        if !self.finish() {
+            let _ = self.message.ack_with(jetstream::AckKind::Nak(delay)).await;
+        }
+    }
+
+    /// Marks the message settled; true if it already was.
+    fn finish(&self) -> bool {
+        std::mem::replace(&mut *self.done.lock().unwrap(), true)
+    }
 }
 
 impl Event {
@@ -38,24 +77,43 @@ impl Event {
         }
     }
 
-    /// The event a JetStream message carries (router output, backlog or replay).
-    pub fn from_message(message: jetstream::Message) -> Self {
-        let h = message.headers.clone().unwrap_or_default();
-        let get = |name: &str| {
-            h.get(name)
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default()
+    /// The events a JetStream message carries (router output, backlog or replay): one, or
+    /// every event of a pack. A pack this build cannot read is an error; the message is then
+    /// left unacked, for JetStream to redeliver after `ack_wait` (to a sink that reads it).
+    pub fn from_message(message: jetstream::Message) -> Result<Vec<Self>, pack::PackError> {
+        let parts = if pack::is_pack(message.headers.as_ref())? {
+            pack::unpack(&message.payload)?
+        } else {
+            vec![(
+                message.headers.clone().unwrap_or_default(),
+                message.payload.clone(),
+            )]
         };
-        Event {
-            event_id: get(headers::EVENT_ID),
-            org_id: get(headers::ORG_ID),
-            workspace_id: get(headers::WORKSPACE_ID),
-            event_type: get(headers::EVENT_TYPE),
-            occurred_at: get(headers::OCCURRED_AT),
-            body: message.payload.clone(),
-            headers: h,
-            message: Some(message),
-        }
+        let carrier = Arc::new(Carrier {
+            unsettled: AtomicUsize::new(parts.len()),
+            message,
+            done: Mutex::new(false),
+        });
+        Ok(parts
+            .into_iter()
+            .map(|(h, body)| {
+                let get = |name: &str| {
+                    h.get(name)
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default()
+                };
+                Event {
+                    event_id: get(headers::EVENT_ID),
+                    org_id: get(headers::ORG_ID),
+                    workspace_id: get(headers::WORKSPACE_ID),
+                    event_type: get(headers::EVENT_TYPE),
+                    occurred_at: get(headers::OCCURRED_AT),
+                    body,
+                    headers: h,
+                    message: Some(carrier.clone()),
+                }
+            })
+            .collect())
     }
 }
 
@@ -79,7 +137,7 @@ impl Event {
     /// JetStream redelivers if it is lost, and delivery is at-least-once anyway.
     pub(crate) async fn ack(&self) {
         if let Some(m) = &self.message
-            && let Err(e) = m.ack().await
+            && let Err(e) = m.ack_one().await
         {
             tracing::debug!(error = %e, event_id = %self.event_id, "ack lost; the event will be redelivered");
         }
@@ -88,22 +146,34 @@ impl Event {
     /// Gives the message back for redelivery after `delay` (`None`: at once).
     pub(crate) async fn nak(&self, delay: Option<std::time::Duration>) {
         if let Some(m) = &self.message {
-            let _ = m.ack_with(jetstream::AckKind::Nak(delay)).await;
+            m.give_back(delay).await;
         }
     }
 
     /// Tells JetStream the work is still going, so it is not redelivered meanwhile.
     pub(crate) async fn progress(&self) {
-        if let Some(m) = &self.message {
-            let _ = m.ack_with(jetstream::AckKind::Progress).await;
+        if let Some(m) = &self.message
+            && !*m.done.lock().unwrap()
+        {
+            let _ = m.message.ack_with(jetstream::AckKind::Progress).await;
         }
+    }
+
+    /// A span for delivering this event, in its trace (the `traceparent` it arrived with).
+    pub(crate) fn span(&self) -> tracing::Span {
+        let hop = auditstream_telemetry::traces::hop(
+            "sink.deliver",
+            self.headers.get(headers::TRACEPARENT).map(|v| v.as_str()),
+        );
+        hop.span.record("event_id", self.event_id.as_str());
+        hop.span
     }
 
     /// When JetStream stored the message (the backlog's age), if known.
     pub(crate) fn stored_at(&self) -> Option<time::OffsetDateTime> {
         self.message
             .as_ref()
-            .and_then(|m| m.info().ok())
+            .and_then(|m| m.message.info().ok())
             .map(|i| i.published)
     }
 

@@ -384,8 +384,26 @@ impl<S: Sink> Lane<S> {
                     }
                 }
             };
+            // One span per event around the destination call, in the event's trace (only
+            // while traces are exported: otherwise none is made).
+            let spans: Vec<tracing::Span> = if auditstream_telemetry::traces::enabled() {
+                items.iter().map(Event::span).collect()
+            } else {
+                Vec::new()
+            };
             let started = Instant::now();
             let outcome = with_progress(rt, &items, deliver(&*dest, &items)).await;
+            for (i, span) in spans.iter().enumerate() {
+                let result = if outcome.delivered.contains(&i) {
+                    "delivered"
+                } else if outcome.rejected.iter().any(|(r, _)| *r == i) {
+                    "rejected"
+                } else {
+                    "pending"
+                };
+                span.record("result", result);
+            }
+            drop(spans);
             rt.metrics
                 .delivery_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -616,7 +634,12 @@ impl<S: Sink> Lane<S> {
         let mut events = Vec::new();
         while let Some(m) = batch.next().await {
             match m {
-                Ok(m) => events.push(Event::from_message(m)),
+                Ok(m) => match Event::from_message(m) {
+                    Ok(es) => events.extend(es),
+                    Err(e) => {
+                        tracing::error!(stream = %self.stream_id, error = %e, "unreadable backlog message; left for redelivery")
+                    }
+                },
                 Err(e) => tracing::debug!(error = %e, "backlog fetch ended"),
             }
         }
@@ -664,18 +687,22 @@ impl<S: Sink> Lane<S> {
             let mut expired = 0u64;
             let mut younger = false;
             while let Some(Ok(m)) = batch.next().await {
-                let e = Event::from_message(m);
-                if younger || e.stored_at().is_some_and(|t| t > cutoff) {
-                    younger = true;
-                    e.nak(None).await;
-                    continue;
-                }
-                let reason = format!(
-                    "expired: in the backlog longer than the retention ({}) while the destination was broken",
-                    humantime_format(rt.settings.backlog.retention)
-                );
-                if self.dead_letter(rt, e, &reason).await {
-                    expired += 1;
+                let Ok(events) = Event::from_message(m) else {
+                    continue; // unreadable: redelivered after ack_wait, never dropped
+                };
+                for e in events {
+                    if younger || e.stored_at().is_some_and(|t| t > cutoff) {
+                        younger = true;
+                        e.nak(None).await;
+                        continue;
+                    }
+                    let reason = format!(
+                        "expired: in the backlog longer than the retention ({}) while the destination was broken",
+                        humantime_format(rt.settings.backlog.retention)
+                    );
+                    if self.dead_letter(rt, e, &reason).await {
+                        expired += 1;
+                    }
                 }
             }
             if expired > 0 {
@@ -733,6 +760,17 @@ impl<S: Sink> Lane<S> {
 
     pub fn is_broken(&self) -> bool {
         matches!(self.st().health.state(), Health::Broken { .. })
+    }
+
+    /// The state as `auditstream_sink_stream_state` shows it: 0 healthy, 1 retrying,
+    /// 2 recovering, 3 broken (higher is worse, so `max` over streams is meaningful).
+    pub fn state_code(&self) -> i64 {
+        match self.st().health.state() {
+            Health::Healthy => 0,
+            Health::Retrying { .. } => 1,
+            Health::Recovering => 2,
+            Health::Broken { .. } => 3,
+        }
     }
 }
 

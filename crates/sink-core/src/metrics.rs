@@ -49,6 +49,8 @@ pub struct Metrics {
     pub broken_destinations: Gauge,
     /// Events in AUDIT_BACKLOG per stream (from the last scan).
     pub backlog_events: Family<StreamLabel, Gauge>,
+    /// Each stream's destination state: 0 healthy, 1 retrying, 2 recovering, 3 broken.
+    pub stream_state: Family<StreamLabel, Gauge>,
     /// Backlog events within `backlog.warn_before` of expiry, per stream.
     pub expiring_events: Family<StreamLabel, Gauge>,
 }
@@ -70,6 +72,7 @@ impl Metrics {
             inflight_bytes: Gauge::default(),
             broken_destinations: Gauge::default(),
             backlog_events: Family::default(),
+            stream_state: Family::default(),
             expiring_events: Family::default(),
             delivery_seconds: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.5, 14),
@@ -167,6 +170,11 @@ impl Metrics {
             "backlog_events",
             "Events in AUDIT_BACKLOG per stream",
             m.backlog_events.clone(),
+        );
+        r.register(
+            "stream_state",
+            "Each stream's destination state: 0 healthy, 1 retrying, 2 recovering, 3 broken",
+            m.stream_state.clone(),
         );
         r.register(
             "expiring_events",

@@ -309,11 +309,20 @@ async fn consume<S: Sink>(
                         let _ = m.ack().await;
                         continue;
                     };
-                    let event = Event::from_message(m);
-                    let size = event.body.len();
+                    let events = match Event::from_message(m) {
+                        Ok(events) => events,
+                        Err(e) => {
+                            // Left unacked: redelivered after ack_wait, to a sink that reads it.
+                            tracing::error!(stream = %stream_id, error = %e, "unreadable delivery message");
+                            continue;
+                        }
+                    };
                     let limits = rt.limits(&stream_id);
-                    for batch in batcher.push(&stream_id, event, size, limits, Instant::now()) {
-                        rt.hand(batch);
+                    for event in events {
+                        let size = event.body.len();
+                        for batch in batcher.push(&stream_id, event, size, limits, Instant::now()) {
+                            rt.hand(batch);
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -399,12 +408,11 @@ async fn scan_backlog<S: Sink>(rt: Arc<Runtime<S>>) {
                             st.backlog_depth = 0;
                             st.dirty = true;
                         }
-                        rt.metrics
-                            .backlog_events
-                            .get_or_create(&StreamLabel {
-                                stream: lane.stream_id.clone(),
-                            })
-                            .set(0);
+                        let label = StreamLabel {
+                            stream: lane.stream_id.clone(),
+                        };
+                        rt.metrics.backlog_events.get_or_create(&label).set(0);
+                        rt.metrics.expiring_events.get_or_create(&label).set(0);
                     }
                 }
                 rt.metrics.broken_destinations.set(broken);
@@ -519,6 +527,12 @@ async fn expiry<S: Sink>(rt: &Runtime<S>, subject: &str) -> (u64, String) {
 async fn report_status<S: Sink>(rt: Arc<Runtime<S>>) {
     loop {
         for lane in rt.lanes() {
+            rt.metrics
+                .stream_state
+                .get_or_create(&StreamLabel {
+                    stream: lane.stream_id.clone(),
+                })
+                .set(lane.state_code());
             let Some((status, counts)) = lane.take_status() else {
                 continue;
             };

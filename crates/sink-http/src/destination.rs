@@ -1,8 +1,9 @@
 //! One HTTP destination: encodes a batch per its preset, sends it, and says what the answer
 //! means (sink-core's [`Class`], with a detail for admins and a hint saying what to fix).
 
-use std::{io::Write as _, sync::Arc, time::Duration};
+use std::sync::Arc;
 
+use auditstream_egress::{Egress, Reply, gzip, status_text};
 use auditstream_sink_core::{
     classify::{Class, classify_http},
     deliver::{Answer, Destination, RequestCaps},
@@ -10,23 +11,12 @@ use auditstream_sink_core::{
 };
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
+use http_body_util::Full;
 
 use crate::{
-    connect::{ConnectError, Connector, rustls_error},
     preset::Preset,
     target::{AuthKind, Target},
 };
-
-pub(crate) type HttpClient = Client<Connector, Full<Bytes>>;
-
-/// How much of a response body is read (enough for an error message or Splunk's JSON answer).
-const MAX_RESPONSE_BYTES: usize = 16 * 1024;
-/// How much of a response body goes into an answer's detail, in characters.
-const DETAIL_CHARS: usize = 200;
-/// Bodies above this are compressed on the blocking pool rather than on the runtime's threads.
-const COMPRESS_INLINE_MAX: usize = 64 * 1024;
 
 /// Splunk HEC's answer codes that mean the token or the HEC input is set up wrongly rather
 /// than the data being bad: incorrect index (7), data channel missing or invalid (10, 11:
@@ -36,13 +26,11 @@ const SPLUNK_CONFIGURATION_CODES: [i64; 5] = [7, 10, 11, 14, 16];
 const SPLUNK_NO_DATA: i64 = 5;
 
 pub struct HttpDestination {
-    pub(crate) client: HttpClient,
+    pub(crate) egress: Egress,
     pub(crate) target: Arc<Target>,
     pub(crate) caps: RequestCaps,
     /// The service's limit on a request body (before compression).
     pub(crate) max_body: usize,
-    pub(crate) request_timeout: Duration,
-    pub(crate) user_agent: HeaderValue,
 }
 
 impl std::fmt::Debug for HttpDestination {
@@ -54,14 +42,6 @@ impl std::fmt::Debug for HttpDestination {
             .field("caps", &self.caps)
             .finish()
     }
-}
-
-/// What the destination answered.
-struct Reply {
-    status: StatusCode,
-    retry_after: Option<String>,
-    location: Option<String>,
-    body: Vec<u8>,
 }
 
 impl Destination<Event> for HttpDestination {
@@ -117,8 +97,7 @@ impl HttpDestination {
         }
     }
 
-    /// Sends one POST and reads (the start of) the answer; an error is the answer to give when
-    /// no HTTP answer came.
+    /// Sends one POST; an error is the answer to give when no HTTP answer came.
     async fn request(&self, body: Vec<u8>) -> Result<Reply, Answer> {
         let target = &self.target;
         let body = if target.gzip { gzip(body).await } else { body };
@@ -135,130 +114,10 @@ impl HttpDestination {
         if target.gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        headers.insert(header::USER_AGENT, self.user_agent.clone());
         for (name, value) in &target.headers {
             headers.insert(name.clone(), value.clone());
         }
-
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let (parts, mut body) = response.into_parts();
-            let header = |name| {
-                parts
-                    .headers
-                    .get(name)
-                    .and_then(|v: &HeaderValue| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let mut reply = Reply {
-                status: parts.status,
-                retry_after: header(header::RETRY_AFTER),
-                location: header(header::LOCATION),
-                body: Vec::new(),
-            };
-            // An error while reading the body leaves what was read: the status is the answer.
-            while reply.body.len() < MAX_RESPONSE_BYTES {
-                match body.frame().await {
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            reply.body.extend_from_slice(data);
-                        }
-                    }
-                    Some(Err(_)) | None => break,
-                }
-            }
-            Ok::<_, hyper_util::client::legacy::Error>(reply)
-        };
-        match tokio::time::timeout(self.request_timeout, exchange).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(error)) => Err(self.failure(&error)),
-            Err(_) => Err(Answer::new(
-                Class::Transient { retry_after: None },
-                format!(
-                    "no answer from {} within {:?}",
-                    target.host, self.request_timeout
-                ),
-                "",
-            )),
-        }
-    }
-
-    /// The answer when the request failed without an HTTP answer.
-    fn failure(&self, error: &hyper_util::client::legacy::Error) -> Answer {
-        let host = &self.target.host;
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-        while let Some(e) = source {
-            if let Some(connect) = e.downcast_ref::<ConnectError>() {
-                return self.connect_failure(connect);
-            }
-            source = e.source();
-        }
-        Answer::new(
-            Class::Transient { retry_after: None },
-            format!("request to {host} failed: {}", chain(error)),
-            "",
-        )
-    }
-
-    fn connect_failure(&self, error: &ConnectError) -> Answer {
-        let (host, port) = (&self.target.host, self.target.port);
-        let transient = |hint: String| {
-            Answer::new(
-                Class::Transient { retry_after: None },
-                error.to_string(),
-                hint,
-            )
-        };
-        match error {
-            ConnectError::Refused(message) => Answer::new(
-                Class::Configuration,
-                message.clone(),
-                format!(
-                    "{host} is not a public address: use the service's public endpoint, or, if \
-                     this internal destination is intended, ask the operator to allow-list it \
-                     (the HTTP sink's setting sink.allowed_networks)"
-                ),
-            ),
-            ConnectError::Resolve { .. } => transient(format!(
-                "if this persists, check that the host name {host} in the destination's URL \
-                 exists"
-            )),
-            ConnectError::Connect { .. } | ConnectError::Timeout { .. } => transient(format!(
-                "if this persists, check that {host} accepts connections on port {port} from \
-                 this network"
-            )),
-            ConnectError::Tls { error: io, .. } => match rustls_error(io) {
-                Some(
-                    rustls::Error::InvalidCertificate(_)
-                    | rustls::Error::NoCertificatesPresented
-                    | rustls::Error::UnsupportedNameType
-                    | rustls::Error::InvalidCertRevocationList(_),
-                ) => Answer::new(
-                    Class::Configuration,
-                    error.to_string(),
-                    format!(
-                        "the TLS certificate of {host} is not valid or not trusted (expired, \
-                         issued for another name, or by an unknown CA): fix the endpoint's \
-                         certificate, or, for a private CA, ask the operator to trust it (the \
-                         HTTP sink's setting sink.extra_ca_file)"
-                    ),
-                ),
-                Some(_) => Answer::new(
-                    Class::Configuration,
-                    error.to_string(),
-                    format!(
-                        "check that {host}:{port} speaks HTTPS with TLS 1.2 or 1.3 (the URL's \
-                         scheme and port)"
-                    ),
-                ),
-                None => transient(String::new()),
-            },
-            ConnectError::Unsupported(_) => Answer::new(
-                Class::Configuration,
-                error.to_string(),
-                "correct the destination's URL",
-            ),
-        }
+        self.egress.send(request).await
     }
 
     fn splunk_no_data(&self, reply: &Reply) -> bool {
@@ -271,15 +130,10 @@ impl HttpDestination {
         let status = reply.status.as_u16();
         let mut class = classify_http(
             status,
-            reply.retry_after.as_deref(),
+            reply.header(header::RETRY_AFTER),
             time::OffsetDateTime::now_utc(),
         );
-        let snippet = snippet(&reply.body);
-        let detail = if snippet.is_empty() {
-            status_text(reply.status)
-        } else {
-            format!("{}: {snippet}", status_text(reply.status))
-        };
+        let detail = reply.detail();
         if class == Class::Delivered {
             return Answer::delivered(detail);
         }
@@ -318,8 +172,7 @@ impl HttpDestination {
                 ),
                 300..=399 => {
                     let to = reply
-                        .location
-                        .as_deref()
+                        .header(header::LOCATION)
                         .and_then(|l| l.parse::<http::Uri>().ok())
                         .and_then(|u| u.host().map(|h| format!(" to {h}")))
                         .unwrap_or_default();
@@ -430,30 +283,6 @@ fn splunk_configuration_hint(code: Option<i64>, host: &str) -> String {
     }
 }
 
-/// `"HTTP 403 Forbidden"`.
-fn status_text(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("HTTP {} {reason}", status.as_u16()),
-        None => format!("HTTP {}", status.as_u16()),
-    }
-}
-
-/// The start of a response body, on one line, for an answer's detail.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let out: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    match out.char_indices().nth(DETAIL_CHARS) {
-        Some((i, _)) => format!("{}…", &out[..i]),
-        None => out,
-    }
-}
-
 /// Splunk HEC's `code` in a JSON answer.
 fn splunk_code(body: &[u8]) -> Option<i64> {
     serde_json::from_slice::<serde_json::Value>(body)
@@ -462,73 +291,13 @@ fn splunk_code(body: &[u8]) -> Option<i64> {
         .as_i64()
 }
 
-/// An error and its causes, `a: b: c`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
-
-async fn gzip(body: Vec<u8>) -> Vec<u8> {
-    fn compress(body: &[u8]) -> Vec<u8> {
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4 + 64),
-            flate2::Compression::default(),
-        );
-        encoder
-            .write_all(body)
-            .and_then(|()| encoder.finish())
-            .expect("writing to memory")
-    }
-    if body.len() <= COMPRESS_INLINE_MAX {
-        return compress(&body);
-    }
-    match tokio::task::spawn_blocking(move || compress(&body)).await {
-        Ok(compressed) => compressed,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn snippets_are_one_short_line() {
-        assert_eq!(snippet(b""), "");
-        assert_eq!(
-            snippet(b"{\n  \"error\": \"bad\"\r\n}\x07"),
-            "{ \"error\": \"bad\" }"
-        );
-        let long = "x".repeat(500);
-        assert_eq!(snippet(long.as_bytes()).chars().count(), DETAIL_CHARS + 1);
-    }
-
-    #[test]
     fn splunk_codes() {
         assert_eq!(splunk_code(br#"{"text":"No data","code":5}"#), Some(5));
         assert_eq!(splunk_code(b"<html>"), None);
-    }
-
-    #[tokio::test]
-    async fn gzip_round_trips() {
-        use std::io::Read as _;
-        for size in [10, COMPRESS_INLINE_MAX + 10] {
-            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            let compressed = gzip(body.clone()).await;
-            let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&compressed[..])
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, body);
-        }
     }
 }

@@ -63,42 +63,28 @@
 //! checked. Redirects are never followed (a 3xx is a configuration error), no proxy is used,
 //! and TLS certificates are always verified (the system's roots plus `extra_ca_file`).
 //!
-//! # Why hyper and not reqwest
-//!
-//! reqwest 0.13 only does TLS through rustls-platform-verifier with a process-wide crypto
-//! provider: enabling its `rustls-no-provider` feature makes *every* reqwest client in any
-//! binary built together with this crate (the gateway's and test kit's included) panic at
-//! construction unless a provider was installed first. The sink instead uses hyper's client
-//! (already compiled for reqwest) with its own connector: tokio-rustls with the ring provider
-//! passed explicitly (no global state), and the SSRF check done on the very addresses it
-//! connects to, with no separate resolver hook and no IP-literal gap.
+//! Connections, TLS and the connect-time SSRF check are `auditstream-egress`'s, shared with
+//! the Azure Monitor sink.
 
 mod config;
-mod connect;
 mod destination;
 mod preset;
 mod target;
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use auditstream_model::{SinkType, destination::NetworkAllowList};
+use auditstream_egress::{Egress, EgressSettings};
+use auditstream_model::SinkType;
 use auditstream_proto::v1 as pb;
-use auditstream_sink_core::{classify::Class, deliver::Answer, sink::Sink};
-use http::HeaderValue;
-use hyper_util::{
-    client::legacy::Client,
-    rt::{TokioExecutor, TokioTimer},
+use auditstream_sink_core::{
+    deliver::Answer,
+    sink::{Sink, wrong_target},
 };
-use rustls_pki_types::{CertificateDer, pem::PemObject as _};
 
 pub use config::HttpSinkConfig;
 pub use destination::HttpDestination;
 
-use crate::{connect::Connector, destination::HttpClient, target::Target};
-
-/// How long an idle pooled connection is kept.
-const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+use crate::target::Target;
 
 /// The HTTP sink: builds [`HttpDestination`]s from streams' destinations and connections.
 pub struct HttpSink {
@@ -108,8 +94,7 @@ pub struct HttpSink {
     /// Datadog site) share connections and TLS sessions. Credentials are per request headers,
     /// nothing about a tenant is bound to a connection, and the SSRF rules and trusted roots
     /// are the sink's, the same for every destination.
-    client: HttpClient,
-    user_agent: HeaderValue,
+    egress: Egress,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -130,73 +115,20 @@ impl HttpSink {
             config.max_request_events >= 1,
             "max_request_events must be at least 1"
         );
-        anyhow::ensure!(
-            !config.request_timeout.is_zero() && !config.connect_timeout.is_zero(),
-            "request_timeout and connect_timeout must be longer than 0s"
-        );
-        let allow = NetworkAllowList::parse(&config.allowed_networks)
-            .map_err(|e| anyhow::anyhow!("allowed_networks: {e}"))?;
-        let user_agent = HeaderValue::from_str(&config.user_agent)
-            .context("user_agent is not a valid header value")?;
-        let tls = tls_config(&config)?;
-        let connector = Connector::new(Arc::new(tls), allow, config.connect_timeout);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Ok(HttpSink {
-            config,
-            client,
-            user_agent,
-        })
+        let egress = Egress::new(EgressSettings {
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            allowed_networks: &config.allowed_networks,
+            extra_ca_file: config.extra_ca_file.as_deref(),
+            user_agent: &config.user_agent,
+            sink: "HTTP",
+        })?;
+        Ok(HttpSink { config, egress })
     }
 
     pub fn config(&self) -> &HttpSinkConfig {
         &self.config
     }
-}
-
-/// Verification is always on: the system's roots plus the operator's extra CA file.
-fn tls_config(config: &HttpSinkConfig) -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "could not load some of the system's CA certificates");
-    }
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = &config.extra_ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("extra_ca_file {}: cannot read PEM", path.display()))?;
-        anyhow::ensure!(
-            !certs.is_empty(),
-            "extra_ca_file {}: no certificate in the file",
-            path.display()
-        );
-        for cert in certs {
-            roots.add(cert).with_context(|| {
-                format!("extra_ca_file {}: invalid certificate", path.display())
-            })?;
-        }
-    }
-    if roots.is_empty() {
-        tracing::warn!(
-            "no trusted CA certificates (none in the system store and no extra_ca_file): \
-             every https destination will fail its certificate check"
-        );
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tls)
-}
-
-fn configuration(detail: impl Into<String>, hint: impl Into<String>) -> Answer {
-    Answer::new(Class::Configuration, detail, hint)
 }
 
 impl Sink for HttpSink {
@@ -212,52 +144,35 @@ impl Sink for HttpSink {
         use pb::{connection::Credentials, destination::Target as T};
         let http = match &destination.target {
             Some(T::Http(http)) => http,
-            Some(other) => {
-                let kind = match other {
-                    T::S3(_) => "s3",
-                    T::AzureBlob(_) => "azure_blob",
-                    T::AzureMonitor(_) => "azure_monitor",
-                    T::Http(_) => "http",
-                };
-                return Err(configuration(
-                    format!("the destination is of type {kind}, not http"),
-                    "route this stream to a sink of its destination's type",
-                ));
-            }
-            None => {
-                return Err(configuration(
-                    "the destination has no target",
-                    "set the stream's destination (an HTTP URL and preset)",
-                ));
-            }
+            other => return Err(wrong_target(SinkType::Http, other.as_ref())),
         };
         let auth = match &connection.credentials {
             Some(Credentials::Http(c)) => c.auth.as_ref(),
             None => None,
             Some(_) => {
-                return Err(configuration(
+                return Err(Answer::configuration(
                     "the destination's connection is not an HTTP connection",
                     "choose an HTTP connection for this destination",
                 ));
             }
         };
         let target = Target::new(http, auth, self.config.allow_insecure_http)
-            .map_err(|u| configuration(u.detail, u.hint))?;
+            .map_err(|u| Answer::configuration(u.detail, u.hint))?;
         let caps = target.preset.caps(&self.config);
         let (max_body, _) = target.preset.limits(&self.config);
         Ok(HttpDestination {
-            client: self.client.clone(),
+            egress: self.egress.clone(),
             target: Arc::new(target),
             caps,
             max_body,
-            request_timeout: self.config.request_timeout,
-            user_agent: self.user_agent.clone(),
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use auditstream_sink_core::classify::Class;
+
     use super::*;
 
     #[test]

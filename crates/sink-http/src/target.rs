@@ -97,7 +97,6 @@ pub(crate) struct Target {
     pub(crate) uri: Uri,
     /// The URL's host as written (`[::1]` for IPv6), for messages.
     pub(crate) host: String,
-    pub(crate) port: u16,
     pub(crate) preset: Preset,
     /// Extra headers, then the authentication header, in the order they are sent.
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
@@ -181,7 +180,6 @@ impl Target {
         Ok(Target {
             uri,
             host,
-            port: url.port,
             preset,
             headers,
             auth,

@@ -52,7 +52,9 @@ mod destination;
 
 use auditstream_model::SinkType;
 use auditstream_proto::v1::{self as pb, destination::Target, s3_credentials::Method};
-use auditstream_sink_core::{Answer, RequestCaps, Sink, classify::Class, object::Layout};
+use auditstream_sink_core::{
+    Answer, RequestCaps, Sink, classify::Class, object::Layout, sink::wrong_target,
+};
 use aws_config::{BehaviorVersion, sts::AssumeRoleProvider};
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
@@ -200,12 +202,9 @@ impl Sink for S3Sink {
         destination: &pb::Destination,
         connection: &pb::Connection,
     ) -> Result<S3Destination, Answer> {
-        let Some(Target::S3(target)) = &destination.target else {
-            return Err(Answer::new(
-                Class::Configuration,
-                "the destination is not an S3 target",
-                "point the stream at an s3 destination",
-            ));
+        let target = match &destination.target {
+            Some(Target::S3(target)) => target,
+            other => return Err(wrong_target(SinkType::S3, other.as_ref())),
         };
         let Some(pb::connection::Credentials::S3(creds)) = &connection.credentials else {
             return Err(Answer::new(

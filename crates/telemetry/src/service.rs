@@ -33,8 +33,18 @@ pub fn load_config<C: ServiceConfig>(
         }
         Args::Run { config } => config,
     };
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let otlp = env
+        .iter()
+        .find(|(k, _)| k == crate::traces::ENDPOINT_VAR)
+        .map(|(_, v)| v.clone());
     let loaded = crate::load::<C>(file.as_deref(), env).map_err(|e| e.to_string())?;
-    logging::init(loaded.config.log().format, &loaded.config.log().filter);
+    logging::init_with_traces(
+        loaded.config.log().format,
+        &loaded.config.log().filter,
+        service,
+        otlp.as_deref(),
+    )?;
     for var in loaded.ignored_env {
         tracing::warn!(
             var,
@@ -123,7 +133,9 @@ where
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    match start(config, shutdown).await {
+    let result = start(config, shutdown).await;
+    crate::traces::flush();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{service}: {e}");

@@ -5,11 +5,13 @@
 //! Nothing here is mocked and nothing is skipped: when a binary is missing, the helper
 //! panics with the command that installs it.
 
+mod azure_monitor;
 mod azurite;
 mod config_service;
 pub mod conformance;
 mod gateway;
 mod nats;
+mod otlp;
 mod postgres;
 mod proxy;
 mod receiver;
@@ -18,12 +20,17 @@ mod s3_server;
 mod sink;
 mod smtp;
 
+pub use azure_monitor::{
+    AzureMonitorStandIn, INGESTION_API_VERSION, IngestRequest, MONITOR_SCOPE, MonitorContract,
+    MonitorFault, TokenRequest,
+};
 pub use azurite::Azurite;
 pub use config_service::{
     Bearer, ConfigClient, ConfigHarness, Database, TOKENS, TestToken, test_config_service_config,
 };
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PgSchema;
 pub use proxy::FaultProxy;
 pub use receiver::{Behavior, HttpReceiver, Recorded};

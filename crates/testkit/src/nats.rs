@@ -22,6 +22,12 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts nats-server with JetStream on a free loopback port and a fresh store.
     pub fn start() -> Self {
+        Self::start_with("2GB", false)
+    }
+
+    /// As [`NatsServer::start`], with the store's size cap and, if `sync_always`,
+    /// `sync_interval: always` (fsync before every ack; the single-node durability option).
+    pub fn start_with(max_file_store: &str, sync_always: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("auditstream-nats-")
             .tempdir()
@@ -35,7 +41,8 @@ impl NatsServer {
                 "listen: 127.0.0.1:{port}\n\
                  # Events may be 1 MiB plus headers; NATS' default max_payload is exactly 1 MiB.\n\
                  max_payload: 8MB\n\
-                 jetstream {{\n  store_dir: {store:?}\n  max_file_store: 2GB\n  max_memory_store: 64MB\n}}\n"
+                 jetstream {{\n  store_dir: {store:?}\n  max_file_store: {max_file_store}\n  max_memory_store: 64MB\n{sync}}}\n",
+                sync = if sync_always { "  sync_interval: always\n" } else { "" },
             ),
         )
         .expect("write nats.conf");
@@ -54,6 +61,11 @@ impl NatsServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The server's process id while it runs (benchmarks read its CPU time and memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Kills the server with SIGKILL, as a crash would; its store stays for [`Self::restart`].

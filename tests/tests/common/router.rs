@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
-use auditstream_bus::{headers, headers::EventMeta, publish_durable, subjects, topology};
+use auditstream_bus::{headers, headers::EventMeta, pack, publish_durable, subjects, topology};
 use auditstream_config_service::authz::Role;
 use auditstream_proto::v1 as pb;
 use auditstream_testkit::{
@@ -116,27 +116,40 @@ pub struct Delivered {
     pub body: serde_json::Value,
 }
 
-/// Every message on AUDIT_DELIVER, read by sequence without consuming them (a work-queue
-/// stream allows no second consumer beside the sinks').
+/// Every delivery on AUDIT_DELIVER (packs opened), read by sequence without consuming them
+/// (a work-queue stream allows no second consumer beside the sinks').
 pub async fn deliveries(js: &jetstream::Context) -> Vec<Delivered> {
-    auditstream_testkit::read_stream(js, topology::DELIVER)
-        .await
-        .into_iter()
-        .map(|m| Delivered {
-            subject: m.subject.to_string(),
-            headers: m
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        v.first().map(|v| v.as_str().to_owned()).unwrap_or_default(),
-                    )
-                })
-                .collect(),
-            body: serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null),
-        })
-        .collect()
+    let mut out = Vec::new();
+    for m in auditstream_testkit::read_stream(js, topology::DELIVER).await {
+        for (h, body) in opened(Some(&m.headers), &m.payload) {
+            out.push(Delivered {
+                subject: m.subject.to_string(),
+                headers: h
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            v.first().map(|v| v.as_str().to_owned()).unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
+                body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            });
+        }
+    }
+    out
+}
+
+/// The deliveries one message holds: itself, or the events of a pack.
+pub fn opened(
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &bytes::Bytes,
+) -> Vec<(async_nats::HeaderMap, bytes::Bytes)> {
+    if pack::is_pack(headers).expect("a pack this build reads") {
+        pack::unpack(payload).expect("a well-formed pack")
+    } else {
+        vec![(headers.cloned().unwrap_or_default(), payload.clone())]
+    }
 }
 
 /// Consumes every message of AUDIT_DELIVER (fast, for large counts) and returns, per
@@ -164,16 +177,16 @@ pub async fn drain_deliveries(js: &jetstream::Context) -> BTreeMap<(String, Stri
         let mut got = 0;
         while let Some(m) = batch.next().await {
             let m = m.unwrap();
-            let get = |name: &str| {
-                m.headers
-                    .as_ref()
-                    .and_then(|h| h.get(name))
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default()
-            };
-            *counts
-                .entry((get(headers::EVENT_ID), get(headers::STREAM_ID)))
-                .or_default() += 1;
+            for (h, _) in opened(m.headers.as_ref(), &m.payload) {
+                let get = |name: &str| {
+                    h.get(name)
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default()
+                };
+                *counts
+                    .entry((get(headers::EVENT_ID), get(headers::STREAM_ID)))
+                    .or_default() += 1;
+            }
             m.ack().await.unwrap();
             got += 1;
         }

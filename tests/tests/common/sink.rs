@@ -26,7 +26,8 @@ pub struct SinkStack {
     pub nats: NatsServer,
     pub config: ConfigHarness,
     pub gateway: GatewayHarness,
-    pub router: RouterHarness,
+    /// The in-process router; a test may stop it and run the binary instead.
+    pub router: Option<RouterHarness>,
     pub sink: Option<SinkHarness>,
     pub receivers: Vec<HttpReceiver>,
     pub smtp: SmtpServer,
@@ -168,7 +169,7 @@ pub async fn stack_with(
         nats,
         config,
         gateway,
-        router,
+        router: Some(router),
         sink: None,
         receivers: Vec::new(),
         smtp,

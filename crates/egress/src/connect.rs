@@ -31,8 +31,6 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use crate::target::URL_FIELD;
-
 /// Why no connection was made.
 #[derive(Debug)]
 pub(crate) enum ConnectError {
@@ -147,7 +145,8 @@ impl Connector {
         let mut permitted = Vec::new();
         let mut refusal = None;
         for addr in resolved {
-            match check_destination_ip(URL_FIELD, host, addr.ip(), &self.inner.allow) {
+            // Only the message is used: the field was named when the URL was checked.
+            match check_destination_ip("url", host, addr.ip(), &self.inner.allow) {
                 Ok(()) if !permitted.contains(&addr) => permitted.push(addr),
                 Ok(()) => {}
                 Err(e) => {

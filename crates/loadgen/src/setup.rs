@@ -1,0 +1,112 @@
+//! Creates what the generated events need in the config service: the organizations and
+//! workspaces of the [`Shape`], and per organization one stream covering all its workspaces
+//! that delivers every event type to `receiver_url/<org>` through a plain HTTP connection.
+//! Idempotent: what exists is left as it is.
+
+use auditstream_proto::v1::{
+    self as pb, AppliesTo, NodeKind, config_service_client::ConfigServiceClient,
+};
+use tonic::{Code, Request, metadata::MetadataValue};
+
+use crate::mix::{DEFAULT_MIX, Shape};
+
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Ok(value) = MetadataValue::try_from(format!("Bearer {token}")) {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+fn exists_ok<T>(r: Result<T, tonic::Status>) -> anyhow::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+        Err(s) => Err(anyhow::anyhow!("{}: {}", s.code(), s.message())),
+    }
+}
+
+pub async fn setup(
+    config_url: &str,
+    admin_token: &str,
+    shape: &Shape,
+    receiver_url: &str,
+) -> anyhow::Result<()> {
+    let mut client = ConfigServiceClient::connect(config_url.to_owned()).await?;
+    for org in shape.first_org..shape.first_org + shape.orgs {
+        let org_id = Shape::org(org);
+        let mut nodes = vec![(org_id.clone(), String::new(), NodeKind::Organization)];
+        for ws in 0..shape.workspaces_per_org {
+            nodes.push((
+                Shape::workspace(org, ws),
+                org_id.clone(),
+                NodeKind::Workspace,
+            ));
+        }
+        for (id, parent, kind) in nodes {
+            let node = pb::Node {
+                id: id.clone(),
+                parent_id: parent,
+                kind: kind as i32,
+                name: id,
+                ..Default::default()
+            };
+            client
+                .put_node(with_token(
+                    pb::PutNodeRequest { node: Some(node) },
+                    admin_token,
+                ))
+                .await
+                .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
+        }
+        let connection = pb::Connection {
+            id: format!("{org_id}-receiver"),
+            node_id: org_id.clone(),
+            name: "load generator receiver".into(),
+            credentials: Some(pb::connection::Credentials::Http(pb::HttpCredentials {
+                auth: Some(pb::http_credentials::Auth::None(pb::HttpNoAuth {})),
+            })),
+            ..Default::default()
+        };
+        exists_ok(
+            client
+                .create_connection(with_token(
+                    pb::CreateConnectionRequest {
+                        connection: Some(connection),
+                    },
+                    admin_token,
+                ))
+                .await,
+        )?;
+        let stream = pb::Stream {
+            id: format!("{org_id}-all"),
+            node_id: org_id.clone(),
+            name: "load generator: every event".into(),
+            applies_to: AppliesTo::Descendants as i32,
+            enabled: true,
+            selection: Some(pb::EventSelection {
+                event_types: DEFAULT_MIX.iter().map(|(t, _)| (*t).to_owned()).collect(),
+                ..Default::default()
+            }),
+            destination: Some(pb::Destination {
+                connection_id: format!("{org_id}-receiver"),
+                target: Some(pb::destination::Target::Http(pb::HttpTarget {
+                    url: format!("{}/{org_id}", receiver_url.trim_end_matches('/')),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        exists_ok(
+            client
+                .create_stream(with_token(
+                    pb::CreateStreamRequest {
+                        stream: Some(stream),
+                    },
+                    admin_token,
+                ))
+                .await,
+        )?;
+    }
+    Ok(())
+}
