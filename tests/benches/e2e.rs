@@ -225,7 +225,7 @@ async fn ceiling_run(js: &jetstream::Context, run: usize) -> f64 {
 }
 
 async fn ceiling() -> Stat {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start_with(STORE, false);
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
     auditstream_bus::ensure_topology(&js, &topology())

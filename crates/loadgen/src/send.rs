@@ -83,7 +83,13 @@ pub async fn run(plan: SendPlan) -> anyhow::Result<SendReport> {
             let interval = plan.rate.map(|r| {
                 Duration::from_secs_f64(plan.batch as f64 * plan.concurrency as f64 / r.max(1.0))
             });
-            let mut next_at = Instant::now();
+            // Workers are spread over the interval, so a fixed rate arrives evenly and not
+            // as bursts of `concurrency` batches at once (which would measure queueing
+            // behind the burst, not the service).
+            let mut next_at = Instant::now()
+                + interval.map_or(Duration::ZERO, |i| {
+                    i.mul_f64(w as f64 / plan.concurrency.max(1) as f64)
+                });
             loop {
                 if Instant::now() >= deadline {
                     break;

@@ -350,6 +350,9 @@ fn route_one<'t>(
         }
         .to_headers();
         h.insert(headers::STREAM_ID, d.stream_id);
+        // In the headers too: a pack carries each event's own id.
+        let msg_id = format!("{event_id}.{}", d.stream_id);
+        h.insert(headers::MSG_ID, msg_id.as_str());
         let sink = table
             .streams
             .get(d.stream_id)
@@ -359,7 +362,7 @@ fn route_one<'t>(
             from: i,
             subject: d.subject,
             sink,
-            msg_id: format!("{event_id}.{}", d.stream_id),
+            msg_id,
             headers: h,
             body: d.body,
         });
@@ -403,16 +406,15 @@ async fn publish(
             sends.push((subject, run));
         }
     }
-    let results = join_all(sends.into_iter().map(|(subject, run)| async move {
-        let r = if let [_] = run.as_slice() {
-            let out = &run[0];
-            let bytes = subject.len() + header_bytes(&out.headers, &out.msg_id) + out.body.len();
+    let results = join_all(sends.into_iter().map(|(subject, mut run)| async move {
+        let r = if let [out] = run.as_mut_slice() {
+            let bytes = subject.len() + header_bytes(&out.headers) + out.body.len();
             publish_durable(
                 js,
                 subject.to_owned(),
                 &out.msg_id,
-                out.headers.clone(),
-                out.body.clone().into(),
+                std::mem::take(&mut out.headers),
+                std::mem::take(&mut out.body).into(),
                 settings.timeout,
             )
             .await
@@ -420,9 +422,7 @@ async fn publish(
         } else {
             let mut packer = Packer::new();
             for out in &run {
-                let mut h = out.headers.clone();
-                h.insert(headers::MSG_ID, out.msg_id.as_str());
-                packer.push(&h, &out.body);
+                packer.push(&out.headers, &out.body);
             }
             let mut h = async_nats::HeaderMap::new();
             h.insert(pack::PACK, pack::VERSION);
@@ -430,7 +430,8 @@ async fn publish(
                 h.insert(headers::STREAM_ID, stream.as_str());
             }
             let (msg_id, payload) = packer.finish();
-            let bytes = subject.len() + header_bytes(&h, &msg_id) + payload.len();
+            h.insert(headers::MSG_ID, msg_id.as_str());
+            let bytes = subject.len() + header_bytes(&h) + payload.len();
             publish_durable(
                 js,
                 subject.to_owned(),
@@ -469,18 +470,16 @@ async fn publish(
     failed
 }
 
-/// A message's header bytes as sent (`Name: value\r\n`, `Nats-Msg-Id` included).
-fn header_bytes(h: &async_nats::HeaderMap, msg_id: &str) -> usize {
-    let listed: usize = h
-        .iter()
+/// A message's header bytes as sent (`Name: value\r\n`).
+fn header_bytes(h: &async_nats::HeaderMap) -> usize {
+    h.iter()
         .flat_map(|(name, values)| {
             let name: &str = name.as_ref();
             values
                 .iter()
                 .map(move |v| name.len() + v.as_str().len() + 4)
         })
-        .sum();
-    listed + headers::MSG_ID.len() + msg_id.len() + 4
+        .sum()
 }
 
 async fn ack(message: &jetstream::Message, metrics: &Metrics) {
