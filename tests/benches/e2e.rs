@@ -886,12 +886,14 @@ fn main() {
         )
         .unwrap();
         let row = |name: &str, s: &Value, unit: &str| {
-            format!(
-                "| {name} | {:.1} | {:.1} – {:.1} | {unit} |\n",
+            let (median, min, max) = (
                 s["median"].as_f64().unwrap(),
                 s["min"].as_f64().unwrap(),
-                s["max"].as_f64().unwrap()
-            )
+                s["max"].as_f64().unwrap(),
+            );
+            // Small figures (messages per event) need the second decimal.
+            let p = if median < 10.0 { 2 } else { 1 };
+            format!("| {name} | {median:.p$} | {min:.p$} – {max:.p$} | {unit} |\n")
         };
         let mut md = format!(
             "# Auditstream benchmark\n\nMachine: {} CPUs ({}), {}, {}. Events of {EVENT_SIZE} B, \
