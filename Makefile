@@ -20,6 +20,14 @@ TOOLS       := $(CURDIR)/.tools
 # Built tools live outside the clone (like CARGO_TARGET_DIR in .ci/run), one dir per version.
 TOOLS_CACHE ?= $(HOME)/.cache/auditstream/tools
 S3S_FS      := $(TOOLS_CACHE)/s3s-fs-$(S3S_FS_VERSION)/bin/s3s-fs
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ  := $(TOOLS_CACHE)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+# Fuzz targets (fuzz/fuzz_targets); their instrumented builds get a target dir of their own
+# so they never invalidate the normal builds' artifacts.
+FUZZ_TARGETS := ingest_body template destination sas entra_token
+FUZZ_RUNS   ?= 10000000
+FUZZ_SMOKE_RUNS ?= 20000
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/auditstream/fuzz-target
 CARGO       ?= cargo
 
 # testkit starts this nats-server for every test (the Debian one is too old).
@@ -29,7 +37,7 @@ export MOTO_SERVER_BIN := $(VENV)/bin/moto_server
 export AZURITE_BLOB_BIN := $(TOOLS)/node_modules/.bin/azurite-blob
 export S3S_FS_BIN := $(S3S_FS)
 
-.PHONY: test run deps fmt lint unit build clean bench
+.PHONY: test run deps fmt lint unit build clean bench chaos fuzz fuzz-smoke
 
 deps: $(VENV)/.installed $(TOOLS)/.installed $(S3S_FS)
 
@@ -51,6 +59,9 @@ $(TOOLS)/.installed: Makefile
 $(S3S_FS):
 	$(CARGO) install --locked --root "$(TOOLS_CACHE)/s3s-fs-$(S3S_FS_VERSION)" --features binary --version "$(S3S_FS_VERSION)" s3s-fs
 
+$(CARGO_FUZZ):
+	$(CARGO) install --locked --root "$(TOOLS_CACHE)/cargo-fuzz-$(CARGO_FUZZ_VERSION)" --version "$(CARGO_FUZZ_VERSION)" cargo-fuzz
+
 ## test: formatting, lints, and every unit, integration and end-to-end test
 # The store suite also runs on Postgres: ensure-postgres.sh finds or starts a server and
 # prints its URL; every test makes a schema of its own there.
@@ -61,6 +72,15 @@ test: deps
 	DATABASE_URL="$$(bash deploy/ensure-postgres.sh)" $(CARGO) test --workspace --locked
 	# The Helm chart: offline render, lint --strict, kubernetes-validate --strict, schema.
 	"$(VENV)/bin/python" helm/tests/test_chart.py
+	$(MAKE) fuzz-smoke
+
+## fuzz: every fuzz target for FUZZ_RUNS executions each (10 M by default; see fuzz/README.md)
+fuzz: $(CARGO_FUZZ)
+	FUZZ_RUNS=$(FUZZ_RUNS) CARGO_FUZZ="$(CARGO_FUZZ)" FUZZ_TARGET_DIR="$(FUZZ_TARGET_DIR)" bash fuzz/run.sh $(FUZZ_TARGETS)
+
+## fuzz-smoke: a short run of every fuzz target, plus every saved regression input (in make test)
+fuzz-smoke: $(CARGO_FUZZ)
+	FUZZ_RUNS=$(FUZZ_SMOKE_RUNS) CARGO_FUZZ="$(CARGO_FUZZ)" FUZZ_TARGET_DIR="$(FUZZ_TARGET_DIR)" bash fuzz/run.sh $(FUZZ_TARGETS)
 
 ## run: nats-server (unless AUDITSTREAM_NATS_URL is set), the gateway, the config service
 ## (SQLite) with a demo tenant tree, the router, the four sinks and a demo destination
@@ -82,6 +102,14 @@ bench: deps
 	$(CARGO) bench --locked -p auditstream-tests --bench e2e
 	$(CARGO) bench --locked -p auditstream-router --bench pipeline
 	$(CARGO) bench --locked -p auditstream-tests --bench object_stores
+
+## chaos: the whole pipeline (release binaries) under steady load while every service is
+## SIGKILLed ≥ 20 times, nats-server restarted and paused, the destination down for 10
+## minutes and AUDIT_INGEST full; fails unless every accepted event arrived (≤ 20 minutes;
+## figures in target/chaos/report.md)
+chaos: deps
+	$(CARGO) build --release --locked --bins
+	$(CARGO) bench --locked -p auditstream-tests --bench chaos
 
 clean:
 	rm -rf .run .tools

@@ -27,6 +27,7 @@ fn service_source(s: &ConfigStack) -> ConfigSource {
     ConfigSource {
         url: s.config.url(),
         token: TestToken::of(Role::Service, None).token.to_owned(),
+        tls: Default::default(),
     }
 }
 

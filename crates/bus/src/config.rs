@@ -1,8 +1,9 @@
 //! How a service reaches NATS and the JetStream topology it expects; the `nats` section of
 //! every service's configuration.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
+use auditstream_telemetry::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::TopologyConfig;
@@ -19,6 +20,29 @@ pub struct NatsConfig {
     /// calls) before the work counts as not done.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
+    /// User name and password, when the server's `authorization` asks for them.
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// A token, when the server's `authorization` asks for one.
+    pub token: Option<Secret>,
+    /// A `.creds` file (JWT + NKey seed) for servers run with decentralized auth (NGS,
+    /// operator mode).
+    pub creds_file: Option<PathBuf>,
+    pub tls: NatsTls,
+}
+
+/// TLS towards NATS. A `tls://` URL, or a server that requires TLS, turns it on even without
+/// these settings (system roots are then trusted).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsTls {
+    /// Refuse to talk to a server that does not offer TLS.
+    pub required: bool,
+    /// PEM file of the CA(s) that signed the server's certificate, added to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that verify clients (`verify: true`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for NatsConfig {
@@ -28,6 +52,11 @@ impl Default for NatsConfig {
             ensure_topology: true,
             topology: TopologyConfig::default(),
             publish_timeout: Duration::from_secs(5),
+            user: None,
+            password: None,
+            token: None,
+            creds_file: None,
+            tls: NatsTls::default(),
         }
     }
 }

@@ -9,6 +9,8 @@ use async_nats::{
 };
 use bytes::Bytes;
 
+use crate::NatsConfig;
+
 /// What JetStream said about a stored message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
@@ -65,18 +67,67 @@ fn is_full(text: &str) -> bool {
     .any(|m| text.contains(m))
 }
 
-/// Connects to NATS. The client keeps reconnecting forever in the background, so a
-/// service started before NATS, or living through a NATS restart, recovers by itself.
+/// Connects to NATS with the credentials and TLS settings of `config`. The client keeps
+/// reconnecting forever in the background, so a service started before NATS, or living
+/// through a NATS restart, recovers by itself. Only a configuration error (an unreadable
+/// credentials file, a client certificate without a key) fails here.
 pub async fn connect(
-    url: &str,
+    config: &NatsConfig,
     name: &str,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::new()
+    let options = connect_options(config, name)
+        .await
+        .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, e))?;
+    options.connect(config.url.as_str()).await
+}
+
+async fn connect_options(
+    config: &NatsConfig,
+    name: &str,
+) -> Result<async_nats::ConnectOptions, String> {
+    // async-nats builds its TLS configuration with rustls' default provider.
+    auditstream_telemetry::install_crypto_provider();
+    let mut options = match &config.creds_file {
+        Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .map_err(|e| format!("nats.creds_file {}: {e}", path.display()))?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    options = options
         .name(name)
         .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connect(url)
-        .await
+        .max_reconnects(None);
+    match (&config.user, &config.password) {
+        (Some(user), Some(password)) => {
+            options = options.user_and_password(user.clone(), password.expose().to_owned());
+        }
+        (None, None) => {}
+        _ => return Err("nats.user and nats.password go together".into()),
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.expose().to_owned());
+    }
+    let tls = &config.tls;
+    if tls.required {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &tls.ca_file {
+        // Read here so a wrong path is a clear error at start, not a TLS failure later.
+        std::fs::metadata(ca).map_err(|e| format!("nats.tls.ca_file {}: {e}", ca.display()))?;
+        options = options.add_root_certificates(ca.clone());
+    }
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            for (what, path) in [("cert_file", cert), ("key_file", key)] {
+                std::fs::metadata(path)
+                    .map_err(|e| format!("nats.tls.{what} {}: {e}", path.display()))?;
+            }
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        (None, None) => {}
+        _ => return Err("nats.tls.cert_file and nats.tls.key_file go together".into()),
+    }
+    Ok(options)
 }
 
 /// A JetStream context whose API calls and publish acks give up after `timeout`.

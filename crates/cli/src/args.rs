@@ -25,6 +25,10 @@ pub struct Cli {
     /// Bearer token sent as `authorization` metadata on every call.
     #[arg(long, global = true, help_heading = GLOBAL, env = "AUDITSTREAM_TOKEN", hide_env_values = true)]
     pub token: Option<Token>,
+    /// PEM CA file to trust for an `https://` server (a private CA or a self-signed
+    /// certificate), besides the system roots.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "AUDITSTREAM_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Print the response as JSON (proto3 JSON mapping) instead of text.
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,

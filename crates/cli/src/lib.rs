@@ -23,7 +23,7 @@ use tonic::{
     Status,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::Channel,
 };
 
 pub mod args;
@@ -149,6 +149,10 @@ macro_rules! show {
 pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
     let mut conn = Connector {
         url: cli.server,
+        tls: auditstream_proto::tls::ClientTls {
+            ca_file: cli.ca_file,
+            ..Default::default()
+        },
         token: cli.token,
         client: None,
     };
@@ -375,6 +379,7 @@ type Client = ConfigServiceClient<InterceptedService<Channel, BearerAuth>>;
 /// Connects on first use, so a bad argument or file is reported without a server.
 struct Connector {
     url: String,
+    tls: auditstream_proto::tls::ClientTls,
     token: Option<Token>,
     client: Option<Client>,
 }
@@ -383,8 +388,10 @@ impl Connector {
     async fn client(&mut self) -> Result<&mut Client, CliError> {
         if self.client.is_none() {
             let auth = BearerAuth::new(self.token.as_ref())?;
-            let endpoint = Endpoint::from_shared(self.url.clone())
-                .map_err(|e| CliError::Usage(format!("invalid --server URL {:?}: {e}", self.url)))?
+            let endpoint = self
+                .tls
+                .endpoint(&self.url, "--ca-file")
+                .map_err(|e| CliError::Usage(format!("--server {:?}: {e}", self.url)))?
                 .connect_timeout(Duration::from_secs(10));
             let channel = endpoint.connect().await.map_err(|e| CliError::Connect {
                 url: self.url.clone(),

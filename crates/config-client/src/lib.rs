@@ -29,7 +29,7 @@ use futures_util::StreamExt;
 use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::{metadata::MetadataValue, transport::Channel};
+use tonic::metadata::MetadataValue;
 
 /// The configuration at one revision.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -107,6 +107,8 @@ pub struct ConfigSource {
     pub url: String,
     /// A token of the `service` role.
     pub token: String,
+    /// For an `https://` URL.
+    pub tls: auditstream_proto::tls::ClientTls,
 }
 
 /// Counters for tests and metrics.
@@ -261,8 +263,9 @@ async fn follow_once(
 }
 
 async fn snapshot(source: &ConfigSource) -> Result<ConfigView, String> {
-    let channel = Channel::from_shared(source.url.clone())
-        .map_err(|e| format!("config url: {e}"))?
+    let channel = source
+        .tls
+        .endpoint(&source.url, "config_service.tls")?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect()

@@ -15,6 +15,8 @@ pub struct ConfigServiceConfig {
     pub grpc_addr: SocketAddr,
     /// `/healthz`, `/readyz`, `/metrics`.
     pub ops_addr: SocketAddr,
+    /// TLS (and optionally client certificates) for the gRPC port.
+    pub grpc_tls: auditstream_proto::tls::ServerTls,
     pub database: DatabaseConfig,
     pub nats: NatsConfig,
     pub auth: AuthConfig,
@@ -54,6 +56,7 @@ impl Default for ConfigServiceConfig {
         ConfigServiceConfig {
             grpc_addr: ([0, 0, 0, 0], 50052).into(),
             ops_addr: ([0, 0, 0, 0], 9091).into(),
+            grpc_tls: Default::default(),
             database: DatabaseConfig::default(),
             nats: NatsConfig::default(),
             auth: AuthConfig::default(),

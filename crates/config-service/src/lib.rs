@@ -64,7 +64,7 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let nats = connect(&config.nats.url, "auditstream-config-service")
+    let nats = connect(&config.nats, "auditstream-config-service")
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
     let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
@@ -131,7 +131,15 @@ pub async fn run(
         database = %store_kind(&config.database.url),
         "config service listening"
     );
-    let grpc = tonic::transport::Server::builder()
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some(tls) = config
+        .grpc_tls
+        .tonic_config("grpc_tls")
+        .map_err(anyhow::Error::msg)?
+    {
+        grpc = grpc.tls_config(tls).context("grpc_tls")?;
+    }
+    let grpc = grpc
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ConfigServiceServer::new(service))

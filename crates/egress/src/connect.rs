@@ -105,10 +105,25 @@ pub(crate) struct Connector {
     inner: Arc<Inner>,
 }
 
+/// Host name → addresses. The system resolver in production; tests substitute one whose
+/// answer changes, to show the address rule holds after a DNS change.
+type Resolve = Arc<
+    dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
 struct Inner {
     tls: TlsConnector,
     allow: NetworkAllowList,
     connect_timeout: Duration,
+    resolve: Resolve,
+}
+
+fn system_resolver() -> Resolve {
+    Arc::new(|host, port| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    })
 }
 
 impl Connector {
@@ -122,6 +137,7 @@ impl Connector {
                 tls: TlsConnector::from(tls),
                 allow,
                 connect_timeout,
+                resolve: system_resolver(),
             }),
         }
     }
@@ -134,13 +150,12 @@ impl Connector {
     ) -> Result<Vec<SocketAddr>, ConnectError> {
         let resolved: Vec<SocketAddr> = match literal_ip(host) {
             Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => tokio::net::lookup_host((host, port))
+            None => (self.inner.resolve)(host.to_owned(), port)
                 .await
                 .map_err(|error| ConnectError::Resolve {
                     host: host.to_owned(),
                     error,
-                })?
-                .collect(),
+                })?,
         };
         let mut permitted = Vec::new();
         let mut refusal = None;
@@ -364,6 +379,49 @@ mod tests {
                 .is_ok()
         );
         assert!(open.permitted_addresses("8.8.8.8", 443).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_later_resolves_to_a_private_address_is_refused() {
+        // DNS rebinding: collector.example resolved to a public address when the destination
+        // was saved (and for the first connections); then its record changes to loopback,
+        // where something listens. The rule is applied to every connection's own answer.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = Arc::new(std::sync::Mutex::new(IpAddr::from([8, 8, 8, 8])));
+        let mut connector = connector(&[]);
+        let current = answer.clone();
+        Arc::get_mut(&mut connector.inner).unwrap().resolve = Arc::new(move |host, port| {
+            assert_eq!(host, "collector.example");
+            let ip = *current.lock().unwrap();
+            Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
+        });
+        assert_eq!(
+            connector
+                .permitted_addresses("collector.example", port)
+                .await
+                .unwrap(),
+            [SocketAddr::new([8, 8, 8, 8].into(), port)]
+        );
+
+        *answer.lock().unwrap() = IpAddr::from([127, 0, 0, 1]);
+        let uri: Uri = format!("http://collector.example:{port}/").parse().unwrap();
+        match connector.clone().connect(uri).await {
+            Err(ConnectError::Refused(m)) => {
+                assert!(m.contains("loopback"), "{m}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("connected to a loopback address"),
+        }
+        assert!(listener.accept().is_err(), "nothing connected");
+
+        // The metadata address is refused the same way.
+        *answer.lock().unwrap() = IpAddr::from([169, 254, 169, 254]);
+        assert!(matches!(
+            connector.permitted_addresses("collector.example", 80).await,
+            Err(ConnectError::Refused(m)) if m.contains("metadata")
+        ));
     }
 
     #[tokio::test]

@@ -1,12 +1,91 @@
-//! Producer authentication by bearer token. Tokens are compared in constant time and never
-//! logged; a failure says only that the token is missing or wrong.
+//! Producer authentication by bearer token, and the organizations each token may send for.
+//! Tokens are compared in constant time and never logged; a failure says only that the
+//! token is missing or wrong.
+
+use std::{collections::HashSet, sync::Arc};
 
 use auditstream_telemetry::Secret;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+
+/// One accepted producer token. In configuration either a bare string (a token for every
+/// organization) or `{"token": "…", "orgs": ["acme", …], "name": "…"}`; `orgs` empty or
+/// absent also means every organization.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "TokenEntry")]
+pub struct ProducerToken {
+    pub token: Secret,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orgs: Vec<String>,
+    /// Shown in logs instead of the token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+impl std::fmt::Debug for ProducerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerToken")
+            .field("name", &self.name)
+            .field("orgs", &self.orgs)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TokenEntry {
+    Plain(Secret),
+    Scoped {
+        token: Secret,
+        #[serde(default)]
+        orgs: Vec<String>,
+        #[serde(default)]
+        name: String,
+    },
+}
+
+impl From<TokenEntry> for ProducerToken {
+    fn from(entry: TokenEntry) -> Self {
+        match entry {
+            TokenEntry::Plain(token) => ProducerToken {
+                token,
+                orgs: vec![],
+                name: String::new(),
+            },
+            TokenEntry::Scoped { token, orgs, name } => ProducerToken { token, orgs, name },
+        }
+    }
+}
+
+impl ProducerToken {
+    pub fn any_org(token: impl Into<String>) -> Self {
+        ProducerToken {
+            token: Secret::new(token),
+            orgs: vec![],
+            name: String::new(),
+        }
+    }
+}
+
+/// The organizations a request may send events for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgScope {
+    All,
+    Only(Arc<HashSet<String>>),
+}
+
+impl OrgScope {
+    pub fn allows(&self, org: &str) -> bool {
+        match self {
+            OrgScope::All => true,
+            OrgScope::Only(orgs) => orgs.contains(org),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Auth {
-    tokens: Vec<Secret>,
+    tokens: Vec<(Secret, OrgScope)>,
     allow_unauthenticated: bool,
 }
 
@@ -26,17 +105,28 @@ impl AuthError {
 }
 
 impl Auth {
-    pub fn new(tokens: Vec<Secret>, allow_unauthenticated: bool) -> Self {
+    pub fn new(tokens: &[ProducerToken], allow_unauthenticated: bool) -> Self {
+        let tokens = tokens
+            .iter()
+            .map(|t| {
+                let scope = if t.orgs.is_empty() {
+                    OrgScope::All
+                } else {
+                    OrgScope::Only(Arc::new(t.orgs.iter().cloned().collect()))
+                };
+                (t.token.clone(), scope)
+            })
+            .collect();
         Auth {
             tokens,
             allow_unauthenticated,
         }
     }
 
-    /// Checks an `Authorization` header value.
-    pub fn check(&self, header: Option<&[u8]>) -> Result<(), AuthError> {
+    /// Checks an `Authorization` header value; on success, the organizations it may send for.
+    pub fn check(&self, header: Option<&[u8]>) -> Result<OrgScope, AuthError> {
         if self.allow_unauthenticated && self.tokens.is_empty() {
-            return Ok(());
+            return Ok(OrgScope::All);
         }
         let header = header.ok_or(AuthError::Missing)?;
         let presented = header
@@ -44,14 +134,13 @@ impl Auth {
             .or_else(|| header.strip_prefix(b"bearer "))
             .ok_or(AuthError::Missing)?;
         // Every configured token is compared, so timing does not reveal which one matched.
-        let matched = self.tokens.iter().fold(subtle::Choice::from(0), |acc, t| {
-            acc | t.expose().as_bytes().ct_eq(presented)
-        });
-        if bool::from(matched) {
-            Ok(())
-        } else {
-            Err(AuthError::Invalid)
+        let mut matched = None;
+        for (token, scope) in &self.tokens {
+            if bool::from(token.expose().as_bytes().ct_eq(presented)) {
+                matched = Some(scope);
+            }
         }
+        matched.cloned().ok_or(AuthError::Invalid)
     }
 }
 
@@ -62,13 +151,16 @@ mod tests {
     #[test]
     fn accepts_any_configured_token_and_nothing_else() {
         let auth = Auth::new(
-            vec![
-                Secret::new("token-aaaaaaaaaaaa"),
-                Secret::new("token-bbbbbbbbbbbb"),
+            &[
+                ProducerToken::any_org("token-aaaaaaaaaaaa"),
+                ProducerToken::any_org("token-bbbbbbbbbbbb"),
             ],
             false,
         );
-        assert_eq!(auth.check(Some(b"Bearer token-bbbbbbbbbbbb")), Ok(()));
+        assert_eq!(
+            auth.check(Some(b"Bearer token-bbbbbbbbbbbb")),
+            Ok(OrgScope::All)
+        );
         assert_eq!(
             auth.check(Some(b"Bearer token-cccccccccccc")),
             Err(AuthError::Invalid)
@@ -85,11 +177,29 @@ mod tests {
     }
 
     #[test]
-    fn open_only_when_explicitly_allowed_without_tokens() {
-        assert_eq!(Auth::new(vec![], true).check(None), Ok(()));
-        assert_eq!(
-            Auth::new(vec![], false).check(None),
-            Err(AuthError::Missing)
+    fn scoped_tokens_allow_their_orgs_only() {
+        let tokens: Vec<ProducerToken> = serde_json::from_str(
+            r#"["plain-token-aaaaaaaa", {"token": "scoped-token-bbbbbbb", "orgs": ["acme", "globex"], "name": "acme-shipper"}]"#,
+        )
+        .unwrap();
+        assert_eq!(tokens[1].name, "acme-shipper");
+        assert!(
+            !format!("{tokens:?}").contains("scoped-token"),
+            "Debug hides tokens"
         );
+        let auth = Auth::new(&tokens, false);
+        assert_eq!(
+            auth.check(Some(b"Bearer plain-token-aaaaaaaa")),
+            Ok(OrgScope::All)
+        );
+        let scope = auth.check(Some(b"Bearer scoped-token-bbbbbbb")).unwrap();
+        assert!(scope.allows("acme") && scope.allows("globex"));
+        assert!(!scope.allows("initech"));
+    }
+
+    #[test]
+    fn open_only_when_explicitly_allowed_without_tokens() {
+        assert_eq!(Auth::new(&[], true).check(None), Ok(OrgScope::All));
+        assert_eq!(Auth::new(&[], false).check(None), Err(AuthError::Missing));
     }
 }

@@ -5,8 +5,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use auditstream_bus::NatsConfig;
 use auditstream_model::Limits;
-use auditstream_telemetry::{Secret, logging::LogConfig, service::ServiceConfig};
+use auditstream_proto::tls::ServerTls;
+use auditstream_telemetry::{logging::LogConfig, service::ServiceConfig};
 use serde::{Deserialize, Serialize};
+
+use crate::{auth::ProducerToken, ratelimit::RateLimitConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,9 +20,13 @@ pub struct GatewayConfig {
     pub grpc_addr: SocketAddr,
     /// `/healthz`, `/readyz`, `/metrics`; kept off the public ingest port.
     pub ops_addr: SocketAddr,
+    /// TLS for the gRPC port (HTTP ingest is expected behind an ingress that terminates TLS).
+    pub grpc_tls: ServerTls,
     pub nats: NatsConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
+    pub rate_limit: RateLimitConfig,
+    pub server: ServerLimits,
     /// Sent as `Retry-After` (whole seconds) with every 503 / UNAVAILABLE.
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
@@ -33,12 +40,42 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Bearer tokens accepted from producers. Several may be valid at once, so a token can
-    /// be rotated without downtime.
-    pub tokens: Vec<Secret>,
+    /// Bearer tokens accepted from producers, each for every organization or for a list of
+    /// them. Several may be valid at once, so a token can be rotated without downtime.
+    pub tokens: Vec<ProducerToken>,
     /// Accept requests without a token. Only for local experiments; the gateway refuses to
     /// start with no tokens unless this is set.
     pub allow_unauthenticated: bool,
+}
+
+/// Connection-level limits: what a slow or oversized client may hold of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerLimits {
+    /// HTTP: time a client has to send a request's line and headers, and the longest a
+    /// keep-alive connection may sit idle (a slow-loris client is cut off here).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time to receive a whole request body once its headers are in (HTTP 408 after it);
+    /// for gRPC, the deadline of a whole call.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Largest request line plus headers (HTTP 431 beyond it; gRPC: header list size).
+    /// At least 8192.
+    pub max_header_bytes: usize,
+    /// Open HTTP connections; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -47,9 +84,12 @@ impl Default for GatewayConfig {
             http_addr: ([0, 0, 0, 0], 8080).into(),
             grpc_addr: ([0, 0, 0, 0], 50051).into(),
             ops_addr: ([0, 0, 0, 0], 9090).into(),
+            grpc_tls: ServerTls::default(),
             nats: NatsConfig::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
+            rate_limit: RateLimitConfig::default(),
+            server: ServerLimits::default(),
             retry_after: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),
@@ -64,8 +104,22 @@ impl GatewayConfig {
         if self.auth.tokens.is_empty() && !self.auth.allow_unauthenticated {
             return Err("auth.tokens is empty: set AUDITSTREAM_AUTH__TOKENS (comma-separated), or auth.allow_unauthenticated = true for local use".into());
         }
-        if self.auth.tokens.iter().any(|t| t.expose().len() < 16) {
+        if self.auth.tokens.iter().any(|t| t.token.expose().len() < 16) {
             return Err("auth.tokens: every token must be at least 16 characters".into());
+        }
+        for org in self.auth.tokens.iter().flat_map(|t| &t.orgs) {
+            auditstream_model::validate_id(org)
+                .map_err(|e| format!("auth.tokens: organization {org:?}: {e}"))?;
+        }
+        self.rate_limit.validate()?;
+        if self.server.max_header_bytes < 8192 {
+            return Err("server.max_header_bytes must be at least 8192".into());
+        }
+        if self.server.header_read_timeout.is_zero()
+            || self.server.request_timeout.is_zero()
+            || self.server.max_connections == 0
+        {
+            return Err("server.header_read_timeout, server.request_timeout and server.max_connections must be greater than zero".into());
         }
         if self.nats.publish_timeout.is_zero() {
             return Err("nats.publish_timeout must be greater than zero".into());
@@ -96,7 +150,7 @@ mod tests {
         let c = GatewayConfig::default();
         assert!(c.validate().unwrap_err().contains("auth.tokens is empty"));
         let mut c = GatewayConfig::default();
-        c.auth.tokens = vec![Secret::new("short")];
+        c.auth.tokens = vec![ProducerToken::any_org("short")];
         assert!(c.validate().unwrap_err().contains("at least 16"));
     }
 }

@@ -1,7 +1,8 @@
 //! gRPC `IngestService`: the same validation and durability as HTTP, typed fields instead of
 //! JSON framing. Per-item problems come back in the response (the call itself succeeds);
-//! UNAUTHENTICATED, RESOURCE_EXHAUSTED (too many events) and UNAVAILABLE (with `retry-after`
-//! metadata) concern the whole call.
+//! UNAUTHENTICATED, RESOURCE_EXHAUSTED (too many events, or an organization over its rate
+//! limit, then with `retry-after` metadata) and UNAVAILABLE (with `retry-after` metadata)
+//! concern the whole call.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use auditstream_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{Core, ingest::ItemOutcome};
+use crate::{Core, auth::OrgScope, ingest::ItemOutcome};
 
 const TRANSPORT: &str = "grpc";
 
@@ -21,7 +22,7 @@ pub struct GrpcIngest {
 }
 
 impl GrpcIngest {
-    fn authenticate<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<OrgScope, Status> {
         let header = request
             .metadata()
             .get("authorization")
@@ -37,6 +38,7 @@ impl GrpcIngest {
     /// Validates and stores one batch; `offset` numbers its events after earlier batches.
     async fn ingest_batch(
         &self,
+        scope: &OrgScope,
         events: Vec<IngestEvent>,
         offset: usize,
         traceparent: Option<&str>,
@@ -70,7 +72,7 @@ impl GrpcIngest {
         let outcome = self
             .core
             .ingestor
-            .ingest(items, TRANSPORT, traceparent)
+            .ingest(items, scope, TRANSPORT, traceparent)
             .await;
         response.accepted += outcome.stored() as u32;
         response.duplicates += outcome.duplicates() as u32;
@@ -87,6 +89,17 @@ impl GrpcIngest {
                 response.accepted
             ));
             if let Ok(v) = self.core.retry_after.as_secs().max(1).to_string().parse() {
+                status.metadata_mut().insert("retry-after", v);
+            }
+            return Err(status);
+        }
+        if let Some(after) = outcome.rate_limited {
+            let mut status = Status::resource_exhausted(format!(
+                "an organization of this call is over its ingest rate limit; {} events of this call were stored, resend the rest after {} s (events with ids are de-duplicated)",
+                response.accepted,
+                after.as_secs()
+            ));
+            if let Ok(v) = after.as_secs().max(1).to_string().parse() {
                 status.metadata_mut().insert("retry-after", v);
             }
             return Err(status);
@@ -125,6 +138,15 @@ fn to_result(index: usize, outcome: &ItemOutcome) -> ItemResult {
                 message: reason.clone(),
             }),
         ),
+        ItemOutcome::RateLimited { id, reason } => (
+            id.clone(),
+            ItemStatus::Rejected,
+            Some(auditstream_proto::v1::ItemError {
+                field: String::new(),
+                code: "rate_limited".into(),
+                message: reason.clone(),
+            }),
+        ),
     };
     ItemResult {
         index: index as u32,
@@ -140,11 +162,17 @@ impl IngestService for GrpcIngest {
         &self,
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
-        self.authenticate(&request)?;
+        let scope = self.authenticate(&request)?;
         let tp = traceparent(&request);
         let mut response = IngestResponse::default();
-        self.ingest_batch(request.into_inner().events, 0, tp.as_deref(), &mut response)
-            .await?;
+        self.ingest_batch(
+            &scope,
+            request.into_inner().events,
+            0,
+            tp.as_deref(),
+            &mut response,
+        )
+        .await?;
         Ok(Response::new(response))
     }
 
@@ -152,14 +180,14 @@ impl IngestService for GrpcIngest {
         &self,
         request: Request<Streaming<IngestRequest>>,
     ) -> Result<Response<IngestResponse>, Status> {
-        self.authenticate(&request)?;
+        let scope = self.authenticate(&request)?;
         let tp = traceparent(&request);
         let mut stream = request.into_inner();
         let mut response = IngestResponse::default();
         let mut offset = 0;
         while let Some(batch) = stream.message().await? {
             let n = batch.events.len();
-            self.ingest_batch(batch.events, offset, tp.as_deref(), &mut response)
+            self.ingest_batch(&scope, batch.events, offset, tp.as_deref(), &mut response)
                 .await?;
             offset += n;
         }

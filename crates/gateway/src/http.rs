@@ -2,13 +2,19 @@
 //!
 //! Status codes: 200 every event stored; 207 some stored, some rejected (the body says which);
 //! 400 none stored because every event was invalid, or the request could not be read;
-//! 401 missing or wrong token; 413 over a size or count limit; 415 unsupported content type
-//! or encoding; 503 with `Retry-After` when JetStream could not store a valid event.
-//! A 2xx therefore always means every event listed as accepted is durable.
+//! 401 missing or wrong token; 403 every event was for an organization the token may not
+//! send for; 408 the body did not arrive within `server.request_timeout`; 413 over a size
+//! or count limit; 415 unsupported content type or encoding; 429 with `Retry-After` when an
+//! organization is over its rate limit; 503 with `Retry-After` when JetStream could not
+//! store a valid event. A 2xx therefore always means every event listed as accepted is
+//! durable, and with 429 / 503 the events listed as accepted are durable too.
 
-use std::{io::Read, sync::Arc};
+use std::{sync::Arc, time::Duration};
 
-use auditstream_model::{ItemError, Limits, ValidatedEvent, validate_envelope};
+use auditstream_model::{
+    ItemErrorCode,
+    body::{BodyError, BodyErrorKind, Framing, decode, too_large},
+};
 use axum::{
     Json, Router,
     body::Body,
@@ -19,7 +25,6 @@ use axum::{
 };
 use futures_util::StreamExt;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::{Core, ingest::ItemOutcome};
 
@@ -37,6 +42,16 @@ pub(crate) struct RequestError {
     status: StatusCode,
     code: &'static str,
     message: String,
+}
+
+impl From<BodyError> for RequestError {
+    fn from(e: BodyError) -> Self {
+        let status = match e.kind {
+            BodyErrorKind::Malformed => StatusCode::BAD_REQUEST,
+            BodyErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        };
+        RequestError::new(status, e.code, e.message)
+    }
 }
 
 impl RequestError {
@@ -65,6 +80,8 @@ struct IngestBody<'a> {
     accepted: usize,
     duplicates: usize,
     rejected: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    rate_limited: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorDetail<'a>>,
     results: Vec<IndexedOutcome<'a>>,
@@ -104,12 +121,13 @@ async fn post_events(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bo
 }
 
 async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response, RequestError> {
-    core.auth
+    let scope = core
+        .auth
         .check(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
         .map_err(|e| RequestError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message()))?;
     let framing = framing(headers)?;
     let gzip = content_encoding_is_gzip(headers)?;
-    let raw = read_limited(body, core.limits.max_request_bytes).await?;
+    let raw = read_limited(body, core.limits.max_request_bytes, core.request_timeout).await?;
     let limits = core.limits.clone();
     // Decompressing and validating up to 10 MiB is CPU work: keep it off the async workers.
     let items = tokio::task::spawn_blocking(move || decode(raw, gzip, framing, &limits))
@@ -118,7 +136,10 @@ async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response
             RequestError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         })??;
     let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    let outcome = core.ingestor.ingest(items, TRANSPORT, traceparent).await;
+    let outcome = core
+        .ingestor
+        .ingest(items, &scope, TRANSPORT, traceparent)
+        .await;
 
     let stored = outcome.stored();
     let rejected = outcome
@@ -129,8 +150,32 @@ async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response
     let unavailable_message = outcome.unavailable.as_ref().map(|e| {
         format!("{e}; events listed as not_stored were not stored, retry them after the Retry-After delay")
     });
+    let error = match (&unavailable_message, outcome.rate_limited) {
+        (Some(message), _) => Some(ErrorDetail {
+            code: "unavailable",
+            message,
+        }),
+        (None, Some(_)) => Some(ErrorDetail {
+            code: "rate_limited",
+            message: "an organization of this request is over its ingest rate limit; events listed as rate_limited were not stored, retry them after the Retry-After delay",
+        }),
+        (None, None) => None,
+    };
+    let rate_limited = outcome
+        .items
+        .iter()
+        .filter(|i| matches!(i, ItemOutcome::RateLimited { .. }))
+        .count();
+    let only_other_orgs = rejected > 0
+        && outcome.items.iter().all(|i| {
+            matches!(i, ItemOutcome::Rejected { error } if error.code == ItemErrorCode::OrgNotAllowed)
+        });
     let status = if outcome.unavailable.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
+    } else if outcome.rate_limited.is_some() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if only_other_orgs {
+        StatusCode::FORBIDDEN
     } else if rejected == 0 {
         StatusCode::OK
     } else if stored > 0 {
@@ -142,10 +187,8 @@ async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response
         accepted: stored,
         duplicates: outcome.duplicates(),
         rejected,
-        error: unavailable_message.as_deref().map(|message| ErrorDetail {
-            code: "unavailable",
-            message,
-        }),
+        rate_limited,
+        error,
         results: outcome
             .items
             .iter()
@@ -158,16 +201,16 @@ async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, core.retry_after_header());
+    } else if let Some(after) = outcome.rate_limited {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, after.as_secs().max(1).into());
     }
     Ok(response)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// `application/json` (or no content type): one object or an array of objects.
-    Json,
-    /// `application/x-ndjson`: one object per line; blank lines are skipped.
-    Ndjson,
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn framing(headers: &HeaderMap) -> Result<Framing, RequestError> {
@@ -211,16 +254,29 @@ fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, RequestError> {
     }
 }
 
-fn too_large(limit: usize, what: &str) -> RequestError {
-    RequestError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "request_too_large",
-        format!("the request body {what} exceeds {limit} bytes (limits.max_request_bytes)"),
-    )
+/// Reads the body, stopping as soon as it passes `limit` instead of buffering it whole, or
+/// when it has not arrived within `timeout` (a client trickling its body holds a connection
+/// and a request slot, never more than this long).
+async fn read_limited(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, RequestError> {
+    tokio::time::timeout(timeout, read_body(body, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RequestError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s (server.request_timeout)",
+                    timeout.as_secs_f64()
+                ),
+            ))
+        })
 }
 
-/// Reads the body, stopping as soon as it passes `limit` instead of buffering it whole.
-async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, RequestError> {
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, RequestError> {
     let mut out = Vec::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -232,162 +288,9 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, RequestError>
             )
         })?;
         if out.len() + chunk.len() > limit {
-            return Err(too_large(limit, "is larger than"));
+            return Err(too_large(limit, "is larger than").into());
         }
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-/// Decompresses, splits by framing and validates each item.
-fn decode(
-    raw: Vec<u8>,
-    gzip: bool,
-    framing: Framing,
-    limits: &Limits,
-) -> Result<Vec<Result<ValidatedEvent, ItemError>>, RequestError> {
-    let body = if gzip {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .take(limits.max_request_bytes as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                RequestError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_gzip",
-                    format!("the body is not valid gzip: {e}"),
-                )
-            })?;
-        if out.len() > limits.max_request_bytes {
-            return Err(too_large(limits.max_request_bytes, "decompressed"));
-        }
-        out
-    } else {
-        raw
-    };
-    let items: Vec<&[u8]> = match framing {
-        Framing::Ndjson => body.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()).collect(),
-        Framing::Json => match body.trim_ascii().first() {
-            Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(&body)
-                .map_err(|e| {
-                    RequestError::new(
-                        StatusCode::BAD_REQUEST,
-                        "malformed_request",
-                        format!("the body is not a valid JSON array: {e}; send NDJSON to have each line checked on its own"),
-                    )
-                })?
-                .into_iter()
-                .map(|v| v.get().as_bytes())
-                .collect(),
-            Some(b'{') => vec![body.trim_ascii()],
-            Some(_) => {
-                return Err(RequestError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_request",
-                    "the body must be a JSON object, a JSON array of objects, or NDJSON",
-                ));
-            }
-            None => vec![],
-        },
-    };
-    if items.is_empty() {
-        return Err(RequestError::new(
-            StatusCode::BAD_REQUEST,
-            "empty_request",
-            "the request holds no events",
-        ));
-    }
-    if items.len() > limits.max_events_per_request {
-        return Err(RequestError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
-            format!(
-                "the request holds {} events; at most {} are allowed (limits.max_events_per_request)",
-                items.len(),
-                limits.max_events_per_request
-            ),
-        ));
-    }
-    Ok(items
-        .into_iter()
-        .map(|item| validate_envelope(item, limits))
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EV: &str = r#"{"event_type":"api_platform","occurred_at":"2026-11-21T10:17:00Z","org_id":"o","workspace_id":"w","data":{}}"#;
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        use std::io::Write;
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    #[test]
-    fn framings_split_into_items() {
-        let l = Limits::default();
-        assert_eq!(
-            decode(EV.into(), false, Framing::Json, &l).unwrap().len(),
-            1
-        );
-        assert_eq!(
-            decode(format!("[{EV},{EV}]").into(), false, Framing::Json, &l)
-                .unwrap()
-                .len(),
-            2
-        );
-        let nd = format!("{EV}\n\n{EV}\r\n{EV}");
-        assert_eq!(
-            decode(nd.clone().into(), false, Framing::Ndjson, &l)
-                .unwrap()
-                .len(),
-            3
-        );
-        assert_eq!(
-            decode(gz(nd.as_bytes()), true, Framing::Ndjson, &l)
-                .unwrap()
-                .len(),
-            3
-        );
-    }
-
-    #[test]
-    fn whole_request_errors() {
-        let l = Limits {
-            max_request_bytes: 1000,
-            max_event_bytes: 500,
-            max_events_per_request: 2,
-            ..Limits::default()
-        };
-        let code = |r: Result<_, RequestError>| r.unwrap_err().code;
-        assert_eq!(
-            code(decode(b"not gzip".to_vec(), true, Framing::Json, &l)),
-            "invalid_gzip"
-        );
-        assert_eq!(
-            code(decode(gz(&vec![b' '; 2000]), true, Framing::Json, &l)),
-            "request_too_large"
-        );
-        assert_eq!(
-            code(decode(b"[{".to_vec(), false, Framing::Json, &l)),
-            "malformed_request"
-        );
-        assert_eq!(
-            code(decode(b"42".to_vec(), false, Framing::Json, &l)),
-            "malformed_request"
-        );
-        assert_eq!(
-            code(decode(b"  ".to_vec(), false, Framing::Ndjson, &l)),
-            "empty_request"
-        );
-        let three = format!("{EV}\n{EV}\n{EV}");
-        assert_eq!(
-            code(decode(three.into(), false, Framing::Ndjson, &l)),
-            "too_many_events"
-        );
-    }
 }

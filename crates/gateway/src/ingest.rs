@@ -4,16 +4,24 @@
 //! here. Valid items are published concurrently; the call returns once every one has its
 //! PubAck or has failed, so a success answer always means "on disk".
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_nats::jetstream;
 use auditstream_bus::{PublishError, headers::EventMeta, publish_durable, subjects};
-use auditstream_model::{ItemError, ValidatedEvent};
+use auditstream_model::{ItemError, ItemErrorCode, ValidatedEvent};
 use bytes::Bytes;
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use crate::metrics::{Metrics, ReasonLabel, TransportLabel};
+use crate::{
+    auth::OrgScope,
+    metrics::{Metrics, ReasonLabel, TransportLabel},
+    ratelimit::RateLimiter,
+};
 
 /// The outcome of one item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,6 +42,12 @@ pub enum ItemOutcome {
         id: String,
         reason: String,
     },
+    /// Valid, but its organization is over its rate limit; not stored, the request as a
+    /// whole gets 429 (unless a 503 applies).
+    RateLimited {
+        id: String,
+        reason: String,
+    },
 }
 
 /// Everything the transports report back.
@@ -42,6 +56,9 @@ pub struct IngestOutcome {
     pub items: Vec<ItemOutcome>,
     /// Set when at least one valid item could not be stored.
     pub unavailable: Option<PublishError>,
+    /// Set when at least one valid item was refused by its organization's rate limit: when
+    /// to try again.
+    pub rate_limited: Option<Duration>,
 }
 
 impl IngestOutcome {
@@ -68,14 +85,24 @@ pub struct Ingestor {
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) publish_timeout: std::time::Duration,
+    pub(crate) publish_timeout: Duration,
+    pub(crate) limiter: RateLimiter,
+}
+
+/// What happens to one item, decided before anything is published.
+enum Plan {
+    Reject(ItemError),
+    Limit(String, Duration),
+    Publish(ValidatedEvent),
 }
 
 impl Ingestor {
-    /// Stores every valid item and reports per item.
+    /// Stores every valid item its token may send and its organization's rate limit lets
+    /// through, and reports per item.
     pub async fn ingest(
         &self,
         items: Vec<Result<ValidatedEvent, ItemError>>,
+        scope: &OrgScope,
         transport: &'static str,
         traceparent: Option<&str>,
     ) -> IngestOutcome {
@@ -85,11 +112,26 @@ impl Ingestor {
         // every event (lives until the events are stored).
         let hop = auditstream_telemetry::traces::hop("gateway.ingest", traceparent);
         let traceparent = hop.traceparent.as_deref();
-        let publishes = items.into_iter().map(|item| async {
-            match item {
-                Err(error) => (ItemOutcome::Rejected { error }, None),
+        let plans = self.plan(items, scope);
+        let rate_limited = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::Limit(_, after) => Some(*after),
+                _ => None,
+            })
+            .max();
+        let publishes = plans.into_iter().map(|plan| async {
+            match plan {
+                Plan::Reject(error) => (ItemOutcome::Rejected { error }, None),
+                Plan::Limit(id, after) => {
+                    let reason = format!(
+                        "the organization is over its ingest rate limit; retry in {} s",
+                        after.as_secs()
+                    );
+                    (ItemOutcome::RateLimited { id, reason }, None)
+                }
                 // Fail fast: while disconnected the client would only buffer the message.
-                Ok(event) if !connected => {
+                Plan::Publish(event) if !connected => {
                     let e = PublishError::Unavailable("not connected to NATS".into());
                     (
                         ItemOutcome::NotStored {
@@ -99,7 +141,7 @@ impl Ingestor {
                         Some(e),
                     )
                 }
-                Ok(event) => self.publish(event, &received_at, traceparent).await,
+                Plan::Publish(event) => self.publish(event, &received_at, traceparent).await,
             }
         });
         let (items, errors): (Vec<ItemOutcome>, Vec<Option<PublishError>>) =
@@ -127,6 +169,15 @@ impl Ingestor {
                         .get_or_create(&ReasonLabel { transport, reason })
                         .inc();
                 }
+                ItemOutcome::RateLimited { .. } => {
+                    self.metrics
+                        .rejected
+                        .get_or_create(&ReasonLabel {
+                            transport,
+                            reason: "rate_limited",
+                        })
+                        .inc();
+                }
                 ItemOutcome::NotStored { .. } => {}
             }
         }
@@ -140,7 +191,59 @@ impl Ingestor {
                 .inc_by(not_stored as u64);
             tracing::warn!(transport, not_stored, error = %e, "events not stored; answering unavailable");
         }
-        IngestOutcome { items, unavailable }
+        if let Some(after) = rate_limited {
+            tracing::info!(
+                transport,
+                retry_after_s = after.as_secs(),
+                "events refused by an organization's rate limit"
+            );
+        }
+        IngestOutcome {
+            items,
+            unavailable,
+            rate_limited,
+        }
+    }
+
+    /// Applies the token's organization scope, then each organization's rate limit, whose
+    /// grant goes to the request's first events of that organization.
+    fn plan(&self, items: Vec<Result<ValidatedEvent, ItemError>>, scope: &OrgScope) -> Vec<Plan> {
+        let mut wanted: HashMap<&str, usize> = HashMap::new();
+        for event in items.iter().flatten() {
+            if scope.allows(&event.org_id) {
+                *wanted.entry(event.org_id.as_str()).or_default() += 1;
+            }
+        }
+        let now = Instant::now();
+        let mut grants: HashMap<String, (usize, Duration)> = wanted
+            .into_iter()
+            .map(|(org, n)| {
+                let g = self.limiter.take(org, n, now);
+                (org.to_owned(), (g.granted, g.retry_after))
+            })
+            .collect();
+        items
+            .into_iter()
+            .map(|item| match item {
+                Err(error) => Plan::Reject(error),
+                Ok(event) if !scope.allows(&event.org_id) => Plan::Reject(ItemError::new(
+                    "org_id",
+                    ItemErrorCode::OrgNotAllowed,
+                    format!(
+                        "this token may not send events for organization {:?}",
+                        event.org_id
+                    ),
+                )),
+                Ok(event) => match grants.get_mut(&event.org_id) {
+                    Some((left, _)) if *left > 0 => {
+                        *left -= 1;
+                        Plan::Publish(event)
+                    }
+                    Some((_, after)) => Plan::Limit(event.id, *after),
+                    None => Plan::Publish(event),
+                },
+            })
+            .collect()
     }
 
     async fn publish(

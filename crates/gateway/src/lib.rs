@@ -14,6 +14,8 @@ mod grpc;
 mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod ratelimit;
+mod serve;
 
 use std::{
     sync::{
@@ -36,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::GatewayConfig;
 
-use crate::{auth::Auth, ingest::Ingestor, metrics::Metrics};
+use crate::{auth::Auth, ingest::Ingestor, metrics::Metrics, ratelimit::RateLimiter};
 
 /// Room for NATS headers on top of the event body when comparing with `max_payload`.
 const HEADER_ROOM: usize = 4096;
@@ -54,6 +56,7 @@ pub(crate) struct Core {
     pub(crate) auth: Auth,
     pub(crate) limits: Limits,
     pub(crate) retry_after: Duration,
+    pub(crate) request_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -75,7 +78,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new(&mut registry));
 
     // Returns at once; the client connects and reconnects in the background.
-    let client = connect(&config.nats.url, "auditstream-gateway")
+    let client = connect(&config.nats, "auditstream-gateway")
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
     let js = jetstream_context(client.clone(), config.nats.publish_timeout);
@@ -97,13 +100,12 @@ pub async fn run(
             js,
             metrics: metrics.clone(),
             publish_timeout: config.nats.publish_timeout,
+            limiter: RateLimiter::new(config.rate_limit.clone()),
         },
-        auth: Auth::new(
-            config.auth.tokens.clone(),
-            config.auth.allow_unauthenticated,
-        ),
+        auth: Auth::new(&config.auth.tokens, config.auth.allow_unauthenticated),
         limits: config.limits.clone(),
         retry_after: config.retry_after,
+        request_timeout: config.server.request_timeout,
         metrics,
     });
 
@@ -120,9 +122,25 @@ pub async fn run(
         nats = %config.nats.url,
         "gateway listening"
     );
-    let http = axum::serve(listeners.http, http::router(core.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let grpc = tonic::transport::Server::builder()
+    let http = serve::serve_http(
+        listeners.http,
+        http::router(core.clone()),
+        config.server.clone(),
+        shutdown.clone(),
+    );
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some(tls) = config
+        .grpc_tls
+        .tonic_config("grpc_tls")
+        .map_err(anyhow::Error::msg)?
+    {
+        grpc = grpc.tls_config(tls).context("grpc_tls")?;
+    }
+    let grpc = grpc
+        .timeout(config.server.request_timeout)
+        .http2_max_header_list_size(
+            u32::try_from(config.server.max_header_bytes).unwrap_or(u32::MAX),
+        )
         .add_service(health_service)
         .add_service(
             IngestServiceServer::new(grpc::GrpcIngest { core: core.clone() })

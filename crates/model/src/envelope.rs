@@ -69,6 +69,8 @@ pub enum ItemErrorCode {
     InvalidTimestamp,
     TooDeep,
     EventTooLarge,
+    /// The producer token is not allowed to send events for this organization.
+    OrgNotAllowed,
 }
 
 impl ItemErrorCode {
@@ -88,12 +90,13 @@ impl ItemErrorCode {
             ItemErrorCode::InvalidTimestamp => "invalid_timestamp",
             ItemErrorCode::TooDeep => "too_deep",
             ItemErrorCode::EventTooLarge => "event_too_large",
+            ItemErrorCode::OrgNotAllowed => "org_not_allowed",
         }
     }
 }
 
 impl ItemError {
-    fn new(field: impl Into<String>, code: ItemErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, code: ItemErrorCode, message: impl Into<String>) -> Self {
         ItemError {
             field: field.into(),
             code,

@@ -5,6 +5,7 @@
 //! ID rule for everything that becomes a NATS subject token, and the size and nesting
 //! limits. It does no I/O: the gateway and config-service call it, and so will the router.
 
+pub mod body;
 pub mod catalog;
 pub mod destination;
 pub mod envelope;

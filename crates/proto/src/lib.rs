@@ -1,7 +1,10 @@
 //! Generated types for Auditstream's gRPC contracts (`proto/auditstream/v1`).
 //!
-//! This crate owns code generation only; validation and behaviour live in `model` and the
+//! This crate owns code generation, and the TLS settings of the gRPC transport ([`tls`])
+//! that every server and client shares; validation and behaviour live in `model` and the
 //! services.
+
+pub mod tls;
 
 /// `auditstream.v1`: the ingest API (and, in later versions, the config API).
 pub mod v1 {

@@ -26,6 +26,8 @@ pub struct ConfigServiceSource {
     pub url: String,
     /// A token of the config service's `service` role.
     pub token: Secret,
+    /// For an `https://` URL.
+    pub tls: auditstream_proto::tls::ClientTls,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +91,7 @@ impl Default for ConfigServiceSource {
         ConfigServiceSource {
             url: "http://127.0.0.1:50052".into(),
             token: Secret::new(""),
+            tls: Default::default(),
         }
     }
 }

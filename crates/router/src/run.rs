@@ -46,7 +46,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
-    let nats = connect(&config.nats.url, "auditstream-router")
+    let nats = connect(&config.nats, "auditstream-router")
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
     let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
@@ -55,6 +55,7 @@ pub async fn run(
         ConfigSource {
             url: config.config_service.url.clone(),
             token: config.config_service.token.expose().to_owned(),
+            tls: config.config_service.tls.clone(),
         },
         nats.clone(),
         shutdown.clone(),

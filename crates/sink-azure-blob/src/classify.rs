@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use auditstream_azure_auth::sas::redact;
 use auditstream_sink_core::{Answer, classify::Class, classify::classify_http};
 use azure_core::error::ErrorKind;
 use time::OffsetDateTime;
@@ -351,24 +352,6 @@ fn truncate(mut s: String) -> String {
         s.push('…');
     }
     s
-}
-
-/// Replaces the value of every `sig=` (a SAS signature: whoever has it can use the token) with
-/// `REDACTED`.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.to_ascii_lowercase().find("sig=") {
-        out.push_str(&rest[..i + 4]);
-        out.push_str("REDACTED");
-        rest = &rest[i + 4..];
-        let end = rest
-            .find(['&', ' ', ')', '"', '\'', '<', '>', '\n'])
-            .unwrap_or(rest.len());
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

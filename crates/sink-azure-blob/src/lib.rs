@@ -72,7 +72,7 @@ mod account;
 mod classify;
 mod config;
 mod destination;
-pub mod sas;
+pub use auditstream_azure_auth::sas;
 
 use std::sync::Arc;
 
@@ -185,7 +185,7 @@ impl Sink for AzureBlobSink {
             Answer::configuration(
                 format!(
                     "cannot address container {container}: {}",
-                    classify::redact(&e.to_string())
+                    sas::redact(&e.to_string())
                 ),
                 "check the connection's endpoint and the destination's container",
             )

@@ -20,13 +20,13 @@ use std::{
     time::Duration,
 };
 
+use auditstream_azure_auth::entra::TokenReply;
 use auditstream_egress::{Egress, Reply};
 use auditstream_sink_core::{Answer, classify::Class};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::Full;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Deserialize;
 use tokio::time::Instant;
 
 /// A URL path segment: everything but RFC 3986's unreserved characters is escaped
@@ -109,15 +109,6 @@ impl std::fmt::Debug for TokenSource {
             .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
-}
-
-/// Entra ID's answer (success or error).
-#[derive(Deserialize, Default)]
-struct TokenReply {
-    access_token: Option<String>,
-    expires_in: Option<serde_json::Value>,
-    error: Option<String>,
-    error_description: Option<String>,
 }
 
 impl TokenSource {
@@ -245,14 +236,12 @@ impl TokenSource {
             );
             answer
         })?;
-        let parsed: TokenReply = serde_json::from_slice(&reply.body).unwrap_or_default();
+        let parsed = TokenReply::parse(&reply.body);
         if reply.status != StatusCode::OK {
             return Err(self.refusal(&reply, &parsed));
         }
-        let (Some(access_token), Some(lifetime)) = (
-            parsed.access_token,
-            parsed.expires_in.as_ref().and_then(seconds),
-        ) else {
+        let lifetime = parsed.lifetime();
+        let (Some(access_token), Some(lifetime)) = (parsed.access_token, lifetime) else {
             return Err(Answer::configuration(
                 format!(
                     "the token endpoint {} answered 200 without an access_token and expires_in",
@@ -350,16 +339,6 @@ impl TokenSource {
     }
 }
 
-/// `expires_in` as Entra ID sends it (a number; some endpoints send a string).
-fn seconds(value: &serde_json::Value) -> Option<u64> {
-    match value {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-    .filter(|s| *s > 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,14 +361,6 @@ mod tests {
             scope_for("http://127.0.0.1:4000"),
             "https://monitor.azure.com//.default"
         );
-    }
-
-    #[test]
-    fn expires_in_as_number_or_string() {
-        assert_eq!(seconds(&serde_json::json!(3599)), Some(3599));
-        assert_eq!(seconds(&serde_json::json!("3599")), Some(3599));
-        assert_eq!(seconds(&serde_json::json!(0)), None);
-        assert_eq!(seconds(&serde_json::json!(null)), None);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct ConfigServiceSource {
     pub url: String,
     /// A token of the config service's `service` role.
     pub token: Secret,
+    /// For an `https://` URL.
+    pub tls: auditstream_proto::tls::ClientTls,
     /// Longest wait for one config-service call (GetDestination, ReportStatus).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -157,6 +159,7 @@ impl Default for ConfigServiceSource {
         ConfigServiceSource {
             url: "http://127.0.0.1:50052".into(),
             token: Secret::new(""),
+            tls: Default::default(),
             timeout: Duration::from_secs(10),
         }
     }

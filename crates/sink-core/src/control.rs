@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::Channel,
 };
 
 use crate::{
@@ -45,7 +45,10 @@ pub struct Control {
 
 impl Control {
     pub fn new(source: &ConfigServiceSource) -> anyhow::Result<Control> {
-        let channel = Endpoint::from_shared(source.url.clone())?
+        let channel = source
+            .tls
+            .endpoint(&source.url, "config_service.tls")
+            .map_err(anyhow::Error::msg)?
             .connect_timeout(Duration::from_secs(5))
             .timeout(source.timeout)
             .connect_lazy();

@@ -142,7 +142,7 @@ pub async fn run<S: Sink, C>(
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, sink_type);
     let client_name = format!("auditstream-sink-{}", sink_type.replace('_', "-"));
-    let nats = connect(&config.nats.url, &client_name)
+    let nats = connect(&config.nats, &client_name)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
     let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
@@ -151,6 +151,7 @@ pub async fn run<S: Sink, C>(
         ConfigSource {
             url: config.config_service.url.clone(),
             token: config.config_service.token.expose().to_owned(),
+            tls: config.config_service.tls.clone(),
         },
         nats.clone(),
         shutdown.clone(),

@@ -2,8 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use auditstream_gateway::{GatewayConfig, Listeners};
-use auditstream_telemetry::Secret;
+use auditstream_gateway::{GatewayConfig, Listeners, auth::ProducerToken};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +19,7 @@ pub fn test_gateway_config(nats_url: &str) -> GatewayConfig {
     c.nats.topology = small_topology();
     c.nats.publish_timeout = Duration::from_secs(2);
     c.retry_after = Duration::from_secs(1);
-    c.auth.tokens = vec![Secret::new(TEST_TOKEN)];
+    c.auth.tokens = vec![ProducerToken::any_org(TEST_TOKEN)];
     c
 }
 

@@ -19,6 +19,7 @@ mod router;
 mod s3_server;
 mod sink;
 mod smtp;
+mod tls;
 
 pub use azure_monitor::{
     AzureMonitorStandIn, INGESTION_API_VERSION, IngestRequest, MONITOR_SCOPE, MonitorContract,
@@ -38,6 +39,7 @@ pub use router::{RouterHarness, metric, test_router_config};
 pub use s3_server::{S3Server, StoredObject};
 pub use sink::{SinkHarness, test_sink_config};
 pub use smtp::SmtpServer;
+pub use tls::TestCerts;
 
 /// Polls `http://<ops>/readyz` until it answers 200. Panics after `timeout`, or as soon as the
 /// service's task has ended (it failed to start), naming `what`.

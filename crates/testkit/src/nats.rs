@@ -17,6 +17,16 @@ pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Set for a server that requires TLS and a user (see [`NatsServer::start_secured`]).
+    secured: Option<Secured>,
+}
+
+/// What a client needs to reach a secured server.
+#[derive(Debug, Clone)]
+pub struct Secured {
+    pub ca_file: PathBuf,
+    pub user: String,
+    pub password: String,
 }
 
 impl NatsServer {
@@ -28,6 +38,31 @@ impl NatsServer {
     /// As [`NatsServer::start`], with the store's size cap and, if `sync_always`,
     /// `sync_interval: always` (fsync before every ack; the single-node durability option).
     pub fn start_with(max_file_store: &str, sync_always: bool) -> Self {
+        Self::start_configured(max_file_store, sync_always, None)
+    }
+
+    /// A server that only speaks TLS (with `certs`' server certificate) and requires the
+    /// user `user` with `password`, as a production NATS would.
+    pub fn start_secured(certs: &crate::TestCerts, user: &str, password: &str) -> Self {
+        Self::start_configured(
+            "2GB",
+            false,
+            Some((
+                certs,
+                Secured {
+                    ca_file: certs.ca(),
+                    user: user.to_owned(),
+                    password: password.to_owned(),
+                },
+            )),
+        )
+    }
+
+    fn start_configured(
+        max_file_store: &str,
+        sync_always: bool,
+        secured: Option<(&crate::TestCerts, Secured)>,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("auditstream-nats-")
             .tempdir()
@@ -43,20 +78,41 @@ impl NatsServer {
                  max_payload: 8MB\n\
                  jetstream {{\n  store_dir: {store:?}\n  max_file_store: {max_file_store}\n  max_memory_store: 64MB\n{sync}}}\n",
                 sync = if sync_always { "  sync_interval: always\n" } else { "" },
-            ),
+            ) + &secured
+                .as_ref()
+                .map(|(certs, s)| {
+                    format!(
+                        "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  timeout: 2\n}}\n\
+                         authorization {{\n  user: {:?}\n  password: {:?}\n}}\n",
+                        certs.server_cert(),
+                        certs.server_key(),
+                        s.user,
+                        s.password
+                    )
+                })
+                .unwrap_or_default(),
         )
         .expect("write nats.conf");
         let mut server = NatsServer {
             port,
             dir,
             child: None,
+            secured: secured.map(|(_, s)| s),
         };
         server.spawn();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        match self.secured {
+            Some(_) => format!("tls://127.0.0.1:{}", self.port),
+            None => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The CA and credentials of a secured server.
+    pub fn secured(&self) -> Option<&Secured> {
+        self.secured.as_ref()
     }
 
     pub fn port(&self) -> u16 {
@@ -83,7 +139,15 @@ impl NatsServer {
     }
 
     pub async fn connect(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(s) = &self.secured {
+            auditstream_telemetry::install_crypto_provider();
+            options = options
+                .add_root_certificates(s.ca_file.clone())
+                .user_and_password(s.user.clone(), s.password.clone());
+        }
+        options
+            .connect(self.url())
             .await
             .expect("connect to test nats-server")
     }

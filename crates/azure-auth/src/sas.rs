@@ -1,4 +1,4 @@
-//! Account SAS signing from a storage account key.
+//! Account SAS signing from a storage account key, and SAS redaction.
 //!
 //! `azure_storage_blob` 1.x has no shared-key credential (only Entra ID tokens and URLs that
 //! already carry a SAS), so a connection with an account key gets an **account SAS** signed
@@ -114,6 +114,25 @@ fn string_to_sign(account: &str, start: &str, expiry: &str, protocol: &str) -> S
         "",
     ]
     .join("\n")
+}
+
+/// Replaces the value of every `sig=` (a SAS signature: whoever has it can use the token) with
+/// `REDACTED`, so error texts that quote a request URL can be logged and shown.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // ASCII lowercasing keeps byte offsets, so an index found in `lower` is one in `rest`.
+    while let Some(i) = rest.to_ascii_lowercase().find("sig=") {
+        out.push_str(&rest[..i + 4]);
+        out.push_str("REDACTED");
+        rest = &rest[i + 4..];
+        let end = rest
+            .find(['&', ' ', ')', '"', '\'', '<', '>', '\n'])
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `YYYY-MM-DDThh:mm:ssZ` (UTC, whole seconds), the form SAS times are signed in.
