@@ -26,6 +26,9 @@ struct Counts {
     /// organizations' destinations too), or a message that lost its stamp.
     unstamped: Vec<(String, Option<String>)>,
     bytes: u64,
+    /// While set, requests get no answer: they wait until it is cleared and are then
+    /// refused with 503 (the sender has long given up; a hung destination, for chaos runs).
+    hang: bool,
     /// Requests whose path starts with this are refused with this status (a broken
     /// destination, for the backlog benchmark).
     refuse: Option<(String, StatusCode)>,
@@ -85,6 +88,15 @@ impl Receiver {
         }
     }
 
+    /// The ids of `ids` that never arrived.
+    pub fn missing(&self, ids: &[String]) -> Vec<String> {
+        let counts = self.counts.lock().unwrap();
+        ids.iter()
+            .filter(|id| !counts.seen.contains_key(*id))
+            .cloned()
+            .collect()
+    }
+
     /// Waits until every id in `ids` arrived or `timeout` passed.
     pub async fn wait_for(&self, ids: &[String], timeout: Duration) -> Tally {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -105,6 +117,11 @@ impl Receiver {
                 StatusCode::from_u16(status).expect("an HTTP status"),
             )
         });
+    }
+
+    /// Stops answering (`true`) or answers again (`false`).
+    pub fn hang(&self, on: bool) {
+        self.counts.lock().unwrap().hang = on;
     }
 
     /// End-to-end latencies so far (taken: the next call starts empty).
@@ -132,6 +149,12 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    if counts.lock().unwrap().hang {
+        while counts.lock().unwrap().hang {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     let arrived = now_ns();
     if let Some((prefix, status)) = &counts.lock().unwrap().refuse
         && uri.path().starts_with(prefix.as_str())

@@ -1,0 +1,48 @@
+//! `make chaos`: the full chaos plan against the release binaries (see `tests/chaos/mod.rs`).
+//! Prints the figures and writes them to `target/chaos/report.md` and `report.json`; exits 1
+//! when an accepted event was lost.
+//!
+//! `CHAOS_MINUTES` shortens or lengthens the load (14 by default; the whole run then takes
+//! about 18 minutes).
+
+#[path = "../chaos/mod.rs"]
+mod chaos;
+
+use std::{path::PathBuf, time::Duration};
+
+fn main() {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let mut plan = chaos::Plan::full(target.join("release"));
+    if let Some(minutes) = std::env::var("CHAOS_MINUTES")
+        .ok()
+        .and_then(|m| m.parse::<f64>().ok())
+    {
+        let scale = minutes * 60.0 / plan.load_for.as_secs_f64();
+        plan.load_for = Duration::from_secs_f64(minutes * 60.0);
+        for (_, length) in &mut plan.outages {
+            *length = length.mul_f64(scale);
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let report = runtime.block_on(chaos::run(plan));
+    let markdown = report.markdown();
+    println!("{markdown}");
+    let out = target.join("chaos");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("report.md"), &markdown).unwrap();
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report.json()).unwrap(),
+    )
+    .unwrap();
+    if report.lost > 0 {
+        eprintln!(
+            "LOST {} accepted events, e.g. {:?}",
+            report.lost,
+            &report.missing[..report.missing.len().min(10)]
+        );
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,689 @@
+//! The chaos run: the whole pipeline as real processes (nats-server, gateway, config-service,
+//! router, sink-http) under a steady load from the load generator, while services are killed
+//! with SIGKILL and restarted at random moments, nats-server is restarted and paused
+//! (SIGSTOP), the destination answers 503, then 403, then hangs, and `AUDIT_INGEST`'s disk
+//! quota is filled (filler traffic until JetStream refuses, `discard: new`) so the gateway's
+//! 503 path is taken, then freed. At the end everything is
+//! healed and every id the gateway accepted must reach the destination: duplicates are
+//! counted and reported, a missing id fails the run.
+//!
+//! `make chaos` runs the full plan ([`Plan::full`], release binaries, ≤ 20 minutes) from
+//! `benches/chaos.rs`; `make test` runs [`Plan::smoke`] (debug binaries, about a minute)
+//! from `tests/chaos_smoke.rs`. Both print the same report.
+
+// Shared by a bench and a test, which each use part of it.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    fs::OpenOptions,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use auditstream_loadgen::{
+    mix::Shape,
+    receive::Receiver,
+    send::{SendPlan, Transport, run as send},
+    setup::setup,
+};
+use auditstream_testkit::NatsServer;
+use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "chaos-token-0123456789abcdef";
+const ADMIN: &str = "chaos-admin-0123456789abcdef";
+const SERVICE: &str = "chaos-service-0123456789abcdef";
+
+/// What the destination does during an outage window.
+#[derive(Debug, Clone, Copy)]
+pub enum Outage {
+    /// Answers this status to every request (503: down; 403: credentials refused).
+    Status(u16),
+    /// Accepts connections and never answers.
+    Hang,
+}
+
+impl Outage {
+    fn label(self) -> String {
+        match self {
+            Outage::Status(s) => format!("answers {s}"),
+            Outage::Hang => "hangs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where the service binaries are (`target/debug` or `target/release`).
+    pub bin_dir: PathBuf,
+    /// How long the load runs; every fault happens inside it.
+    pub load_for: Duration,
+    /// Events per second sent by the load generator.
+    pub rate: f64,
+    /// SIGKILL + restart per service (gateway, config-service, router, sink-http).
+    pub kills_per_service: usize,
+    pub nats_restarts: usize,
+    /// One SIGSTOP of nats-server this long (zero: none).
+    pub nats_pause: Duration,
+    /// Destination misbehaviour windows, one after the other.
+    pub outages: Vec<(Outage, Duration)>,
+    /// Fill AUDIT_INGEST's quota once and keep it full this long.
+    pub full_stream_for: Duration,
+    /// Longest wait, after healing, for every accepted id to arrive.
+    pub drain_timeout: Duration,
+    /// Every stream's size cap: room for the whole run (AUDIT_INGEST keeps what it routed).
+    /// The JetStream store is sized for five of them.
+    pub stream_bytes: u64,
+    pub seed: u64,
+}
+
+impl Plan {
+    /// `make chaos`: ≥ 20 kills of each service, 10 minutes of destination outage.
+    pub fn full(bin_dir: PathBuf) -> Plan {
+        Plan {
+            bin_dir,
+            load_for: Duration::from_secs(14 * 60),
+            rate: 400.0,
+            kills_per_service: 20,
+            nats_restarts: 3,
+            nats_pause: Duration::from_secs(30),
+            outages: vec![
+                (Outage::Status(503), Duration::from_secs(4 * 60)),
+                (Outage::Status(403), Duration::from_secs(3 * 60)),
+                (Outage::Hang, Duration::from_secs(3 * 60)),
+            ],
+            full_stream_for: Duration::from_secs(20),
+            drain_timeout: Duration::from_secs(180),
+            stream_bytes: 1 << 30,
+            seed: 20261123,
+        }
+    }
+
+    /// `make test`: every kind of fault once or twice, in about a minute.
+    pub fn smoke(bin_dir: PathBuf) -> Plan {
+        Plan {
+            bin_dir,
+            load_for: Duration::from_secs(50),
+            rate: 200.0,
+            kills_per_service: 2,
+            nats_restarts: 1,
+            nats_pause: Duration::from_secs(3),
+            outages: vec![
+                (Outage::Status(503), Duration::from_secs(5)),
+                (Outage::Status(403), Duration::from_secs(5)),
+                (Outage::Hang, Duration::from_secs(5)),
+            ],
+            full_stream_for: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(120),
+            stream_bytes: 256 << 20,
+            seed: 7,
+        }
+    }
+}
+
+/// One service process, restartable on the same ports with the same environment.
+struct Proc {
+    name: &'static str,
+    bin: PathBuf,
+    env: Vec<(String, String)>,
+    ops: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn start(&mut self) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("service log");
+        let child = Command::new(&self.bin)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if reqwest::get(format!("http://127.0.0.1:{}/readyz", self.ops))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "{} exited with {status}; see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready within {timeout:?}; see {}",
+                self.name,
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The run's directory (service logs, the config database); kept when the run fails or
+/// panics, for whoever investigates.
+struct LogDir(Option<tempfile::TempDir>);
+
+impl LogDir {
+    fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+
+    fn keep(&mut self) {
+        if let Some(dir) = self.0.take() {
+            eprintln!("chaos: logs kept in {}", dir.keep().display());
+        }
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.keep();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// The services, in start order, with their environment.
+fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
+    let e = |k: &str, v: String| (k.to_owned(), v);
+    let mut common = vec![
+        e("AUDITSTREAM_NATS__URL", nats_url.to_owned()),
+        e("AUDITSTREAM_LOG__FORMAT", "text".into()),
+        e("AUDITSTREAM_LOG__FILTER", "warn".into()),
+        e("AUDITSTREAM_SHUTDOWN_GRACE", "2s".into()),
+    ];
+    for s in ["INGEST", "DELIVER", "BACKLOG", "DLQ"] {
+        common.push(e(
+            &format!("AUDITSTREAM_NATS__TOPOLOGY__{s}__MAX_BYTES"),
+            plan.stream_bytes.to_string(),
+        ));
+    }
+    common.push(e(
+        "AUDITSTREAM_NATS__TOPOLOGY__CONTROL__MAX_BYTES",
+        (64u64 << 20).to_string(),
+    ));
+    let (gw_http, config_grpc) = (free_port(), free_port());
+    let proc = |name: &'static str, bin: &str, ops: u16, extra: Vec<(String, String)>| Proc {
+        name,
+        bin: plan.bin_dir.join(bin),
+        env: common
+            .iter()
+            .cloned()
+            .chain([e("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))])
+            .chain(extra)
+            .collect(),
+        ops,
+        log: dir.join(format!("{name}.log")),
+        child: None,
+    };
+    let data_plane = || {
+        vec![
+            e("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false".into()),
+            e(
+                "AUDITSTREAM_CONFIG_SERVICE__URL",
+                format!("http://127.0.0.1:{config_grpc}"),
+            ),
+            e("AUDITSTREAM_CONFIG_SERVICE__TOKEN", SERVICE.into()),
+        ]
+    };
+    let mut sink_env = data_plane();
+    sink_env.extend([
+        e("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true".into()),
+        e("AUDITSTREAM_SINK__ALLOWED_NETWORKS", "127.0.0.1".into()),
+        // A hung destination costs a request this long, not the 30 s default.
+        e("AUDITSTREAM_SINK__REQUEST_TIMEOUT", "3s".into()),
+        e("AUDITSTREAM_DELIVERY__PROBE__INITIAL", "500ms".into()),
+        e("AUDITSTREAM_DELIVERY__PROBE__MAX", "2s".into()),
+        e("AUDITSTREAM_DELIVERY__BROKEN_AFTER", "5s".into()),
+    ]);
+    vec![
+        proc(
+            "gateway",
+            "auditstream-gateway",
+            free_port(),
+            vec![
+                e("AUDITSTREAM_HTTP_ADDR", format!("127.0.0.1:{gw_http}")),
+                e(
+                    "AUDITSTREAM_GRPC_ADDR",
+                    format!("127.0.0.1:{}", free_port()),
+                ),
+                e("AUDITSTREAM_AUTH__TOKENS", TOKEN.into()),
+                e("AUDITSTREAM_NATS__PUBLISH_TIMEOUT", "2s".into()),
+                e("AUDITSTREAM_RETRY_AFTER", "1s".into()),
+            ],
+        ),
+        proc(
+            "config-service",
+            "auditstream-config-service",
+            free_port(),
+            vec![
+                e("AUDITSTREAM_GRPC_ADDR", format!("127.0.0.1:{config_grpc}")),
+                e(
+                    "AUDITSTREAM_DATABASE__URL",
+                    format!("sqlite://{}?mode=rwc", dir.join("config.db").display()),
+                ),
+                e(
+                    "AUDITSTREAM_AUTH__TOKENS",
+                    json!([
+                        {"token": ADMIN, "role": "platform_admin", "name": "chaos"},
+                        {"token": SERVICE, "role": "service", "name": "chaos-services"}
+                    ])
+                    .to_string(),
+                ),
+                e("AUDITSTREAM_SECRETS__ACTIVE_KEY", "chaos".into()),
+                e(
+                    "AUDITSTREAM_SECRETS__KEYS",
+                    json!({"chaos": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}).to_string(),
+                ),
+                e("AUDITSTREAM_HTTP__ALLOW_INSECURE_HTTP", "true".into()),
+                e("AUDITSTREAM_HTTP__ALLOWED_NETWORKS", "127.0.0.0/8".into()),
+            ],
+        ),
+        proc("router", "auditstream-router", free_port(), data_plane()),
+        proc("sink-http", "auditstream-sink-http", free_port(), sink_env),
+    ]
+    .into_iter()
+    .map(|mut p| {
+        if p.name == "gateway" {
+            // The HTTP port the load generator needs travels in the environment.
+            p.env.push(e("CHAOS_HTTP_PORT", gw_http.to_string()));
+        }
+        p
+    })
+    .collect()
+}
+
+fn gateway_http(procs: &[Proc]) -> String {
+    let port = procs[0]
+        .env
+        .iter()
+        .find(|(k, _)| k == "CHAOS_HTTP_PORT")
+        .map(|(_, v)| v.clone())
+        .expect("gateway port");
+    format!("http://127.0.0.1:{port}")
+}
+
+fn config_url(procs: &[Proc]) -> String {
+    let addr = procs[1]
+        .env
+        .iter()
+        .find(|(k, _)| k == "AUDITSTREAM_GRPC_ADDR")
+        .map(|(_, v)| v.clone())
+        .expect("config-service address");
+    format!("http://{addr}")
+}
+
+/// A fault at a moment of the run.
+#[derive(Debug, Clone)]
+enum Fault {
+    Kill(usize),
+    RestartNats,
+    PauseNats,
+    Destination(Outage, Duration),
+    FillIngest,
+}
+
+/// The faults at random moments (the seed makes a run repeatable): kills and NATS restarts
+/// anywhere in the first 85 % of the load; destination windows back to back from 10 %; the
+/// pause and the full stream in between.
+fn schedule(plan: &Plan, services: usize, rng: &mut StdRng) -> Vec<(Duration, Fault)> {
+    let span = plan.load_for.mul_f64(0.85);
+    let at = |rng: &mut StdRng, lo: f64, hi: f64| span.mul_f64(rng.random_range(lo..hi));
+    let mut faults = Vec::new();
+    for s in 0..services {
+        for _ in 0..plan.kills_per_service {
+            faults.push((at(rng, 0.02, 1.0), Fault::Kill(s)));
+        }
+    }
+    for _ in 0..plan.nats_restarts {
+        faults.push((at(rng, 0.05, 1.0), Fault::RestartNats));
+    }
+    if !plan.nats_pause.is_zero() {
+        faults.push((at(rng, 0.3, 0.7), Fault::PauseNats));
+    }
+    let mut t = plan.load_for.mul_f64(0.1);
+    for (outage, length) in &plan.outages {
+        faults.push((t, Fault::Destination(*outage, *length)));
+        t += *length;
+    }
+    if !plan.full_stream_for.is_zero() {
+        faults.push((at(rng, 0.2, 0.8), Fault::FillIngest));
+    }
+    faults.sort_by_key(|(t, _)| *t);
+    faults
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub accepted: usize,
+    pub delivered: usize,
+    pub lost: usize,
+    /// The first lost ids (at most 1000), for the investigation.
+    pub missing: Vec<String>,
+    pub duplicates: u64,
+    pub requests: u64,
+    pub failed_requests: u64,
+    pub kills: BTreeMap<&'static str, usize>,
+    pub nats_restarts: usize,
+    pub nats_paused: Duration,
+    pub outages: Vec<(String, Duration)>,
+    /// Answers to probes while AUDIT_INGEST was full, by status (0: none; 1: a 503 without
+    /// `Retry-After`).
+    pub full_stream_answers: BTreeMap<u16, usize>,
+    /// MiB of filler it took to fill AUDIT_INGEST.
+    pub filler_mib: usize,
+    pub drain: Duration,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn json(&self) -> Value {
+        json!({
+            "accepted": self.accepted,
+            "delivered": self.delivered,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "requests": self.requests,
+            "failed_requests": self.failed_requests,
+            "kills": self.kills,
+            "nats_restarts": self.nats_restarts,
+            "nats_paused_s": self.nats_paused.as_secs_f64(),
+            "destination_outages": self.outages.iter().map(|(what, d)| json!({"what": what, "s": d.as_secs_f64()})).collect::<Vec<_>>(),
+            "full_stream_answers": self.full_stream_answers,
+            "filler_mib": self.filler_mib,
+            "drain_s": self.drain.as_secs_f64(),
+            "elapsed_s": self.elapsed.as_secs_f64(),
+        })
+    }
+
+    pub fn markdown(&self) -> String {
+        let kills: Vec<String> = self.kills.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        let outages: Vec<String> = self
+            .outages
+            .iter()
+            .map(|(what, d)| format!("{what} {:.0} s", d.as_secs_f64()))
+            .collect();
+        format!(
+            "| figure | value |\n|---|---|\n\
+             | events accepted by the gateway | {} |\n\
+             | delivered (distinct ids) | {} |\n\
+             | **lost** | **{}** |\n\
+             | duplicates delivered | {} ({:.2} %) |\n\
+             | requests (failed: not accepted, resent by no one) | {} ({}) |\n\
+             | SIGKILLs (each followed by a restart) | {} |\n\
+             | nats-server restarts | {} |\n\
+             | nats-server paused (SIGSTOP) | {:.0} s |\n\
+             | destination outages | {} |\n\
+             | answers while AUDIT_INGEST was full (filled with {} MiB; status: count) | {:?} |\n\
+             | drain after healing | {:.1} s |\n\
+             | whole run | {:.0} s |\n",
+            self.accepted,
+            self.delivered,
+            self.lost,
+            self.duplicates,
+            100.0 * self.duplicates as f64 / self.accepted.max(1) as f64,
+            self.requests,
+            self.failed_requests,
+            kills.join(", "),
+            self.nats_restarts,
+            self.nats_paused.as_secs_f64(),
+            outages.join(", "),
+            self.filler_mib,
+            self.full_stream_answers,
+            self.drain.as_secs_f64(),
+            self.elapsed.as_secs_f64(),
+        )
+    }
+}
+
+/// Where the filler goes: an organization no stream knows, so the router acks it unrouted.
+const FILLER: &str = "audit.ingest.chaos-filler.ws-filler.job_status";
+
+/// Fills AUDIT_INGEST's disk quota (`max_bytes`, `discard: new`) with 1 MiB filler messages
+/// until JetStream refuses one, as a burst of traffic would; returns how many it took.
+async fn fill_ingest(nats: &NatsServer) -> usize {
+    let js = nats.jetstream().await;
+    let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+    for n in 0.. {
+        let ack = js
+            .publish(FILLER, chunk.clone())
+            .await
+            .expect("publish filler");
+        match ack.await {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("maximum bytes") => return n,
+            Err(e) => panic!("filling AUDIT_INGEST: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+/// Frees the quota again: removes the filler, and only the filler.
+async fn unfill_ingest(nats: &NatsServer) {
+    let js = nats.jetstream().await;
+    js.get_stream("AUDIT_INGEST")
+        .await
+        .expect("AUDIT_INGEST")
+        .purge()
+        .filter(FILLER)
+        .await
+        .expect("purge the filler");
+}
+
+/// POSTs one small request while the stream is full: its status, 503 only with
+/// `Retry-After` (0: no answer).
+async fn probe_full(http: &reqwest::Client, url: &str) -> u16 {
+    let body = r#"{"event_type":"api_platform","occurred_at":"2026-11-23T10:00:00Z","org_id":"lg-org-0","workspace_id":"lg-org-0-ws-0","data":{"filler":"full stream probe"}}"#;
+    http.post(format!("{url}/v1/events"))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .map_or(0, |r| match r.status().as_u16() {
+            503 if !r.headers().contains_key("retry-after") => 1,
+            status => status,
+        })
+}
+
+pub async fn run(plan: Plan) -> Report {
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(plan.seed);
+    let mut dir = LogDir(Some(
+        tempfile::Builder::new()
+            .prefix("auditstream-chaos-")
+            .tempdir()
+            .expect("temp dir"),
+    ));
+    let store = format!("{}MB", 5 * plan.stream_bytes / (1 << 20) + 256);
+    let mut nats = NatsServer::start_with(&store, false);
+    let mut procs = services(&plan, dir.path(), &nats.url());
+    for p in &mut procs {
+        p.start();
+        p.wait_ready(Duration::from_secs(60)).await;
+    }
+    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("receiver");
+    let shape = Shape {
+        orgs: 4,
+        workspaces_per_org: 5,
+        min_size: 200,
+        max_size: 4096,
+        run: "chaos".into(),
+        ..Shape::default()
+    };
+    setup(
+        &config_url(&procs),
+        ADMIN,
+        &shape,
+        &format!("http://{}", receiver.addr()),
+    )
+    .await
+    .expect("tenant tree and streams");
+    // The router and the sink follow the new streams through the change feed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let gateway = gateway_http(&procs);
+    let load = tokio::spawn(send(SendPlan {
+        transport: Transport::Http,
+        target: gateway.clone(),
+        token: TOKEN.into(),
+        batch: 20,
+        concurrency: 4,
+        rate: Some(plan.rate),
+        duration: plan.load_for,
+        max_events: None,
+        shape,
+        seed: plan.seed,
+    }));
+
+    let mut report = Report::default();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let load_started = Instant::now();
+    // Destination windows run on their own clock so kills continue during them.
+    let mut outage_until: Option<Instant> = None;
+    for (at, fault) in schedule(&plan, procs.len(), &mut rng) {
+        let at = load_started + at;
+        while Instant::now() < at {
+            if outage_until.is_some_and(|t| Instant::now() >= t) {
+                receiver.refuse(None);
+                receiver.hang(false);
+                outage_until = None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        match fault {
+            Fault::Kill(i) => {
+                let p = &mut procs[i];
+                p.kill9();
+                *report.kills.entry(p.name).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..2000))).await;
+                p.start();
+            }
+            Fault::RestartNats => {
+                nats.restart();
+                report.nats_restarts += 1;
+            }
+            Fault::PauseNats => {
+                let pid = nats.pid().expect("nats-server runs");
+                signal(pid, "-STOP");
+                tokio::time::sleep(plan.nats_pause).await;
+                signal(pid, "-CONT");
+                report.nats_paused += plan.nats_pause;
+            }
+            Fault::Destination(outage, length) => {
+                receiver.refuse(None);
+                receiver.hang(false);
+                match outage {
+                    Outage::Status(status) => receiver.refuse(Some(("/", status))),
+                    Outage::Hang => receiver.hang(true),
+                }
+                outage_until = Some(Instant::now() + length);
+                report.outages.push((outage.label(), length));
+            }
+            Fault::FillIngest => {
+                report.filler_mib = fill_ingest(&nats).await;
+                let until = Instant::now() + plan.full_stream_for;
+                while Instant::now() < until {
+                    *report
+                        .full_stream_answers
+                        .entry(probe_full(&http, &gateway).await)
+                        .or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                unfill_ingest(&nats).await;
+            }
+        }
+    }
+    let sent = load.await.expect("load task").expect("load generator");
+    // Heal: the destination answers, NATS and every service run and are ready.
+    if let Some(until) = outage_until {
+        tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+    }
+    receiver.refuse(None);
+    receiver.hang(false);
+    for p in &mut procs {
+        if p.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        {
+            p.start();
+        }
+        p.wait_ready(Duration::from_secs(60)).await;
+    }
+    let drain_started = Instant::now();
+    let tally = receiver.wait_for(&sent.accepted, plan.drain_timeout).await;
+    report.drain = drain_started.elapsed();
+    report.accepted = sent.accepted.len();
+    report.delivered = tally.delivered;
+    report.duplicates = tally.duplicates;
+    report.requests = sent.requests;
+    report.failed_requests = sent.failed_requests;
+    report.lost = tally.missing;
+    if tally.missing > 0 {
+        report.missing = receiver.missing(&sent.accepted);
+        report.missing.truncate(1000);
+        eprintln!("chaos: {} ids missing", tally.missing);
+        dir.keep();
+    }
+    report.elapsed = started.elapsed();
+    drop(procs);
+    drop(nats);
+    report
+}

@@ -1,0 +1,44 @@
+//! The short version of `make chaos` (see `tests/chaos/mod.rs`): the real binaries under a
+//! steady load while each service is SIGKILLed and restarted, nats-server is restarted and
+//! paused, the destination answers 503, 403 and hangs, and AUDIT_INGEST is full for a while.
+//! Every accepted id must arrive.
+
+#[path = "../chaos/mod.rs"]
+mod chaos;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_accepted_is_lost_through_kills_restarts_pauses_and_outages() {
+    // target/<profile>: this test's executable lives in its deps/.
+    let bin_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let plan = chaos::Plan::smoke(bin_dir);
+    let (kills, outages) = (plan.kills_per_service, plan.outages.len());
+    let report = chaos::run(plan).await;
+    println!("{}", report.markdown());
+    assert_eq!(
+        report.lost,
+        0,
+        "lost ids, e.g. {:?}",
+        &report.missing[..report.missing.len().min(10)]
+    );
+    assert!(report.accepted > 1000, "{}", report.accepted);
+    assert_eq!(report.delivered, report.accepted);
+    assert!(
+        report.kills.values().all(|n| *n == kills),
+        "{:?}",
+        report.kills
+    );
+    assert_eq!(report.kills.len(), 4);
+    assert_eq!(report.outages.len(), outages);
+    assert_eq!(report.nats_restarts, 1);
+    assert!(
+        report.full_stream_answers.get(&503).is_some_and(|n| *n > 0),
+        "the full stream never answered 503: {:?}",
+        report.full_stream_answers
+    );
+}
