@@ -1,7 +1,9 @@
 //! The chaos run: the whole pipeline as real processes (nats-server, gateway, config-service,
-//! router, sink-http) under a steady load from the load generator, while services are killed
-//! with SIGKILL and restarted at random moments, nats-server is restarted and paused
-//! (SIGSTOP), the destination answers 503, then 403, then hangs, and `AUDIT_INGEST`'s disk
+//! router and the four sinks) under a steady load from the load generator, while services
+//! are killed with SIGKILL and restarted at random moments, nats-server is restarted and
+//! paused (SIGSTOP), the destinations fail (the HTTP receiver answers 503, then 403, then
+//! hangs; Azure Monitor's stand-in answers 503, then 403, then 500; the S3 and Azurite
+//! stand-ins are stopped for each window), and `AUDIT_INGEST`'s disk
 //! quota is filled (filler traffic until JetStream refuses, `discard: new`) so the gateway's
 //! 503 path is taken, then freed. At the end everything is
 //! healed and every id the gateway accepted must reach the destination: duplicates are
@@ -26,9 +28,12 @@ use auditstream_loadgen::{
     mix::Shape,
     receive::Receiver,
     send::{SendPlan, Transport, run as send},
-    setup::setup,
+    setup::{extra_destination, setup},
 };
-use auditstream_testkit::NatsServer;
+use auditstream_proto::v1::{self as pb, connection::Credentials, destination::Target};
+use auditstream_testkit::{
+    AzureMonitorStandIn, Azurite, MonitorContract, MonitorFault, NatsServer, S3Server,
+};
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use serde_json::{Value, json};
 
@@ -116,7 +121,7 @@ impl Plan {
                 (Outage::Hang, Duration::from_secs(5)),
             ],
             full_stream_for: Duration::from_secs(5),
-            drain_timeout: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(240),
             stream_bytes: 256 << 20,
             seed: 7,
         }
@@ -282,7 +287,7 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
     let mut sink_env = data_plane();
     sink_env.extend([
         e("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true".into()),
-        e("AUDITSTREAM_SINK__ALLOWED_NETWORKS", "127.0.0.1".into()),
+        e("AUDITSTREAM_SINK__ALLOWED_NETWORKS", "127.0.0.0/8".into()),
         // A hung destination costs a request this long, not the 30 s default.
         e("AUDITSTREAM_SINK__REQUEST_TIMEOUT", "3s".into()),
         e("AUDITSTREAM_DELIVERY__PROBE__INITIAL", "500ms".into()),
@@ -333,7 +338,30 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
             ],
         ),
         proc("router", "auditstream-router", free_port(), data_plane()),
-        proc("sink-http", "auditstream-sink-http", free_port(), sink_env),
+        proc(
+            "sink-http",
+            "auditstream-sink-http",
+            free_port(),
+            sink_env.clone(),
+        ),
+        proc(
+            "sink-s3",
+            "auditstream-sink-s3",
+            free_port(),
+            sink_env.clone(),
+        ),
+        proc(
+            "sink-azure-blob",
+            "auditstream-sink-azure-blob",
+            free_port(),
+            sink_env.clone(),
+        ),
+        proc(
+            "sink-azure-monitor",
+            "auditstream-sink-azure-monitor",
+            free_port(),
+            sink_env,
+        ),
     ]
     .into_iter()
     .map(|mut p| {
@@ -364,6 +392,145 @@ fn config_url(procs: &[Proc]) -> String {
         .map(|(_, v)| v.clone())
         .expect("config-service address");
     format!("http://{addr}")
+}
+
+/// The destinations besides the HTTP receiver, each taking one organization's events
+/// (organizations 1, 2 and 3; all four also go to the receiver).
+struct Stores {
+    s3: S3Server,
+    azurite: Azurite,
+    monitor: AzureMonitorStandIn,
+}
+
+const BUCKET: &str = "chaos";
+
+impl Stores {
+    async fn start() -> Stores {
+        let s3 = S3Server::s3s_fs("chaos-access-key", "chaos-secret-key-0123456789");
+        s3.create_bucket(BUCKET).await;
+        let azurite = Azurite::start();
+        azurite.create_container(BUCKET).await;
+        let monitor = AzureMonitorStandIn::start(MonitorContract::default()).await;
+        Stores {
+            s3,
+            azurite,
+            monitor,
+        }
+    }
+
+    /// The streams: `lg-org-1` → S3, `lg-org-2` → Azure Blob, `lg-org-3` → Azure Monitor.
+    async fn configure(&self, config_url: &str) {
+        let contract = self.monitor.contract();
+        let destinations = [
+            (
+                "lg-org-1",
+                "s3",
+                Credentials::S3(pb::S3Credentials {
+                    method: Some(pb::s3_credentials::Method::StaticKeys(pb::S3StaticKeys {
+                        access_key_id: self.s3.access_key().into(),
+                        secret_access_key: self.s3.secret_key().into(),
+                        session_token: String::new(),
+                    })),
+                    region: "us-east-1".into(),
+                    endpoint: self.s3.endpoint(),
+                    force_path_style: true,
+                }),
+                Target::S3(pb::S3Target {
+                    bucket: BUCKET.into(),
+                    prefix: "audit".into(),
+                    ..Default::default()
+                }),
+            ),
+            (
+                "lg-org-2",
+                "blob",
+                Credentials::AzureBlob(pb::AzureBlobCredentials {
+                    account: Azurite::ACCOUNT.into(),
+                    endpoint: self.azurite.endpoint(),
+                    method: Some(pb::azure_blob_credentials::Method::SharedKey(
+                        pb::AzureSharedKey {
+                            account_key: Azurite::KEY.into(),
+                        },
+                    )),
+                }),
+                Target::AzureBlob(pb::AzureBlobTarget {
+                    container: BUCKET.into(),
+                    prefix: "audit".into(),
+                    ..Default::default()
+                }),
+            ),
+            (
+                "lg-org-3",
+                "monitor",
+                Credentials::AzureMonitor(pb::AzureMonitorCredentials {
+                    method: Some(pb::azure_monitor_credentials::Method::ClientCredentials(
+                        pb::AzureClientCredentials {
+                            tenant_id: contract.tenant_id.clone(),
+                            client_id: contract.client_id.clone(),
+                            client_secret: contract.client_secret.clone(),
+                            authority_host: self.monitor.authority_host(),
+                        },
+                    )),
+                }),
+                Target::AzureMonitor(pb::AzureMonitorTarget {
+                    ingestion_endpoint: self.monitor.ingestion_endpoint(),
+                    dcr_immutable_id: contract.dcr_immutable_id.clone(),
+                    stream_name: contract.stream_name.clone(),
+                    log_type: "AuditLogs".into(),
+                    ..Default::default()
+                }),
+            ),
+        ];
+        for (org, name, credentials, target) in destinations {
+            extra_destination(config_url, ADMIN, org, name, credentials, target)
+                .await
+                .unwrap_or_else(|e| panic!("{name} stream: {e}"));
+        }
+    }
+
+    fn outage(&mut self, outage: Outage) {
+        self.s3.stop();
+        self.azurite.stop();
+        match outage {
+            Outage::Status(403) => self.monitor.set_role_assigned(false),
+            Outage::Status(status) => self.monitor.set_fault(MonitorFault::Status(status)),
+            Outage::Hang => self.monitor.set_fault(MonitorFault::Status(500)),
+        }
+    }
+
+    fn heal(&mut self) {
+        self.s3.restart();
+        self.azurite.restart();
+        self.monitor.set_role_assigned(true);
+        self.monitor.set_fault(MonitorFault::None);
+    }
+
+    /// Every delivery each store holds (ids repeat for duplicates).
+    async fn arrivals(&self) -> [(&'static str, &'static str, Vec<String>); 3] {
+        [
+            ("S3 (s3s-fs)", "lg-org-1", self.s3.event_ids(BUCKET).await),
+            (
+                "Azure Blob (Azurite)",
+                "lg-org-2",
+                self.azurite.event_ids(BUCKET).await,
+            ),
+            (
+                "Azure Monitor (stand-in)",
+                "lg-org-3",
+                self.monitor.accepted_ids(),
+            ),
+        ]
+    }
+}
+
+/// One destination's count at the end.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    pub destination: &'static str,
+    pub accepted: usize,
+    pub delivered: usize,
+    pub lost: usize,
+    pub duplicates: usize,
 }
 
 /// A fault at a moment of the run.
@@ -410,7 +577,10 @@ fn schedule(plan: &Plan, services: usize, rng: &mut StdRng) -> Vec<(Duration, Fa
 pub struct Report {
     pub accepted: usize,
     pub delivered: usize,
+    /// Accepted ids missing at a destination that should have them, over all destinations.
     pub lost: usize,
+    /// Per destination: the HTTP receiver (every organization) and the three stores.
+    pub destinations: Vec<Tally>,
     /// The first lost ids (at most 1000), for the investigation.
     pub missing: Vec<String>,
     pub duplicates: u64,
@@ -435,6 +605,10 @@ impl Report {
             "accepted": self.accepted,
             "delivered": self.delivered,
             "lost": self.lost,
+            "destinations": self.destinations.iter().map(|t| json!({
+                "destination": t.destination, "accepted": t.accepted, "delivered": t.delivered,
+                "lost": t.lost, "duplicates": t.duplicates,
+            })).collect::<Vec<_>>(),
             "duplicates": self.duplicates,
             "requests": self.requests,
             "failed_requests": self.failed_requests,
@@ -456,11 +630,21 @@ impl Report {
             .iter()
             .map(|(what, d)| format!("{what} {:.0} s", d.as_secs_f64()))
             .collect();
+        let destinations: String = self
+            .destinations
+            .iter()
+            .map(|t| {
+                format!(
+                    "| … at {}: accepted for it / delivered / lost / duplicates | {} / {} / **{}** / {} |\n",
+                    t.destination, t.accepted, t.delivered, t.lost, t.duplicates
+                )
+            })
+            .collect();
         format!(
             "| figure | value |\n|---|---|\n\
              | events accepted by the gateway | {} |\n\
              | delivered (distinct ids) | {} |\n\
-             | **lost** | **{}** |\n\
+             | **lost** | **{}** |\n{destinations}\
              | duplicates delivered | {} ({:.2} %) |\n\
              | requests (failed: not accepted, resent by no one) | {} ({}) |\n\
              | SIGKILLs (each followed by a restart) | {} |\n\
@@ -538,6 +722,59 @@ async fn probe_full(http: &reqwest::Client, url: &str) -> u16 {
         })
 }
 
+/// Ends a destination outage window: the receiver answers again, the stores come back.
+fn heal_destinations(receiver: &Receiver, stores: &mut Stores, down: &mut bool) {
+    receiver.refuse(None);
+    receiver.hang(false);
+    if std::mem::take(down) {
+        stores.heal();
+    }
+}
+
+/// Waits until every store holds the accepted ids of its organization (or `deadline`
+/// passes); the tally of each.
+async fn tally_stores(
+    stores: &Stores,
+    accepted: &[String],
+    orgs: &[String],
+    deadline: Instant,
+) -> Vec<(Tally, Vec<String>)> {
+    loop {
+        let mut tallies = Vec::new();
+        for (destination, org, arrived) in stores.arrivals().await {
+            let want: std::collections::HashSet<&String> = accepted
+                .iter()
+                .zip(orgs)
+                .filter(|(_, o)| o.as_str() == org)
+                .map(|(id, _)| id)
+                .collect();
+            let mut seen: std::collections::HashMap<&String, usize> = Default::default();
+            for id in &arrived {
+                *seen.entry(id).or_default() += 1;
+            }
+            let missing: Vec<String> = want
+                .iter()
+                .filter(|id| !seen.contains_key(**id))
+                .map(|id| (*id).clone())
+                .collect();
+            tallies.push((
+                Tally {
+                    destination,
+                    accepted: want.len(),
+                    delivered: want.len() - missing.len(),
+                    lost: missing.len(),
+                    duplicates: seen.values().map(|n| n - 1).sum(),
+                },
+                missing,
+            ));
+        }
+        if tallies.iter().all(|(t, _)| t.lost == 0) || Instant::now() >= deadline {
+            return tallies;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 pub async fn run(plan: Plan) -> Report {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(plan.seed);
@@ -549,6 +786,7 @@ pub async fn run(plan: Plan) -> Report {
     ));
     let store = format!("{}MB", 5 * plan.stream_bytes / (1 << 20) + 256);
     let mut nats = NatsServer::start_with(&store, false);
+    let mut stores = Stores::start().await;
     let mut procs = services(&plan, dir.path(), &nats.url());
     for p in &mut procs {
         p.start();
@@ -573,7 +811,8 @@ pub async fn run(plan: Plan) -> Report {
     )
     .await
     .expect("tenant tree and streams");
-    // The router and the sink follow the new streams through the change feed.
+    stores.configure(&config_url(&procs)).await;
+    // The router and the sinks follow the new streams through the change feed.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let gateway = gateway_http(&procs);
@@ -598,12 +837,12 @@ pub async fn run(plan: Plan) -> Report {
     let load_started = Instant::now();
     // Destination windows run on their own clock so kills continue during them.
     let mut outage_until: Option<Instant> = None;
+    let mut stores_down = false;
     for (at, fault) in schedule(&plan, procs.len(), &mut rng) {
         let at = load_started + at;
         while Instant::now() < at {
             if outage_until.is_some_and(|t| Instant::now() >= t) {
-                receiver.refuse(None);
-                receiver.hang(false);
+                heal_destinations(&receiver, &mut stores, &mut stores_down);
                 outage_until = None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -628,12 +867,13 @@ pub async fn run(plan: Plan) -> Report {
                 report.nats_paused += plan.nats_pause;
             }
             Fault::Destination(outage, length) => {
-                receiver.refuse(None);
-                receiver.hang(false);
+                heal_destinations(&receiver, &mut stores, &mut stores_down);
                 match outage {
                     Outage::Status(status) => receiver.refuse(Some(("/", status))),
                     Outage::Hang => receiver.hang(true),
                 }
+                stores.outage(outage);
+                stores_down = true;
                 outage_until = Some(Instant::now() + length);
                 report.outages.push((outage.label(), length));
             }
@@ -652,12 +892,11 @@ pub async fn run(plan: Plan) -> Report {
         }
     }
     let sent = load.await.expect("load task").expect("load generator");
-    // Heal: the destination answers, NATS and every service run and are ready.
+    // Heal: the destinations answer, NATS and every service run and are ready.
     if let Some(until) = outage_until {
         tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
     }
-    receiver.refuse(None);
-    receiver.hang(false);
+    heal_destinations(&receiver, &mut stores, &mut stores_down);
     for p in &mut procs {
         if p.child
             .as_mut()
@@ -668,18 +907,31 @@ pub async fn run(plan: Plan) -> Report {
         p.wait_ready(Duration::from_secs(60)).await;
     }
     let drain_started = Instant::now();
+    let deadline = drain_started + plan.drain_timeout;
     let tally = receiver.wait_for(&sent.accepted, plan.drain_timeout).await;
+    let stored = tally_stores(&stores, &sent.accepted, &sent.accepted_orgs, deadline).await;
     report.drain = drain_started.elapsed();
     report.accepted = sent.accepted.len();
     report.delivered = tally.delivered;
     report.duplicates = tally.duplicates;
     report.requests = sent.requests;
     report.failed_requests = sent.failed_requests;
-    report.lost = tally.missing;
-    if tally.missing > 0 {
-        report.missing = receiver.missing(&sent.accepted);
+    report.destinations.push(Tally {
+        destination: "HTTP receiver (every organization)",
+        accepted: sent.accepted.len(),
+        delivered: tally.delivered,
+        lost: tally.missing,
+        duplicates: tally.duplicates as usize,
+    });
+    report.missing = receiver.missing(&sent.accepted);
+    for (t, missing) in stored {
+        report.missing.extend(missing);
+        report.destinations.push(t);
+    }
+    report.lost = report.destinations.iter().map(|t| t.lost).sum();
+    if report.lost > 0 {
         report.missing.truncate(1000);
-        eprintln!("chaos: {} ids missing", tally.missing);
+        eprintln!("chaos: {} deliveries missing", report.lost);
         dir.keep();
     }
     report.elapsed = started.elapsed();

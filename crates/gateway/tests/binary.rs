@@ -126,3 +126,52 @@ fn missing_tokens_and_bad_values_are_clear_errors() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn nats_credentials_never_reach_the_logs() {
+    let certs = auditstream_testkit::TestCerts::generate();
+    let nats = NatsServer::start_secured(&certs, "auditstream", "nats-secret-password-42");
+    for password in ["wrong-secret-password-17", "nats-secret-password-42"] {
+        let (http, ops) = (free_port(), free_port());
+        let child = gateway(&nats.url(), http, ops)
+            .env("AUDITSTREAM_NATS__USER", "auditstream")
+            .env("AUDITSTREAM_NATS__PASSWORD", password)
+            .env("AUDITSTREAM_NATS__TLS__CA_FILE", certs.ca())
+            .env("AUDITSTREAM_LOG__FILTER", "debug,h2=info,hyper=info")
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::new();
+        // Ready with the right password; with the wrong one, 3 s of refused connections.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut ready = false;
+        while Instant::now() < deadline && !ready {
+            ready = client
+                .get(format!("http://127.0.0.1:{ops}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(ready, password.starts_with("nats-"), "{password}");
+        let status = client
+            .post(format!("http://127.0.0.1:{http}/v1/events"))
+            .bearer_auth(TEST_TOKEN)
+            .body(r#"{"event_type":"api_platform","occurred_at":"2026-11-21T10:17:00Z","org_id":"o","workspace_id":"w","data":{}}"#)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), if ready { 200 } else { 503 });
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("gateway stopped"), "{stderr}");
+        for secret in [password, TEST_TOKEN, "second-token"] {
+            assert!(!stderr.contains(secret), "{secret} in the logs:\n{stderr}");
+        }
+    }
+}

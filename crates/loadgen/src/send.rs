@@ -43,6 +43,8 @@ pub struct SendPlan {
 #[derive(Debug, Default)]
 pub struct SendReport {
     pub accepted: Vec<String>,
+    /// The organization of each accepted event, in the same order.
+    pub accepted_orgs: Vec<String>,
     pub requests: u64,
     pub failed_requests: u64,
     pub bytes: u64,
@@ -116,7 +118,10 @@ pub async fn run(plan: SendPlan) -> anyhow::Result<SendReport> {
                 report.bytes += bytes;
                 if ok {
                     report.ack.push_micros(asked.elapsed().as_micros() as u64);
-                    report.accepted.extend(events.into_iter().map(|e| e.id));
+                    for e in events {
+                        report.accepted.push(e.id);
+                        report.accepted_orgs.push(e.org_id);
+                    }
                 } else {
                     report.failed_requests += 1;
                 }
@@ -128,6 +133,7 @@ pub async fn run(plan: SendPlan) -> anyhow::Result<SendReport> {
     for w in workers {
         let r = w.await?;
         total.accepted.extend(r.accepted);
+        total.accepted_orgs.extend(r.accepted_orgs);
         total.requests += r.requests;
         total.failed_requests += r.failed_requests;
         total.bytes += r.bytes;

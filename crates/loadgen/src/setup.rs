@@ -26,6 +26,64 @@ fn exists_ok<T>(r: Result<T, tonic::Status>) -> anyhow::Result<()> {
     }
 }
 
+/// Adds to organization `org_id` a connection and a stream (ids `<org_id>-<name>`) covering
+/// all its workspaces and every event type, to another destination than the receiver (an
+/// object store, Azure Monitor), so the same events are counted there too.
+pub async fn extra_destination(
+    config_url: &str,
+    admin_token: &str,
+    org_id: &str,
+    name: &str,
+    credentials: pb::connection::Credentials,
+    target: pb::destination::Target,
+) -> anyhow::Result<()> {
+    let mut client = ConfigServiceClient::connect(config_url.to_owned()).await?;
+    let id = format!("{org_id}-{name}");
+    let connection = pb::Connection {
+        id: id.clone(),
+        node_id: org_id.to_owned(),
+        name: format!("load generator {name}"),
+        credentials: Some(credentials),
+        ..Default::default()
+    };
+    exists_ok(
+        client
+            .create_connection(with_token(
+                pb::CreateConnectionRequest {
+                    connection: Some(connection),
+                },
+                admin_token,
+            ))
+            .await,
+    )?;
+    let stream = pb::Stream {
+        id: id.clone(),
+        node_id: org_id.to_owned(),
+        name: format!("load generator: every event to {name}"),
+        applies_to: AppliesTo::Descendants as i32,
+        enabled: true,
+        selection: Some(pb::EventSelection {
+            event_types: DEFAULT_MIX.iter().map(|(t, _)| (*t).to_owned()).collect(),
+            ..Default::default()
+        }),
+        destination: Some(pb::Destination {
+            connection_id: id,
+            target: Some(target),
+        }),
+        ..Default::default()
+    };
+    exists_ok(
+        client
+            .create_stream(with_token(
+                pb::CreateStreamRequest {
+                    stream: Some(stream),
+                },
+                admin_token,
+            ))
+            .await,
+    )
+}
+
 pub async fn setup(
     config_url: &str,
     admin_token: &str,

@@ -24,13 +24,35 @@ pub struct Pipeline {
 
 /// Starts everything; `setup` builds the configuration before the router starts.
 pub async fn pipeline(setup: impl AsyncFnOnce(&mut ConfigClient)) -> Pipeline {
+    pipeline_sized(setup, None).await
+}
+
+/// [`pipeline`] with AUDIT_INGEST and AUDIT_DELIVER of `stream_bytes` each (the test kit's
+/// 64 MiB holds a few ten thousand events), in every service's topology alike.
+pub async fn pipeline_sized(
+    setup: impl AsyncFnOnce(&mut ConfigClient),
+    stream_bytes: Option<i64>,
+) -> Pipeline {
+    let size = |t: &mut auditstream_bus::TopologyConfig| {
+        if let Some(bytes) = stream_bytes {
+            t.ingest.max_bytes = bytes;
+            t.deliver.max_bytes = bytes;
+        }
+    };
     let nats = NatsServer::start();
-    let config = ConfigHarness::start(&nats.url(), Database::Sqlite, |_| {}).await;
+    let config = ConfigHarness::start(&nats.url(), Database::Sqlite, |c| {
+        size(&mut c.nats.topology)
+    })
+    .await;
     let mut admin = config.client_as(Role::PlatformAdmin, None).await;
     let service = config.client_as(Role::Service, None).await;
     setup(&mut admin).await;
-    let gateway = GatewayHarness::start(test_gateway_config(&nats.url())).await;
-    let router = RouterHarness::start(test_router_config(&nats.url(), &config.url())).await;
+    let mut gateway_config = test_gateway_config(&nats.url());
+    size(&mut gateway_config.nats.topology);
+    let gateway = GatewayHarness::start(gateway_config).await;
+    let mut router_config = test_router_config(&nats.url(), &config.url());
+    size(&mut router_config.nats.topology);
+    let router = RouterHarness::start(router_config).await;
     Pipeline {
         nats,
         config: Some(config),
