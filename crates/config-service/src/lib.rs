@@ -131,15 +131,10 @@ pub async fn run(
         database = %store_kind(&config.database.url),
         "config service listening"
     );
-    let mut grpc = tonic::transport::Server::builder();
-    if let Some(tls) = config
+    let grpc = config
         .grpc_tls
-        .tonic_config("grpc_tls")
+        .server("grpc_tls")
         .map_err(anyhow::Error::msg)?
-    {
-        grpc = grpc.tls_config(tls).context("grpc_tls")?;
-    }
-    let grpc = grpc
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ConfigServiceServer::new(service))

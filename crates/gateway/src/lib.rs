@@ -128,15 +128,10 @@ pub async fn run(
         config.server.clone(),
         shutdown.clone(),
     );
-    let mut grpc = tonic::transport::Server::builder();
-    if let Some(tls) = config
+    let grpc = config
         .grpc_tls
-        .tonic_config("grpc_tls")
+        .server("grpc_tls")
         .map_err(anyhow::Error::msg)?
-    {
-        grpc = grpc.tls_config(tls).context("grpc_tls")?;
-    }
-    let grpc = grpc
         .timeout(config.server.request_timeout)
         .http2_max_header_list_size(
             u32::try_from(config.server.max_header_bytes).unwrap_or(u32::MAX),

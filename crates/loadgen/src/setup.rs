@@ -26,21 +26,21 @@ fn exists_ok<T>(r: Result<T, tonic::Status>) -> anyhow::Result<()> {
     }
 }
 
-/// Adds to organization `org_id` a connection and a stream (ids `<org_id>-<name>`) covering
-/// all its workspaces and every event type, to another destination than the receiver (an
-/// object store, Azure Monitor), so the same events are counted there too.
-pub async fn extra_destination(
-    config_url: &str,
+/// Creates (unless they exist) connection `connection_id` on `org_id` and stream
+/// `stream_id` there, covering all its workspaces and every event type, to `target`.
+#[allow(clippy::too_many_arguments)]
+async fn every_event_stream(
+    client: &mut ConfigServiceClient<tonic::transport::Channel>,
     admin_token: &str,
     org_id: &str,
+    connection_id: &str,
+    stream_id: &str,
     name: &str,
     credentials: pb::connection::Credentials,
     target: pb::destination::Target,
 ) -> anyhow::Result<()> {
-    let mut client = ConfigServiceClient::connect(config_url.to_owned()).await?;
-    let id = format!("{org_id}-{name}");
     let connection = pb::Connection {
-        id: id.clone(),
+        id: connection_id.to_owned(),
         node_id: org_id.to_owned(),
         name: format!("load generator {name}"),
         credentials: Some(credentials),
@@ -57,7 +57,7 @@ pub async fn extra_destination(
             .await,
     )?;
     let stream = pb::Stream {
-        id: id.clone(),
+        id: stream_id.to_owned(),
         node_id: org_id.to_owned(),
         name: format!("load generator: every event to {name}"),
         applies_to: AppliesTo::Descendants as i32,
@@ -67,7 +67,7 @@ pub async fn extra_destination(
             ..Default::default()
         }),
         destination: Some(pb::Destination {
-            connection_id: id,
+            connection_id: connection_id.to_owned(),
             target: Some(target),
         }),
         ..Default::default()
@@ -82,6 +82,32 @@ pub async fn extra_destination(
             ))
             .await,
     )
+}
+
+/// Adds to organization `org_id` a connection and a stream (ids `<org_id>-<name>`) covering
+/// all its workspaces and every event type, to another destination than the receiver (an
+/// object store, Azure Monitor), so the same events are counted there too.
+pub async fn extra_destination(
+    config_url: &str,
+    admin_token: &str,
+    org_id: &str,
+    name: &str,
+    credentials: pb::connection::Credentials,
+    target: pb::destination::Target,
+) -> anyhow::Result<()> {
+    let mut client = ConfigServiceClient::connect(config_url.to_owned()).await?;
+    let id = format!("{org_id}-{name}");
+    every_event_stream(
+        &mut client,
+        admin_token,
+        org_id,
+        &id,
+        &id,
+        name,
+        credentials,
+        target,
+    )
+    .await
 }
 
 pub async fn setup(
@@ -117,54 +143,22 @@ pub async fn setup(
                 .await
                 .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
         }
-        let connection = pb::Connection {
-            id: format!("{org_id}-receiver"),
-            node_id: org_id.clone(),
-            name: "load generator receiver".into(),
-            credentials: Some(pb::connection::Credentials::Http(pb::HttpCredentials {
+        every_event_stream(
+            &mut client,
+            admin_token,
+            &org_id,
+            &format!("{org_id}-receiver"),
+            &format!("{org_id}-all"),
+            "receiver",
+            pb::connection::Credentials::Http(pb::HttpCredentials {
                 auth: Some(pb::http_credentials::Auth::None(pb::HttpNoAuth {})),
-            })),
-            ..Default::default()
-        };
-        exists_ok(
-            client
-                .create_connection(with_token(
-                    pb::CreateConnectionRequest {
-                        connection: Some(connection),
-                    },
-                    admin_token,
-                ))
-                .await,
-        )?;
-        let stream = pb::Stream {
-            id: format!("{org_id}-all"),
-            node_id: org_id.clone(),
-            name: "load generator: every event".into(),
-            applies_to: AppliesTo::Descendants as i32,
-            enabled: true,
-            selection: Some(pb::EventSelection {
-                event_types: DEFAULT_MIX.iter().map(|(t, _)| (*t).to_owned()).collect(),
+            }),
+            pb::destination::Target::Http(pb::HttpTarget {
+                url: format!("{}/{org_id}", receiver_url.trim_end_matches('/')),
                 ..Default::default()
             }),
-            destination: Some(pb::Destination {
-                connection_id: format!("{org_id}-receiver"),
-                target: Some(pb::destination::Target::Http(pb::HttpTarget {
-                    url: format!("{}/{org_id}", receiver_url.trim_end_matches('/')),
-                    ..Default::default()
-                })),
-            }),
-            ..Default::default()
-        };
-        exists_ok(
-            client
-                .create_stream(with_token(
-                    pb::CreateStreamRequest {
-                        stream: Some(stream),
-                    },
-                    admin_token,
-                ))
-                .await,
-        )?;
+        )
+        .await?;
     }
     Ok(())
 }

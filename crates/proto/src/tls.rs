@@ -46,6 +46,17 @@ impl ServerTls {
         }
         Ok(Some(config))
     }
+
+    /// A tonic server builder that serves TLS when it is configured.
+    pub fn server(&self, section: &str) -> Result<tonic::transport::Server, String> {
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = self.tonic_config(section)? {
+            server = server
+                .tls_config(tls)
+                .map_err(|e| format!("{section}: {e}"))?;
+        }
+        Ok(server)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

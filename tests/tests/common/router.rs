@@ -84,7 +84,13 @@ impl Pipeline {
 
     /// Waits until the router acked `count` ingest messages in all.
     pub async fn wait_processed(&self, count: u64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        self.wait_processed_within(count, Duration::from_secs(60))
+            .await;
+    }
+
+    /// [`Self::wait_processed`] with a deadline of `timeout`.
+    pub async fn wait_processed_within(&self, count: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let done = self
                 .router
@@ -100,6 +106,15 @@ impl Pipeline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// Whether `stream`'s selection takes an event of `event_type` (with `level` for log events).
+pub fn selects(stream: &pb::Stream, event_type: &str, level: &str) -> bool {
+    let sel = stream.selection.clone().unwrap_or_default();
+    sel.event_types.iter().any(|t| t == event_type)
+        && (event_type != "log_event"
+            || sel.log_levels.is_empty()
+            || sel.log_levels.iter().any(|l| l == level))
 }
 
 /// Publishes one ingest message as the gateway would (headers + envelope body).
