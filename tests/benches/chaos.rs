@@ -37,6 +37,10 @@ fn main() {
         serde_json::to_string_pretty(&report.json()).unwrap(),
     )
     .unwrap();
+    if !report.secret_leaks.is_empty() {
+        eprintln!("SECRETS LEAKED: {:?}", report.secret_leaks);
+        std::process::exit(1);
+    }
     if report.lost > 0 {
         eprintln!(
             "LOST {} accepted events, e.g. {:?}",

@@ -40,6 +40,8 @@ use serde_json::{Value, json};
 const TOKEN: &str = "chaos-token-0123456789abcdef";
 const ADMIN: &str = "chaos-admin-0123456789abcdef";
 const SERVICE: &str = "chaos-service-0123456789abcdef";
+/// The config service's sealing key (base64 of 32 bytes).
+const SECRETS_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// What the destination does during an outage window.
 #[derive(Debug, Clone, Copy)]
@@ -247,7 +249,8 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
     let mut common = vec![
         e("AUDITSTREAM_NATS__URL", nats_url.to_owned()),
         e("AUDITSTREAM_LOG__FORMAT", "text".into()),
-        e("AUDITSTREAM_LOG__FILTER", "warn".into()),
+        // Info, so the logs the secrets check reads hold every failure the run provokes.
+        e("AUDITSTREAM_LOG__FILTER", "info".into()),
         e("AUDITSTREAM_SHUTDOWN_GRACE", "2s".into()),
     ];
     for s in ["INGEST", "DELIVER", "BACKLOG", "DLQ"] {
@@ -331,7 +334,7 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
                 e("AUDITSTREAM_SECRETS__ACTIVE_KEY", "chaos".into()),
                 e(
                     "AUDITSTREAM_SECRETS__KEYS",
-                    json!({"chaos": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}).to_string(),
+                    json!({ "chaos": SECRETS_KEY }).to_string(),
                 ),
                 e("AUDITSTREAM_HTTP__ALLOW_INSECURE_HTTP", "true".into()),
                 e("AUDITSTREAM_HTTP__ALLOWED_NETWORKS", "127.0.0.0/8".into()),
@@ -595,6 +598,10 @@ pub struct Report {
     pub full_stream_answers: BTreeMap<u16, usize>,
     /// MiB of filler it took to fill AUDIT_INGEST.
     pub filler_mib: usize,
+    /// Log lines and status answers read for secrets, and where one was found.
+    pub log_lines_checked: usize,
+    pub status_answers_checked: usize,
+    pub secret_leaks: Vec<String>,
     pub drain: Duration,
     pub elapsed: Duration,
 }
@@ -618,6 +625,9 @@ impl Report {
             "destination_outages": self.outages.iter().map(|(what, d)| json!({"what": what, "s": d.as_secs_f64()})).collect::<Vec<_>>(),
             "full_stream_answers": self.full_stream_answers,
             "filler_mib": self.filler_mib,
+            "log_lines_checked": self.log_lines_checked,
+            "status_answers_checked": self.status_answers_checked,
+            "secret_leaks": self.secret_leaks,
             "drain_s": self.drain.as_secs_f64(),
             "elapsed_s": self.elapsed.as_secs_f64(),
         })
@@ -652,6 +662,7 @@ impl Report {
              | nats-server paused (SIGSTOP) | {:.0} s |\n\
              | destination outages | {} |\n\
              | answers while AUDIT_INGEST was full (filled with {} MiB; status: count) | {:?} |\n\
+             | secrets found in {} log lines and {} status answers | {} |\n\
              | drain after healing | {:.1} s |\n\
              | whole run | {:.0} s |\n",
             self.accepted,
@@ -667,6 +678,9 @@ impl Report {
             outages.join(", "),
             self.filler_mib,
             self.full_stream_answers,
+            self.log_lines_checked,
+            self.status_answers_checked,
+            self.secret_leaks.len(),
             self.drain.as_secs_f64(),
             self.elapsed.as_secs_f64(),
         )
@@ -720,6 +734,45 @@ async fn probe_full(http: &reqwest::Client, url: &str) -> u16 {
             503 if !r.headers().contains_key("retry-after") => 1,
             status => status,
         })
+}
+
+/// The run's secrets, by name: what must never appear in a log line or a status answer.
+fn secrets(stores: &Stores) -> Vec<(&'static str, String)> {
+    vec![
+        ("producer token", TOKEN.into()),
+        ("admin token", ADMIN.into()),
+        ("service token", SERVICE.into()),
+        ("secrets key", SECRETS_KEY.into()),
+        ("S3 secret key", stores.s3.secret_key().into()),
+        ("Azure storage key", Azurite::KEY.into()),
+        (
+            "Entra client secret",
+            stores.monitor.contract().client_secret,
+        ),
+    ]
+}
+
+/// `GetStatus` of every stream (what `auditctl stream status` shows), as text.
+async fn status_texts(config_url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(mut client) =
+        pb::config_service_client::ConfigServiceClient::connect(config_url.to_owned()).await
+    else {
+        return out; // the config service may be down at this moment; the next sample counts
+    };
+    let mut ids: Vec<String> = (0..4).map(|o| format!("lg-org-{o}-all")).collect();
+    ids.extend(["lg-org-1-s3", "lg-org-2-blob", "lg-org-3-monitor"].map(String::from));
+    for id in ids {
+        let mut request = tonic::Request::new(pb::GetStatusRequest { stream_id: id });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {ADMIN}").parse().expect("ASCII token"),
+        );
+        if let Ok(status) = client.get_status(request).await {
+            out.push(format!("{:?}", status.into_inner()));
+        }
+    }
+    out
 }
 
 /// Ends a destination outage window: the receiver answers again, the stores come back.
@@ -838,10 +891,13 @@ pub async fn run(plan: Plan) -> Report {
     // Destination windows run on their own clock so kills continue during them.
     let mut outage_until: Option<Instant> = None;
     let mut stores_down = false;
+    let mut statuses = Vec::new();
     for (at, fault) in schedule(&plan, procs.len(), &mut rng) {
         let at = load_started + at;
         while Instant::now() < at {
             if outage_until.is_some_and(|t| Instant::now() >= t) {
+                // What an admin would see while the destinations are failing.
+                statuses.extend(status_texts(&config_url(&procs)).await);
                 heal_destinations(&receiver, &mut stores, &mut stores_down);
                 outage_until = None;
             }
@@ -867,6 +923,9 @@ pub async fn run(plan: Plan) -> Report {
                 report.nats_paused += plan.nats_pause;
             }
             Fault::Destination(outage, length) => {
+                if outage_until.is_some() {
+                    statuses.extend(status_texts(&config_url(&procs)).await);
+                }
                 heal_destinations(&receiver, &mut stores, &mut stores_down);
                 match outage {
                     Outage::Status(status) => receiver.refuse(Some(("/", status))),
@@ -895,6 +954,7 @@ pub async fn run(plan: Plan) -> Report {
     // Heal: the destinations answer, NATS and every service run and are ready.
     if let Some(until) = outage_until {
         tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+        statuses.extend(status_texts(&config_url(&procs)).await);
     }
     heal_destinations(&receiver, &mut stores, &mut stores_down);
     for p in &mut procs {
@@ -929,7 +989,29 @@ pub async fn run(plan: Plan) -> Report {
         report.destinations.push(t);
     }
     report.lost = report.destinations.iter().map(|t| t.lost).sum();
-    if report.lost > 0 {
+    // No secret in any service's log or in what GetStatus said during and after the outages.
+    statuses.extend(status_texts(&config_url(&procs)).await);
+    report.status_answers_checked = statuses.len();
+    let secrets = secrets(&stores);
+    for p in &procs {
+        let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+        report.log_lines_checked += log.lines().count();
+        for (name, value) in &secrets {
+            if log.contains(value.as_str()) {
+                report
+                    .secret_leaks
+                    .push(format!("{name} in {}'s log", p.name));
+            }
+        }
+    }
+    for (name, value) in &secrets {
+        if statuses.iter().any(|s| s.contains(value.as_str())) {
+            report
+                .secret_leaks
+                .push(format!("{name} in a GetStatus answer"));
+        }
+    }
+    if report.lost > 0 || !report.secret_leaks.is_empty() {
         report.missing.truncate(1000);
         eprintln!("chaos: {} deliveries missing", report.lost);
         dir.keep();

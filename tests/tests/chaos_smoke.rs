@@ -43,6 +43,8 @@ async fn nothing_accepted_is_lost_through_kills_restarts_pauses_and_outages() {
     assert_eq!(report.kills.len(), 7, "every service was killed");
     assert_eq!(report.outages.len(), outages);
     assert_eq!(report.nats_restarts, 1);
+    assert!(report.secret_leaks.is_empty(), "{:?}", report.secret_leaks);
+    assert!(report.log_lines_checked > 0 && report.status_answers_checked >= 7);
     assert!(
         report.full_stream_answers.get(&503).is_some_and(|n| *n > 0),
         "the full stream never answered 503: {:?}",
