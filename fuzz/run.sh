@@ -34,7 +34,11 @@ for target in "$@"; do
     secs=$(( $(date +%s) - start ))
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
     speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-    summary+=("$(printf '%-12s %12s executions  %8s exec/s  %5s s  no crash' "$target" "$execs" "$speed" "$secs")")
+    line="$(printf '%-12s %12s executions  %8s exec/s  %5s s  no crash' "$target" "$execs" "$speed" "$secs")"
+    # Printed at once too, so a later target's failure does not hide this one's count.
+    echo "$line"
+    summary+=("$line")
     rm -f "$log"
 done
+echo "--- all targets:"
 printf '%s\n' "${summary[@]}"

@@ -171,6 +171,26 @@ mod tests {
         );
     }
 
+    /// Found by the `ingest_body` fuzz target: numbers beyond f64's range are valid JSON
+    /// (RFC 8259 sets no limit) and `data` is the platform's, so the event is accepted and
+    /// stored byte for byte rather than refused; a destination that cannot take it refuses
+    /// that one event, which then waits in the DLQ with the destination's reason.
+    #[test]
+    fn numbers_beyond_f64_are_kept_verbatim() {
+        let huge = format!("4{}", "6".repeat(400));
+        let event = EV.replace(r#""data":{}"#, &format!(r#""data":{{"recipe_id":{huge}}}"#));
+        let items = decode(
+            event.clone().into(),
+            false,
+            Framing::Json,
+            &Limits::default(),
+        )
+        .unwrap();
+        let stored = items[0].as_ref().expect("accepted");
+        assert_eq!(stored.body, event.as_bytes());
+        assert!(serde_json::from_slice::<serde_json::Value>(&stored.body).is_err());
+    }
+
     #[test]
     fn whole_request_errors() {
         let l = Limits {
