@@ -91,7 +91,7 @@ impl Plan {
     pub fn full(bin_dir: PathBuf) -> Plan {
         Plan {
             bin_dir,
-            load_for: Duration::from_secs(14 * 60),
+            load_for: Duration::from_secs(11 * 60),
             rate: 400.0,
             kills_per_service: 20,
             nats_restarts: 3,
@@ -547,7 +547,7 @@ enum Fault {
 }
 
 /// The faults at random moments (the seed makes a run repeatable): kills and NATS restarts
-/// anywhere in the first 85 % of the load; destination windows back to back from 10 %; the
+/// anywhere in the first 85 % of the load; destination windows back to back from 5 %; the
 /// pause and the full stream in between.
 fn schedule(plan: &Plan, services: usize, rng: &mut StdRng) -> Vec<(Duration, Fault)> {
     let span = plan.load_for.mul_f64(0.85);
@@ -564,7 +564,7 @@ fn schedule(plan: &Plan, services: usize, rng: &mut StdRng) -> Vec<(Duration, Fa
     if !plan.nats_pause.is_zero() {
         faults.push((at(rng, 0.3, 0.7), Fault::PauseNats));
     }
-    let mut t = plan.load_for.mul_f64(0.1);
+    let mut t = plan.load_for.mul_f64(0.05);
     for (outage, length) in &plan.outages {
         faults.push((t, Fault::Destination(*outage, *length)));
         t += *length;
