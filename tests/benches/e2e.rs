@@ -739,9 +739,8 @@ fn main() {
         eprintln!("ceiling: {:.0} events/s", ceiling.median);
 
         let stack = start_stack(NatsServer::start_with(STORE, false)).await;
-        let receiver = Receiver::start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        // On a thread of its own: its parsing must not delay the sender's ack timings.
+        let receiver = Receiver::start_on_own_thread("127.0.0.1:0".parse().unwrap()).unwrap();
         let shape = Shape {
             orgs: 10,
             workspaces_per_org: 10,

@@ -324,3 +324,107 @@ async fn a_trickled_body_gets_408_and_oversized_headers_get_431() {
     let r = post(&gw, event("after-abuse", "acme"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// A gateway that serves two connections per port and gives each 2 s to start talking.
+async fn capped_gateway(nats: &NatsServer) -> GatewayHarness {
+    let mut config = test_gateway_config(&nats.url());
+    config.server.header_read_timeout = Duration::from_secs(2);
+    config.server.max_connections = 2;
+    GatewayHarness::start(config).await
+}
+
+#[tokio::test]
+async fn http_connections_are_capped_and_silent_ones_free_their_slots() {
+    let nats = NatsServer::start();
+    let gw = capped_gateway(&nats).await;
+
+    // Two silent clients take both slots: a third client is not served meanwhile…
+    let silent: Vec<TcpStream> =
+        futures_util::future::join_all((0..2).map(|_| TcpStream::connect(gw.http)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    let started = Instant::now();
+    let third = tokio::spawn({
+        let url = gw.events_url();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(TEST_TOKEN)
+                .body(event("after-cap", "acme"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served beside two"
+    );
+    // …until the silent ones are cut off after `header_read_timeout`; then it is.
+    let status = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("the third client was never served")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+    assert!(stored_ids(&nats).await.contains(&"after-cap".to_string()));
+}
+
+#[tokio::test]
+async fn grpc_connections_are_capped_and_silent_ones_are_closed() {
+    let nats = NatsServer::start();
+    let gw = capped_gateway(&nats).await;
+    let call = |id: &'static str| {
+        let url = gw.grpc_url();
+        async move {
+            let mut c = IngestServiceClient::connect(url).await.unwrap();
+            let r = c
+                .ingest(with_token(
+                    TEST_TOKEN,
+                    IngestRequest {
+                        events: vec![grpc_event(id, "acme")],
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(r.results[0].status(), ItemStatus::Accepted, "{r:?}");
+            c
+        }
+    };
+
+    // A connection that never sends anything is closed after `header_read_timeout`.
+    let mut idle = TcpStream::connect(gw.grpc).await.unwrap();
+    let (_, after) = read_until_closed(&mut idle, Duration::from_secs(6)).await;
+    assert!(after >= Duration::from_millis(1800), "{after:?}");
+
+    // Two live channels hold both slots: a third client waits…
+    let first = call("grpc-cap-1").await;
+    let second = call("grpc-cap-2").await;
+    let third = tokio::spawn(call("grpc-cap-3"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third gRPC connection was served beside two"
+    );
+    // …until one of them closes.
+    drop(first);
+    let third = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("the third gRPC client was never served")
+        .unwrap();
+    drop((second, third));
+    let ids = stored_ids(&nats).await;
+    for id in ["grpc-cap-1", "grpc-cap-2", "grpc-cap-3"] {
+        assert!(ids.contains(&id.to_string()), "{id} not stored");
+    }
+}

@@ -53,7 +53,8 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerLimits {
     /// HTTP: time a client has to send a request's line and headers, and the longest a
-    /// keep-alive connection may sit idle (a slow-loris client is cut off here).
+    /// keep-alive connection may sit idle (a slow-loris client is cut off here). gRPC: time
+    /// a new connection has to send its first bytes.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Time to receive a whole request body once its headers are in (HTTP 408 after it);
@@ -63,7 +64,8 @@ pub struct ServerLimits {
     /// Largest request line plus headers (HTTP 431 beyond it; gRPC: header list size).
     /// At least 8192.
     pub max_header_bytes: usize,
-    /// Open HTTP connections; further clients wait in the kernel's accept queue.
+    /// Open connections, on the HTTP and on the gRPC port each; further clients wait in the
+    /// kernel's accept queue.
     pub max_connections: usize,
 }
 

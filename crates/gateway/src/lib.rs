@@ -133,6 +133,9 @@ pub async fn run(
         .server("grpc_tls")
         .map_err(anyhow::Error::msg)?
         .timeout(config.server.request_timeout)
+        // Closes HTTP/2 connections whose peer stopped answering pings (a vanished client
+        // would otherwise hold one of `server.max_connections` for good).
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_max_header_list_size(
             u32::try_from(config.server.max_header_bytes).unwrap_or(u32::MAX),
         )
@@ -142,7 +145,7 @@ pub async fn run(
                 .max_decoding_message_size(config.limits.max_request_bytes),
         )
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),
+            serve::grpc_incoming(listeners.grpc, &config.server, shutdown.clone()),
             shutdown.clone().cancelled_owned(),
         );
     let ops = auditstream_telemetry::serve_ops(listeners.ops, ops, shutdown.clone());

@@ -1,9 +1,16 @@
-//! The HTTP accept loop. `axum::serve` has no header-read timeout and no buffer limit, so a
+//! The accept loops. `axum::serve` has no header-read timeout and no buffer limit, so a
 //! slow-loris client (headers sent a byte at a time) or a client with megabytes of headers
-//! could hold connections and memory; hyper's own connection builder has both, and this
-//! loop adds a cap on open connections.
+//! could hold connections and memory; hyper's own connection builder has both, and the HTTP
+//! loop adds a cap on open connections. tonic has neither a cap nor a first-bytes timeout,
+//! so the gRPC port gets its connections from [`grpc_incoming`], which adds both.
 
-use std::{io, sync::Arc, time::Duration};
+use std::{
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::Router;
 use hyper::server::conn::http1;
@@ -12,8 +19,13 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::config::ServerLimits;
 
@@ -64,4 +76,114 @@ pub(crate) async fn serve_http(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The gRPC port's connections: at most `limits.max_connections` open at once (further
+/// clients wait in the kernel's accept queue), and a connection that sends nothing within
+/// `limits.header_read_timeout` of being accepted is closed before tonic sees it, so idle
+/// sockets cannot hold the slots. (Once HTTP/2 is spoken, an idle channel is normal for gRPC
+/// clients; tonic's keep-alive pings close dead ones.) TLS, when configured, is done by
+/// tonic on top of these.
+pub(crate) fn grpc_incoming(
+    listener: TcpListener,
+    limits: &ServerLimits,
+    shutdown: CancellationToken,
+) -> impl futures_util::Stream<Item = io::Result<Limited>> + Send + 'static {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let first_bytes = limits.header_read_timeout;
+    // Bounded by the slots: each waiting connection holds one.
+    let (tx, rx) = mpsc::unbounded_channel::<Limited>();
+    tokio::spawn(async move {
+        loop {
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            };
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "grpc accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let tx = tx.clone();
+            // Waiting for the first bytes happens beside the loop, so one silent client
+            // does not hold up the next.
+            tokio::spawn(async move {
+                // `peek`, not `readable()`: the latter may report a fresh socket readable
+                // before any byte arrived.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(first_bytes, stream.peek(&mut first)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(_)) => {
+                        let _ = tx.send(Limited {
+                            stream,
+                            _slot: slot,
+                        });
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "grpc connection failed"),
+                    Err(_) => {
+                        tracing::debug!(timeout = ?first_bytes, "grpc connection sent nothing; closed");
+                    }
+                }
+            });
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|conn| (Ok(conn), rx))
+    })
+}
+
+/// An accepted gRPC connection holding its slot until it closes.
+pub(crate) struct Limited {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connected for Limited {
+    type ConnectInfo = TcpConnectInfo;
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }

@@ -53,16 +53,40 @@ struct Message {
 }
 
 impl Receiver {
+    /// Serves on the caller's runtime.
     pub async fn start(addr: SocketAddr) -> anyhow::Result<Receiver> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(Mutex::new(Counts::default()));
-        let app = axum::Router::new()
-            .route("/{*path}", post(receive))
-            .with_state(counts.clone());
+        let app = app(counts.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        Ok(Receiver { addr, counts })
+    }
+
+    /// Serves on a thread of its own (with its own single-threaded runtime, for the life of
+    /// the process). For measurements: unpacking and parsing the sinks' batches is CPU work
+    /// that would otherwise hold the sender's runtime threads and show up as gateway ack
+    /// latency, although in production producer and destination are different machines.
+    pub fn start_on_own_thread(addr: SocketAddr) -> anyhow::Result<Receiver> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let app = app(counts.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("loadgen-receiver".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                        let _ = axum::serve(listener, app).await;
+                    }
+                })
+            })?;
         Ok(Receiver { addr, counts })
     }
 
@@ -128,6 +152,12 @@ impl Receiver {
     pub fn take_latency(&self) -> Samples {
         std::mem::take(&mut self.counts.lock().unwrap().latency)
     }
+}
+
+fn app(counts: Arc<Mutex<Counts>>) -> axum::Router {
+    axum::Router::new()
+        .route("/{*path}", post(receive))
+        .with_state(counts)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
