@@ -3,7 +3,7 @@
 //! when an accepted event was lost.
 //!
 //! `CHAOS_MINUTES` shortens or lengthens the load (11 by default; the whole run then takes
-//! about 18 minutes: the drain after healing, counted at four destinations, takes several).
+//! about 14 minutes: the drain after healing, counted at four destinations, takes a few).
 
 #[path = "../chaos/mod.rs"]
 mod chaos;
