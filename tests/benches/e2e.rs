@@ -39,7 +39,7 @@ use auditstream_loadgen::{
     send::{self, SendPlan, Transport},
     setup::setup,
 };
-use auditstream_testkit::NatsServer;
+use auditstream_testkit::{NatsServer, stream_messages};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
@@ -553,17 +553,6 @@ struct Backlog {
     /// From the fix to the first event leaving the backlog (the probe's delay).
     probe_delay_s: f64,
     drain_events_per_s: f64,
-}
-
-async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
-    js.get_stream(stream)
-        .await
-        .unwrap()
-        .get_info()
-        .await
-        .unwrap()
-        .state
-        .messages
 }
 
 /// One destination refuses (403: broken at once) while `BENCH_BACKLOG_EVENTS` of its events

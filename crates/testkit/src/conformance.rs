@@ -216,8 +216,7 @@ async fn wait_status(
 
 /// Messages of the stream still in AUDIT_DELIVER (unacked or not yet pulled).
 async fn in_deliver(js: &jetstream::Context) -> u64 {
-    let mut stream = js.get_stream(topology::DELIVER).await.unwrap();
-    stream.info().await.unwrap().state.messages
+    crate::stream_messages(js, topology::DELIVER).await
 }
 
 /// Batches of many events arrive whole, and each message is acked only after the

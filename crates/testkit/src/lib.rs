@@ -30,7 +30,7 @@ pub use config_service::{
     Bearer, ConfigClient, ConfigHarness, Database, TOKENS, TestToken, test_config_service_config,
 };
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
-pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology};
+pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology, stream_messages};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PgSchema;
 pub use proxy::FaultProxy;

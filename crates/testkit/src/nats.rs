@@ -242,6 +242,18 @@ pub fn small_topology() -> TopologyConfig {
     t
 }
 
+/// How many messages `stream` holds now.
+pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
+    js.get_stream(stream)
+        .await
+        .expect("stream exists")
+        .get_info()
+        .await
+        .expect("stream info")
+        .state
+        .messages
+}
+
 /// Every message currently in `stream`, in sequence order.
 pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<StreamMessage> {
     let stream = js.get_stream(stream).await.expect("stream exists");

@@ -76,10 +76,15 @@ impl Pipeline {
     /// Waits until the router acked every message now in AUDIT_INGEST (the test's events and
     /// the config service's own self-audit events alike).
     pub async fn wait_all_processed(&self) {
+        self.wait_all_processed_within(Duration::from_secs(60))
+            .await;
+    }
+
+    /// [`Self::wait_all_processed`] with a deadline of `timeout`.
+    pub async fn wait_all_processed_within(&self, timeout: Duration) {
         let js = self.nats.jetstream().await;
-        let stream = js.get_stream(topology::INGEST).await.unwrap();
-        let count = stream.get_info().await.unwrap().state.messages;
-        self.wait_processed(count).await;
+        let count = auditstream_testkit::stream_messages(&js, topology::INGEST).await;
+        self.wait_processed_within(count, timeout).await;
     }
 
     /// Waits until the router acked `count` ingest messages in all.
@@ -110,7 +115,9 @@ impl Pipeline {
 
 /// Whether `stream`'s selection takes an event of `event_type` (with `level` for log events).
 pub fn selects(stream: &pb::Stream, event_type: &str, level: &str) -> bool {
-    let sel = stream.selection.clone().unwrap_or_default();
+    let Some(sel) = stream.selection.as_ref() else {
+        return false;
+    };
     sel.event_types.iter().any(|t| t == event_type)
         && (event_type != "log_event"
             || sel.log_levels.is_empty()
