@@ -8,8 +8,10 @@
 //!   per message.
 //! - **End to end**: the release binaries of the gateway, config service (SQLite), router and
 //!   sink-http as separate processes; `auditstream-loadgen`'s sender and receiver in this
-//!   process. Saturated: as fast as the gateway answers, 1 KiB events over HTTP; then at half
-//!   that rate for latency. The ratio end-to-end / ceiling is the figure to watch.
+//!   process. Saturated: as fast as the gateway answers, 1 KiB events over HTTP without
+//!   producer ids (the gateway assigns them and packs each request's events per
+//!   organization); then at half that rate for latency, also with producer ids (every event
+//!   alone). The ratio end-to-end / ceiling is the figure to watch.
 //! - JetStream messages and bytes per delivered event (AUDIT_INGEST's state, purged before
 //!   each run, plus the router's `deliver_messages`/`deliver_bytes`): what packing saves.
 //! - Peak RSS (VmHWM) of every service after the runs, and CPU per 1000 events.
@@ -785,6 +787,29 @@ fn main() {
             );
             half.push(r);
         }
+        // Half load again with producer ids: every event alone under its own `Nats-Msg-Id`
+        // (no ingest packs), what a producer that needs per-id de-duplication gets.
+        let mut half_ids = Vec::new();
+        for run in 0..RUNS {
+            purge(&stack.nats_url).await;
+            let r = e2e_run(
+                &stack,
+                &receiver,
+                &format!("ids{run}"),
+                Some(sat_rate.median / 2.0),
+                &Shape {
+                    producer_ids: true,
+                    ..shape.clone()
+                },
+                Transport::Http,
+            )
+            .await;
+            eprintln!(
+                "half-load run {run} with producer ids: ack p99 {:.1} ms, e2e p99 {:.1} ms",
+                r.ack_p99, r.e2e_p99
+            );
+            half_ids.push(r);
+        }
         // The same saturated run with gRPC ingest (`IngestService.Ingest`, batches of 100).
         let mut grpc = Vec::new();
         for run in 0..RUNS {
@@ -851,6 +876,9 @@ fn main() {
             "half_load_ack_p50_ms": stat_json(&f(&half, |r| r.ack_p50)),
             "half_load_ack_p99_ms": stat_json(&f(&half, |r| r.ack_p99)),
             "half_load_e2e_p50_ms": stat_json(&f(&half, |r| r.e2e_p50)),
+            "half_load_producer_ids_ack_p50_ms": stat_json(&f(&half_ids, |r| r.ack_p50)),
+            "half_load_producer_ids_ack_p99_ms": stat_json(&f(&half_ids, |r| r.ack_p99)),
+            "half_load_producer_ids_messages_per_event": stat_json(&f(&half_ids, |r| r.messages_per_event)),
             "half_load_e2e_p99_ms": stat_json(&f(&half, |r| r.e2e_p99)),
             "peak_rss_mib": rss,
             "saturated_jetstream_messages_per_event": stat_json(&f(&saturated, |r| r.messages_per_event)),
@@ -939,6 +967,16 @@ fn main() {
         md += &row(
             "gateway ack p99, half load",
             &report["half_load_ack_p99_ms"],
+            "ms",
+        );
+        md += &row(
+            "gateway ack p50, half load, producer ids (each event alone, no ingest packs)",
+            &report["half_load_producer_ids_ack_p50_ms"],
+            "ms",
+        );
+        md += &row(
+            "gateway ack p99, half load, producer ids",
+            &report["half_load_producer_ids_ack_p99_ms"],
             "ms",
         );
         md += &row(

@@ -405,3 +405,118 @@ async fn metrics_count_accepted_rejected_and_publish_latency() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// An envelope without an id (the gateway assigns one) for `org`/`workspace`.
+fn unnamed(org: &str, workspace: &str, n: usize) -> String {
+    format!(
+        r#"{{"event_type":"api_platform","occurred_at":"2026-11-21T10:17:00Z","org_id":"{org}","workspace_id":"{workspace}","data":{{"n":{n}}}}}"#
+    )
+}
+
+fn result_ids(r: &Reply) -> Vec<String> {
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn events_without_ids_travel_packed_per_organization_and_producer_ids_alone() {
+    let s = stack().await;
+    let js = s.nats.jetstream().await;
+    let lines = [
+        unnamed("o1", "w1", 0),
+        unnamed("o2", "w9", 1),
+        unnamed("o1", "w2", 2),
+        event("own-1", "api_platform", "{}"),
+        unnamed("o1", "w1", 4),
+        unnamed("o2", "w9", 5),
+    ];
+    let r = post(&s.gateway, lines.join("\n"), &[ndjson()]).await;
+    assert_eq!((r.status, r.body["accepted"].as_u64()), (200, Some(6)));
+    let ids = result_ids(&r);
+
+    let stored = read_stream(&js, INGEST).await;
+    let subjects: Vec<&str> = stored.iter().map(|m| m.subject.as_str()).collect();
+    assert_eq!(
+        subjects.len(),
+        3,
+        "one pack per organization, the producer's id alone: {subjects:?}"
+    );
+    for (subject, at) in [
+        ("audit.ingest.o1.pack", [0, 2, 4].as_slice()),
+        ("audit.ingest.o2.pack", &[1, 5]),
+    ] {
+        let pack = stored
+            .iter()
+            .find(|m| m.subject.as_str() == subject)
+            .expect(subject);
+        assert_eq!(header(pack, auditstream_bus::pack::PACK), Some("1"));
+        let entries = auditstream_bus::pack::unpack(&pack.payload).unwrap();
+        assert_eq!(entries.len(), at.len(), "{subject}");
+        for ((headers, body), &i) in entries.iter().zip(at) {
+            let get = |name: &str| headers.get(name).map(|v| v.as_str());
+            // Every event keeps its own id, headers and bytes inside the pack.
+            assert_eq!(get(h::EVENT_ID), Some(ids[i].as_str()));
+            assert_eq!(get(h::MSG_ID), Some(ids[i].as_str()));
+            assert_eq!(get(h::EVENT_TYPE), Some("api_platform"));
+            assert!(get(h::RECEIVED_AT).is_some());
+            assert_eq!(body.as_ref(), lines[i].as_bytes());
+        }
+    }
+    let own = stored
+        .iter()
+        .find(|m| m.subject.as_str() == "audit.ingest.org-acme.ws-1.api_platform")
+        .expect("the event with the producer's id, on its own subject");
+    assert_eq!(header(own, h::MSG_ID), Some("own-1"));
+    assert_eq!(own.payload.as_ref(), lines[3].as_bytes());
+
+    // Again: the producer's id is recognised; the others get new ids and are new events.
+    let again = post(&s.gateway, lines.join("\n"), &[ndjson()]).await;
+    assert_eq!(
+        (again.status, again.body["duplicates"].as_u64()),
+        (200, Some(1))
+    );
+    assert_eq!(again.body["results"][3]["status"], "duplicate");
+    assert_eq!(read_stream(&js, INGEST).await.len(), 5);
+}
+
+#[tokio::test]
+async fn packs_keep_to_their_limits_and_one_event_per_message_is_a_setting() {
+    let nats = auditstream_testkit::NatsServer::start();
+    let js = nats.jetstream().await;
+    let body: Vec<String> = (0..5).map(|n| unnamed("o1", "w1", n)).collect();
+    let body = body.join("\n");
+    let mut sizes = Vec::new();
+    for max_events in [2, 1] {
+        let mut config = auditstream_testkit::test_gateway_config(&nats.url());
+        config.pack.max_events = max_events;
+        let gw = auditstream_testkit::GatewayHarness::start(config).await;
+        let before = read_stream(&js, INGEST).await.len();
+        let r = post(&gw, body.clone(), &[ndjson()]).await;
+        assert_eq!((r.status, r.body["accepted"].as_u64()), (200, Some(5)));
+        let stored = read_stream(&js, INGEST).await;
+        sizes.push(
+            stored[before..]
+                .iter()
+                .map(|m| match auditstream_bus::pack::is_pack(Some(&m.headers)) {
+                    Ok(true) => auditstream_bus::pack::unpack(&m.payload).unwrap().len(),
+                    _ => 1,
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    // 2 per pack: two packs and the last event alone; 1: every event alone.
+    assert_eq!(sizes, [vec![2, 2, 1], vec![1, 1, 1, 1, 1]]);
+
+    // A byte limit below one event's size sends every event alone too.
+    let mut config = auditstream_testkit::test_gateway_config(&nats.url());
+    config.pack.max_bytes = 100;
+    let gw = auditstream_testkit::GatewayHarness::start(config).await;
+    let before = read_stream(&js, INGEST).await.len();
+    let r = post(&gw, body, &[ndjson()]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(read_stream(&js, INGEST).await.len() - before, 5);
+}

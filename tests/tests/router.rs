@@ -497,3 +497,55 @@ async fn deliveries_routed_together_are_packed_per_stream() {
         r.stop().await.unwrap();
     }
 }
+
+/// The gateway packs the events of a request whose ids it assigned; the router takes each
+/// event of a pack on its own: routed, or counted as unroutable, and the pack acked once.
+#[tokio::test]
+async fn packed_ingest_events_are_routed_one_by_one() {
+    let p = pipeline(async |a: &mut ConfigClient| seed(a).await).await;
+    let js = p.nats.jetstream().await;
+    let body: Vec<String> = (0..10)
+        .map(|n| {
+            let ws = if n % 5 == 4 { "ws-nowhere" } else { "ws-direct" };
+            format!(
+                r#"{{"event_type":"api_platform","occurred_at":"2026-11-21T10:17:00Z","org_id":"org-acme","workspace_id":"{ws}","data":{{"n":{n}}}}}"#
+            )
+        })
+        .collect();
+    let r = post(&p.gateway, body.join("\n"), &[ndjson()]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ids: Vec<String> = r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    let packs = auditstream_testkit::read_stream(&js, auditstream_bus::topology::INGEST)
+        .await
+        .into_iter()
+        .filter(|m| m.subject.as_str() == "audit.ingest.org-acme.pack")
+        .count();
+    assert_eq!(packs, 1, "the request's ten events in one message");
+    p.wait_all_processed().await;
+    assert_eq!(
+        p.router
+            .metric(r#"auditstream_router_events_unroutable_total{reason="unknown_workspace"}"#)
+            .await,
+        2.0
+    );
+    let mut delivered: Vec<String> = deliveries(&js)
+        .await
+        .iter()
+        .filter(|d| d.header(h::EVENT_TYPE) == "api_platform")
+        .map(|d| d.event_id().to_owned())
+        .collect();
+    delivered.sort();
+    let mut want: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| n % 5 != 4)
+        .map(|(_, id)| id.clone())
+        .collect();
+    want.sort();
+    assert_eq!(delivered, want);
+}

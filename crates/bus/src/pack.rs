@@ -1,8 +1,10 @@
-//! Packs: several delivery messages of one stream in one NATS message.
+//! Packs: several events in one NATS message.
 //!
 //! JetStream's cost is per message, not per byte, so the router puts the deliveries of one
 //! stream that it routes together into one message on `audit.deliver.<sink>.<stream>` and
-//! the sink unpacks it. Every event keeps its own headers inside the pack (event id,
+//! the sink unpacks it; likewise the gateway puts the events of one request and
+//! organization whose ids it assigned into one message on `audit.ingest.<org>.pack` and
+//! the router unpacks it. Every event keeps its own headers inside the pack (event id,
 //! `Nats-Msg-Id = <event>.<stream>`, traceparent…), so a sink moves, dead-letters and
 //! replays events one by one exactly as if each had come alone, and acks the pack only when
 //! every event in it is settled.
@@ -15,6 +17,7 @@
 
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::headers;
@@ -32,6 +35,27 @@ pub enum PackError {
     Truncated(usize),
     #[error("pack entry {0} has a malformed header line")]
     Header(usize),
+}
+
+/// How big a pack may grow: the router's `pack` (deliveries of one stream) and the
+/// gateway's `pack` (events of one request and organization) settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackConfig {
+    /// Events per pack; 1 publishes every event as a message of its own.
+    pub max_events: usize,
+    /// Bytes per pack; keep it under the server's `max_payload` (1 MiB by default). An
+    /// event bigger than this goes alone.
+    pub max_bytes: usize,
+}
+
+impl Default for PackConfig {
+    fn default() -> Self {
+        PackConfig {
+            max_events: 100,
+            max_bytes: 512 * 1024,
+        }
+    }
 }
 
 /// Builds one pack. Bytes are appended as events come, so a pack is written once.

@@ -46,6 +46,13 @@ pub fn ingest(
     ))
 }
 
+/// `audit.ingest.<org>.pack`: a pack of one organization's events (`crate::pack`). One
+/// token shorter than [`ingest`], so the two never collide and `audit.ingest.<org>.>` still
+/// names everything of one organization.
+pub fn ingest_pack(org_id: &str) -> Result<String, SubjectError> {
+    Ok(format!("{INGEST_PREFIX}.{}.pack", token("org_id", org_id)?))
+}
+
 /// `audit.deliver.<sink_type>.<stream_id>`
 pub fn deliver(sink: SinkType, stream_id: &str) -> Result<String, SubjectError> {
     Ok(format!(
@@ -90,6 +97,8 @@ mod tests {
             ingest("org-1", "ws_2", EventType::UserActivity).unwrap(),
             "audit.ingest.org-1.ws_2.user_activity"
         );
+        assert_eq!(ingest_pack("org-1").unwrap(), "audit.ingest.org-1.pack");
+        assert!(ingest_pack("org.1").is_err());
         assert_eq!(
             deliver(SinkType::AzureBlob, "s9").unwrap(),
             "audit.deliver.azure_blob.s9"

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use auditstream_bus::NatsConfig;
+use auditstream_bus::{NatsConfig, pack::PackConfig};
 use auditstream_model::Limits;
 use auditstream_proto::tls::ServerTls;
 use auditstream_telemetry::{logging::LogConfig, service::ServiceConfig};
@@ -27,6 +27,10 @@ pub struct GatewayConfig {
     pub limits: Limits,
     pub rate_limit: RateLimitConfig,
     pub server: ServerLimits,
+    /// Packing: the events of one request and organization whose ids the gateway assigned
+    /// go to JetStream as one message (`audit.ingest.<org>.pack`); events with the
+    /// producer's id always go alone, so their de-duplication stays per event.
+    pub pack: PackConfig,
     /// Sent as `Retry-After` (whole seconds) with every 503 / UNAVAILABLE.
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
@@ -92,6 +96,7 @@ impl Default for GatewayConfig {
             limits: Limits::default(),
             rate_limit: RateLimitConfig::default(),
             server: ServerLimits::default(),
+            pack: PackConfig::default(),
             retry_after: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),

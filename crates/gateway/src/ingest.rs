@@ -2,7 +2,8 @@
 //!
 //! HTTP and gRPC both decode their framing into per-item validation results and hand them
 //! here. Valid items are published concurrently; the call returns once every one has its
-//! PubAck or has failed, so a success answer always means "on disk".
+//! PubAck or has failed, so a success answer always means "on disk". Events whose ids the
+//! gateway assigned travel packed per organization ([`messages`]), one PubAck for many.
 
 use std::{
     collections::HashMap,
@@ -11,7 +12,12 @@ use std::{
 };
 
 use async_nats::jetstream;
-use auditstream_bus::{PublishError, headers::EventMeta, publish_durable, subjects};
+use auditstream_bus::{
+    PublishError,
+    headers::{self, EventMeta},
+    pack::{self, PackConfig, Packer},
+    publish_durable, subjects,
+};
 use auditstream_model::{ItemError, ItemErrorCode, ValidatedEvent};
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -87,6 +93,7 @@ pub struct Ingestor {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) publish_timeout: Duration,
     pub(crate) limiter: RateLimiter,
+    pub(crate) pack: PackConfig,
 }
 
 /// What happens to one item, decided before anything is published.
@@ -120,32 +127,42 @@ impl Ingestor {
                 _ => None,
             })
             .max();
-        let publishes = plans.into_iter().map(|plan| async {
+        // Settled at once: rejected, rate-limited, or valid while NATS is away (fail fast:
+        // while disconnected the client would only buffer the message).
+        let mut done: Vec<(usize, ItemOutcome, Option<PublishError>)> = Vec::new();
+        let mut to_publish = Vec::new();
+        for (index, plan) in plans.into_iter().enumerate() {
             match plan {
-                Plan::Reject(error) => (ItemOutcome::Rejected { error }, None),
+                Plan::Reject(error) => done.push((index, ItemOutcome::Rejected { error }, None)),
                 Plan::Limit(id, after) => {
                     let reason = format!(
                         "the organization is over its ingest rate limit; retry in {} s",
                         after.as_secs()
                     );
-                    (ItemOutcome::RateLimited { id, reason }, None)
+                    done.push((index, ItemOutcome::RateLimited { id, reason }, None));
                 }
-                // Fail fast: while disconnected the client would only buffer the message.
                 Plan::Publish(event) if !connected => {
                     let e = PublishError::Unavailable("not connected to NATS".into());
-                    (
-                        ItemOutcome::NotStored {
-                            id: event.id,
-                            reason: e.to_string(),
-                        },
-                        Some(e),
-                    )
+                    let outcome = ItemOutcome::NotStored {
+                        id: event.id,
+                        reason: e.to_string(),
+                    };
+                    done.push((index, outcome, Some(e)));
                 }
-                Plan::Publish(event) => self.publish(event, &received_at, traceparent).await,
+                Plan::Publish(event) => to_publish.push((index, event)),
             }
-        });
+        }
+        let sends = messages(to_publish, &self.pack);
+        let published = join_all(
+            sends
+                .into_iter()
+                .map(|send| self.publish(send, &received_at, traceparent)),
+        )
+        .await;
+        done.extend(published.into_iter().flatten());
+        done.sort_unstable_by_key(|(index, _, _)| *index);
         let (items, errors): (Vec<ItemOutcome>, Vec<Option<PublishError>>) =
-            join_all(publishes).await.into_iter().unzip();
+            done.into_iter().map(|(_, o, e)| (o, e)).unzip();
         let not_stored = errors.iter().flatten().count();
         let unavailable = errors.into_iter().flatten().next();
 
@@ -246,58 +263,154 @@ impl Ingestor {
             .collect()
     }
 
+    /// Publishes one message (a lone event or a pack) and reports for each event in it.
     async fn publish(
         &self,
-        event: ValidatedEvent,
+        send: Send,
         received_at: &str,
         traceparent: Option<&str>,
-    ) -> (ItemOutcome, Option<PublishError>) {
-        let subject = match subjects::ingest(&event.org_id, &event.workspace_id, event.event_type) {
+    ) -> Vec<(usize, ItemOutcome, Option<PublishError>)> {
+        let meta = |event: &ValidatedEvent| {
+            EventMeta {
+                event_id: &event.id,
+                org_id: &event.org_id,
+                workspace_id: &event.workspace_id,
+                event_type: event.event_type.as_str(),
+                occurred_at: &event.occurred_at,
+                received_at,
+                traceparent,
+            }
+            .to_headers()
+        };
+        let (subject, msg_id, headers, payload, events) = match send {
+            Send::One(index, mut event) => {
+                let subject =
+                    subjects::ingest(&event.org_id, &event.workspace_id, event.event_type);
+                let headers = meta(&event);
+                let msg_id = event.id.clone();
+                let payload = Bytes::from(std::mem::take(&mut event.body));
+                (subject, msg_id, headers, payload, vec![(index, event)])
+            }
+            Send::Pack(events) => {
+                let subject = subjects::ingest_pack(&events[0].1.org_id);
+                let mut packer = Packer::new();
+                for (_, event) in &events {
+                    let mut h = meta(event);
+                    // Inside the pack every event keeps its own de-duplication key.
+                    h.insert(headers::MSG_ID, event.id.as_str());
+                    packer.push(&h, &event.body);
+                }
+                let (msg_id, payload) = packer.finish();
+                let mut h = async_nats::HeaderMap::new();
+                h.insert(pack::PACK, pack::VERSION);
+                h.insert(headers::ORG_ID, events[0].1.org_id.as_str());
+                (subject, msg_id, h, payload, events)
+            }
+        };
+        let subject = match subject {
             Ok(s) => s,
             // Unreachable after validation, but never publish to a subject we did not check.
             Err(e) => {
-                let error = ItemError {
-                    field: String::new(),
-                    code: auditstream_model::ItemErrorCode::InvalidId,
-                    message: e.to_string(),
-                };
-                return (ItemOutcome::Rejected { error }, None);
+                return events
+                    .into_iter()
+                    .map(|(index, _)| {
+                        let error = ItemError {
+                            field: String::new(),
+                            code: ItemErrorCode::InvalidId,
+                            message: e.to_string(),
+                        };
+                        (index, ItemOutcome::Rejected { error }, None)
+                    })
+                    .collect();
             }
         };
-        let headers = EventMeta {
-            event_id: &event.id,
-            org_id: &event.org_id,
-            workspace_id: &event.workspace_id,
-            event_type: event.event_type.as_str(),
-            occurred_at: &event.occurred_at,
-            received_at,
-            traceparent,
-        }
-        .to_headers();
         let started = Instant::now();
         let result = publish_durable(
             &self.js,
             subject,
-            &event.id,
+            &msg_id,
             headers,
-            Bytes::from(event.body),
+            payload,
             self.publish_timeout,
         )
         .await;
         self.metrics
             .publish_seconds
             .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(ack) if ack.duplicate => (ItemOutcome::Duplicate { id: event.id }, None),
-            Ok(_) => (ItemOutcome::Accepted { id: event.id }, None),
-            Err(e) => (
-                ItemOutcome::NotStored {
-                    id: event.id,
-                    reason: e.to_string(),
-                },
-                Some(e),
-            ),
+        events
+            .into_iter()
+            .map(|(index, event)| match &result {
+                Ok(ack) if ack.duplicate => (index, ItemOutcome::Duplicate { id: event.id }, None),
+                Ok(_) => (index, ItemOutcome::Accepted { id: event.id }, None),
+                Err(e) => (
+                    index,
+                    ItemOutcome::NotStored {
+                        id: event.id,
+                        reason: e.to_string(),
+                    },
+                    Some(e.clone()),
+                ),
+            })
+            .collect()
+    }
+}
+
+/// An event with its position in the request.
+type Numbered = (usize, ValidatedEvent);
+
+/// One NATS message to publish: a lone event, or a pack of one organization's events.
+enum Send {
+    One(usize, ValidatedEvent),
+    Pack(Vec<Numbered>),
+}
+
+/// Groups the events to publish into messages. Events whose ids the gateway assigned are
+/// packed per organization, in request order, up to the pack limits: nobody can send such
+/// an id again, so nothing depends on JetStream de-duplicating them one by one. An event
+/// with the producer's own id goes alone under `Nats-Msg-Id = id`, which is the producer's
+/// idempotency promise (the same id within the window is stored once, whatever request it
+/// comes in).
+fn messages(events: Vec<Numbered>, pack: &PackConfig) -> Vec<Send> {
+    let mut sends = Vec::new();
+    // Per organization in first-seen order: the open pack and its bytes.
+    let mut open: Vec<(String, Vec<Numbered>, usize)> = Vec::new();
+    for (index, event) in events {
+        // What a pack entry adds beyond the body: lengths and the header lines.
+        let size = event.body.len() + 256;
+        if !event.id_assigned || pack.max_events <= 1 || size > pack.max_bytes {
+            sends.push(Send::One(index, event));
+            continue;
         }
+        let at = match open.iter().position(|(org, _, _)| *org == event.org_id) {
+            Some(at) => at,
+            None => {
+                open.push((event.org_id.clone(), Vec::new(), 0));
+                open.len() - 1
+            }
+        };
+        let (_, list, bytes) = &mut open[at];
+        if list.len() >= pack.max_events || *bytes + size > pack.max_bytes {
+            sends.push(close(std::mem::take(list)));
+            *bytes = 0;
+        }
+        *bytes += size;
+        list.push((index, event));
+    }
+    sends.extend(
+        open.into_iter()
+            .filter(|(_, list, _)| !list.is_empty())
+            .map(|(_, list, _)| close(list)),
+    );
+    sends
+}
+
+/// A lone event is published as itself, on its own subject.
+fn close(mut list: Vec<Numbered>) -> Send {
+    if list.len() == 1 {
+        let (index, event) = list.pop().expect("one event");
+        Send::One(index, event)
+    } else {
+        Send::Pack(list)
     }
 }
 

@@ -101,6 +101,7 @@ pub async fn run(
             metrics: metrics.clone(),
             publish_timeout: config.nats.publish_timeout,
             limiter: RateLimiter::new(config.rate_limit.clone()),
+            pack: config.pack.clone(),
         },
         auth: Auth::new(&config.auth.tokens, config.auth.allow_unauthenticated),
         limits: config.limits.clone(),

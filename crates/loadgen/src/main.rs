@@ -48,6 +48,10 @@ struct Args {
     min_size: usize,
     #[arg(long, default_value_t = 16 * 1024)]
     max_size: usize,
+    /// Send an id with every event (stored one by one, de-duplicated by id) instead of
+    /// letting the gateway assign ids (packed per organization).
+    #[arg(long)]
+    producer_ids: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Prefix of the event ids (one per run, so runs do not collide in the dedup window).
@@ -96,6 +100,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         workspaces_per_org: args.workspaces,
         min_size: args.min_size,
         max_size: args.max_size,
+        producer_ids: args.producer_ids,
         run: args.run.clone(),
         ..Shape::default()
     };

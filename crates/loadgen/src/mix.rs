@@ -27,6 +27,10 @@ pub struct Shape {
     pub mix: Vec<(String, u32)>,
     /// Distinguishes the ids of one run from another's.
     pub run: String,
+    /// Send an `id` with every event (the producer's idempotency key: the gateway stores
+    /// each alone, de-duplicated by id). Off: the gateway assigns ids (and packs the events
+    /// of a request per organization); the sender learns them from the answer.
+    pub producer_ids: bool,
 }
 
 impl Default for Shape {
@@ -42,6 +46,7 @@ impl Default for Shape {
                 .map(|(t, w)| ((*t).to_owned(), *w))
                 .collect(),
             run: "lg".into(),
+            producer_ids: false,
         }
     }
 }
@@ -59,6 +64,7 @@ impl Shape {
 /// One generated event.
 #[derive(Debug, Clone)]
 pub struct Generated {
+    /// Empty when the gateway assigns the id.
     pub id: String,
     pub event_type: &'static str,
     pub org_id: String,
@@ -125,7 +131,11 @@ impl Generator {
             .random_range(0..self.shape.workspaces_per_org.max(1));
         let org_id = Shape::org(org);
         let workspace_id = Shape::workspace(org, ws);
-        let id = format!("{}-{seq}", self.shape.run);
+        let id = if self.shape.producer_ids {
+            format!("{}-{seq}", self.shape.run)
+        } else {
+            String::new()
+        };
         let occurred_at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
@@ -159,15 +169,17 @@ fn envelope(
     workspace_id: &str,
     data: &Value,
 ) -> String {
-    json!({
-        "id": id,
+    let mut envelope = json!({
         "event_type": event_type,
         "occurred_at": occurred_at,
         "org_id": org_id,
         "workspace_id": workspace_id,
         "data": data,
-    })
-    .to_string()
+    });
+    if !id.is_empty() {
+        envelope["id"] = json!(id);
+    }
+    envelope.to_string()
 }
 
 /// A plausible `data` per type (the shapes of `tests/data/ingest-events.ndjson`).
@@ -232,7 +244,8 @@ mod tests {
         for _ in 0..2000 {
             let e = g.next(1);
             let v: Value = serde_json::from_str(&e.envelope).unwrap();
-            assert_eq!(v["id"], e.id.as_str());
+            // By default the gateway assigns the ids.
+            assert!(e.id.is_empty() && v.get("id").is_none(), "{v}");
             assert_eq!(v["data"]["loadgen_sent_ns"], "1");
             assert!(e.workspace_id.starts_with("lg-ws-"));
             types.insert(e.event_type);
@@ -246,5 +259,18 @@ mod tests {
         );
         let small = sizes.iter().filter(|s| **s < 2000).count();
         assert!(small > sizes.len() / 3, "log-uniform: many small events");
+
+        let mut g = Generator::new(
+            Shape {
+                producer_ids: true,
+                run: "r".into(),
+                ..Shape::default()
+            },
+            7,
+        );
+        let ids: Vec<String> = (0..3).map(|_| g.next(1).id).collect();
+        assert_eq!(ids, ["r-1", "r-2", "r-3"]);
+        let v: Value = serde_json::from_str(&g.next(1).envelope).unwrap();
+        assert_eq!(v["id"], "r-4");
     }
 }

@@ -1,7 +1,7 @@
 //! Sending: batches of generated events to the gateway over HTTP (NDJSON) or gRPC (`Ingest`),
 //! from `concurrency` workers, at a fixed total rate or as fast as the gateway answers. A
 //! request counts as accepted only when the gateway answered 200 / OK for all its events (the
-//! ids are then durable); ack latency is measured per request.
+//! ids it reports are then durable); ack latency is measured per request.
 
 use std::{
     sync::Arc,
@@ -110,20 +110,21 @@ pub async fn run(plan: SendPlan) -> anyhow::Result<SendReport> {
                 let now = now_ns();
                 let events: Vec<Generated> = (0..plan.batch).map(|_| generator.next(now)).collect();
                 let asked = Instant::now();
-                let (ok, bytes) = match &mut grpc {
+                let (ids, bytes) = match &mut grpc {
                     Some(client) => send_grpc(client, &plan.token, &events).await,
                     None => send_http(&http, &plan, &events).await,
                 };
                 report.requests += 1;
                 report.bytes += bytes;
-                if ok {
-                    report.ack.push_micros(asked.elapsed().as_micros() as u64);
-                    for e in events {
-                        report.accepted.push(e.id);
-                        report.accepted_orgs.push(e.org_id);
+                match ids {
+                    Some(ids) if ids.len() == events.len() => {
+                        report.ack.push_micros(asked.elapsed().as_micros() as u64);
+                        for (id, e) in ids.into_iter().zip(events) {
+                            report.accepted.push(id);
+                            report.accepted_orgs.push(e.org_id);
+                        }
                     }
-                } else {
-                    report.failed_requests += 1;
+                    _ => report.failed_requests += 1,
                 }
             }
             report
@@ -143,29 +144,49 @@ pub async fn run(plan: SendPlan) -> anyhow::Result<SendReport> {
     Ok(total)
 }
 
-async fn send_http(http: &reqwest::Client, plan: &SendPlan, events: &[Generated]) -> (bool, u64) {
+/// The ids the gateway reported, in request order, when it stored every event.
+type Stored = Option<Vec<String>>;
+
+async fn send_http(http: &reqwest::Client, plan: &SendPlan, events: &[Generated]) -> (Stored, u64) {
     let mut body = String::with_capacity(events.iter().map(|e| e.envelope.len() + 1).sum());
     for e in events {
         body.push_str(&e.envelope);
         body.push('\n');
     }
     let bytes = body.len() as u64;
-    let ok = http
+    let response = http
         .post(format!("{}/v1/events", plan.target.trim_end_matches('/')))
         .bearer_auth(&plan.token)
         .header("content-type", "application/x-ndjson")
         .body(body)
         .send()
-        .await
-        .is_ok_and(|r| r.status() == 200);
-    (ok, bytes)
+        .await;
+    let ids = match response {
+        Ok(r) if r.status() == 200 => r.bytes().await.ok().and_then(|b| answered_ids(&b)),
+        _ => None,
+    };
+    (ids, bytes)
+}
+
+/// `results[].id` of a 200 answer (only the ids are read, not every outcome's fields).
+fn answered_ids(body: &[u8]) -> Stored {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        results: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        id: String,
+    }
+    let answer: Answer = serde_json::from_slice(body).ok()?;
+    Some(answer.results.into_iter().map(|i| i.id).collect())
 }
 
 async fn send_grpc(
     client: &mut IngestServiceClient<tonic::transport::Channel>,
     token: &str,
     events: &[Generated],
-) -> (bool, u64) {
+) -> (Stored, u64) {
     let request = IngestRequest {
         events: events
             .iter()
@@ -184,12 +205,13 @@ async fn send_grpc(
     if let Ok(value) = format!("Bearer {token}").parse() {
         request.metadata_mut().insert("authorization", value);
     }
-    let ok = match client.ingest(request).await {
+    let ids = match client.ingest(request).await {
         Ok(reply) => {
             let reply = reply.into_inner();
-            reply.accepted as usize == events.len()
+            (reply.accepted as usize == events.len())
+                .then(|| reply.results.into_iter().map(|r| r.id).collect())
         }
-        Err(_) => false,
+        Err(_) => None,
     };
-    (ok, bytes)
+    (ids, bytes)
 }

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use auditstream_bus::NatsConfig;
+use auditstream_bus::{NatsConfig, pack::PackConfig};
 use auditstream_telemetry::{Secret, logging::LogConfig, service::ServiceConfig};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,8 @@ pub struct ConsumerConfig {
     pub durable_name: String,
     /// Messages per pull.
     pub batch: usize,
+    /// Bytes per pull: what bounds a pull when its messages are packs of many events.
+    pub batch_bytes: usize,
     /// Groups in flight per replica (each waits for its deliveries' PubAcks).
     pub concurrency: usize,
     /// At most this many ready messages are routed together as one group (their deliveries
@@ -50,26 +52,6 @@ pub struct ConsumerConfig {
     /// Redelivery delay after a failed publish.
     #[serde(with = "humantime_serde")]
     pub retry_delay: Duration,
-}
-
-/// Packing the deliveries of one stream into one NATS message (`bus::pack`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PackConfig {
-    /// Events per pack; 1 publishes every delivery as a message of its own.
-    pub max_events: usize,
-    /// Bytes per pack; keep it under the server's `max_payload` (1 MiB by default). A
-    /// delivery bigger than this goes alone.
-    pub max_bytes: usize,
-}
-
-impl Default for PackConfig {
-    fn default() -> Self {
-        PackConfig {
-            max_events: 100,
-            max_bytes: 512 * 1024,
-        }
-    }
 }
 
 impl Default for RouterConfig {
@@ -101,6 +83,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             durable_name: "router".into(),
             batch: 500,
+            batch_bytes: 4 * 1024 * 1024,
             concurrency: 4,
             group: 256,
             ack_wait: Duration::from_secs(30),

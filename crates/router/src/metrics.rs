@@ -17,7 +17,8 @@ pub struct ReasonLabel {
 }
 
 pub struct Metrics {
-    /// Ingest messages acked (routed, not wanted or unroutable).
+    /// Ingested events settled and acked (routed, not wanted or unroutable; a pack counts
+    /// each of its events).
     pub processed: Counter,
     /// Deliveries (one event for one stream) stored, per destination type.
     pub routed: Family<SinkLabel, Counter>,

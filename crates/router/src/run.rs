@@ -158,6 +158,7 @@ async fn consume(
     let messages = consumer
         .stream()
         .max_messages_per_batch(config.consumer.batch)
+        .max_bytes_per_batch(config.consumer.batch_bytes.max(1))
         .messages()
         .await
         .context("pull from AUDIT_INGEST")?
@@ -250,11 +251,11 @@ async fn handle(
     };
     let now = time::OffsetDateTime::now_utc();
     let mut outs: Vec<Out<'_>> = Vec::new();
-    // Per ingest message: Some(reason) once settled without deliveries.
-    let mut settled: Vec<Option<Settled>> = Vec::with_capacity(group.len());
-    for (i, message) in group.iter().enumerate() {
-        settled.push(route_one(i, message, table, metrics, now, &mut outs));
-    }
+    let routed: Vec<Routed> = group
+        .iter()
+        .enumerate()
+        .map(|(i, message)| route_message(i, message, table, metrics, now, &mut outs))
+        .collect();
     let started = Instant::now();
     let published = !outs.is_empty();
     let failed = publish(js, outs, metrics, settings).await;
@@ -263,28 +264,93 @@ async fn handle(
             .publish_seconds
             .observe(started.elapsed().as_secs_f64());
     }
-    join_all(group.iter().enumerate().map(|(i, message)| {
-        let settled = settled[i];
-        let failed = failed.contains(&i);
-        async move {
-            if failed {
-                metrics.retried.inc();
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(settings.retry_delay)))
-                    .await;
-                return;
-            }
-            match settled {
-                Some(Settled::Unroutable(reason)) => unroutable(message, metrics, reason).await,
-                Some(Settled::Filtered) => {
-                    metrics.filtered.inc();
-                    ack(message, metrics).await
+    join_all(
+        group
+            .iter()
+            .zip(&routed)
+            .enumerate()
+            .map(|(i, (message, routed))| {
+                let failed = failed.contains(&i);
+                async move {
+                    if failed || routed.retry {
+                        if failed {
+                            metrics.retried.inc();
+                        }
+                        let _ = message
+                            .ack_with(AckKind::Nak(Some(settings.retry_delay)))
+                            .await;
+                        return;
+                    }
+                    for settled in &routed.settled {
+                        match settled {
+                            Settled::Unroutable(reason) => unroutable(message, metrics, reason),
+                            Settled::Filtered => {
+                                metrics.filtered.inc();
+                            }
+                        }
+                    }
+                    ack(message, metrics, routed.events).await
                 }
-                None => ack(message, metrics).await,
+            }),
+    )
+    .await;
+}
+
+/// What routing one ingest message came to.
+struct Routed {
+    /// Events it holds: 1, or a pack's count.
+    events: u64,
+    /// Its events that settled without deliveries.
+    settled: Vec<Settled>,
+    /// Leave it for another try (a pack of a format this build does not read: an upgraded
+    /// replica may).
+    retry: bool,
+}
+
+/// Routes one ingest message, a lone event or a pack of them: deliveries go to `outs`.
+fn route_message<'t>(
+    i: usize,
+    message: &jetstream::Message,
+    table: &'t RoutingTable,
+    metrics: &Metrics,
+    now: time::OffsetDateTime,
+    outs: &mut Vec<Out<'t>>,
+) -> Routed {
+    let headers = message.headers.as_ref();
+    let mut routed = Routed {
+        events: 1,
+        settled: Vec::new(),
+        retry: false,
+    };
+    match pack::is_pack(headers).map(|packed| packed.then(|| pack::unpack(&message.payload))) {
+        Ok(None) => routed.settled.extend(route_one(
+            i,
+            headers,
+            &message.payload,
+            table,
+            metrics,
+            now,
+            outs,
+        )),
+        Ok(Some(Ok(events))) => {
+            routed.events = events.len() as u64;
+            for (h, body) in &events {
+                routed
+                    .settled
+                    .extend(route_one(i, Some(h), body, table, metrics, now, outs));
             }
         }
-    }))
-    .await;
+        // Cut off or garbled: nothing in it can be trusted to be an event.
+        Ok(Some(Err(e))) => {
+            tracing::warn!(subject = %message.subject, error = %e, "unreadable ingest pack");
+            routed.settled.push(Settled::Unroutable("malformed"));
+        }
+        Err(e) => {
+            tracing::warn!(subject = %message.subject, error = %e, "ingest pack left for another replica");
+            routed.retry = true;
+        }
+    }
+    routed
 }
 
 #[derive(Clone, Copy)]
@@ -293,16 +359,17 @@ enum Settled {
     Filtered,
 }
 
-/// Routes one ingest message: its deliveries go to `outs`; `Some` when it has none.
+/// Routes one event (of ingest message `i`): its deliveries go to `outs`; `Some` when it
+/// has none.
 fn route_one<'t>(
     i: usize,
-    message: &jetstream::Message,
+    h: Option<&async_nats::HeaderMap>,
+    body: &[u8],
     table: &'t RoutingTable,
     metrics: &Metrics,
     now: time::OffsetDateTime,
     outs: &mut Vec<Out<'t>>,
 ) -> Option<Settled> {
-    let h = message.headers.as_ref();
     let get = |name: &str| h.and_then(|h| h.get(name)).map(|v| v.as_str());
     let (Some(event_id), Some(event_type), Some(workspace_id)) = (
         get(headers::EVENT_ID),
@@ -317,7 +384,7 @@ fn route_one<'t>(
         workspace_id,
         occurred_at: get(headers::OCCURRED_AT).unwrap_or_default(),
         received_at: get(headers::RECEIVED_AT).unwrap_or_default(),
-        body: &message.payload,
+        body,
     };
     let started = Instant::now();
     let outcome = route(table, &incoming, now);
@@ -483,27 +550,23 @@ fn header_bytes(h: &async_nats::HeaderMap) -> usize {
         .sum()
 }
 
-async fn ack(message: &jetstream::Message, metrics: &Metrics) {
+/// Acks an ingest message holding `events` events.
+async fn ack(message: &jetstream::Message, metrics: &Metrics, events: u64) {
     match message.ack().await {
         Ok(()) => {
-            metrics.processed.inc();
+            metrics.processed.inc_by(events);
         }
         Err(e) => tracing::warn!(error = %e, "ack failed; the event will be redelivered"),
     }
 }
 
-async fn unroutable(message: &jetstream::Message, metrics: &Metrics, reason: &'static str) {
-    metrics
-        .unroutable
-        .get_or_create(&ReasonLabel { reason })
-        .inc();
+/// Counts an event no stream can take (it is acked with its message, not kept).
+fn unroutable(message: &jetstream::Message, metrics: &Metrics, reason: &'static str) {
+    let seen = metrics.unroutable.get_or_create(&ReasonLabel { reason });
+    seen.inc();
     // Bounded: the first occurrences and then one in a thousand, not one line per event.
-    let seen = metrics
-        .unroutable
-        .get_or_create(&ReasonLabel { reason })
-        .get();
+    let seen = seen.get();
     if seen <= 10 || seen.is_multiple_of(1000) {
         tracing::warn!(reason, subject = %message.subject, seen, "event cannot be routed; acked and counted");
     }
-    ack(message, metrics).await;
 }

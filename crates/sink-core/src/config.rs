@@ -59,6 +59,8 @@ pub struct ConsumerConfig {
     pub durable_name: String,
     /// Messages per pull.
     pub pull_batch: usize,
+    /// Bytes per pull: what bounds a pull when its messages are packs of many events.
+    pub pull_bytes: usize,
     /// Unacked messages are redelivered after this long (a crashed replica's work); long
     /// deliveries send in-progress acks every third of it.
     #[serde(with = "humantime_serde")]
@@ -103,6 +105,10 @@ pub struct DeliveryConfig {
     /// Bytes in closed, undelivered batches across all streams of this replica; beyond it
     /// new batches go to the backlog.
     pub max_inflight_bytes: usize,
+    /// Bytes of batches being moved to the backlog at once across this replica; beyond it
+    /// the sink stops pulling until moves finish. This is what bounds memory while a
+    /// destination is broken and everything for it goes to the backlog.
+    pub max_spill_bytes: usize,
     /// Probe schedule of a broken destination (a config change of the stream or its
     /// connection probes at once).
     pub probe: Backoff,
@@ -170,6 +176,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             durable_name: String::new(),
             pull_batch: 500,
+            pull_bytes: 4 * 1024 * 1024,
             ack_wait: Duration::from_secs(60),
             max_ack_pending: 50_000,
             retry_delay: Duration::from_secs(2),
@@ -213,6 +220,7 @@ impl Default for DeliveryConfig {
             broken_after: Duration::from_secs(300),
             window: 4,
             max_inflight_bytes: 128 * 1024 * 1024,
+            max_spill_bytes: 8 * 1024 * 1024,
             probe: Backoff {
                 initial: Duration::from_secs(5),
                 max: Duration::from_secs(300),

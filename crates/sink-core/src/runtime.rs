@@ -61,6 +61,9 @@ pub(crate) struct Runtime<S: Sink> {
     pub lanes: Mutex<HashMap<String, Arc<Lane<S>>>>,
     pub metrics: Metrics,
     pub inflight_bytes: AtomicUsize,
+    /// KiB of batches being moved to the backlog (`delivery.max_spill_bytes`).
+    spill_budget: Arc<tokio::sync::Semaphore>,
+    spill_kib: usize,
     pub shutdown: CancellationToken,
     pub report_now: Notify,
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -120,11 +123,24 @@ impl<S: Sink> Runtime<S> {
     }
 
     /// A closed batch goes to its lane, or to the backlog if the lane cannot take it now.
-    fn hand(self: &Arc<Self>, batch: Batch<Event>) {
+    /// Moves to the backlog run beside the consumer, within `delivery.max_spill_bytes`:
+    /// when they fill it, this waits, so the consumer stops pulling instead of holding
+    /// everything a broken destination cannot take.
+    async fn hand(self: &Arc<Self>, batch: Batch<Event>) {
         let lane = self.lane(&batch.stream_id);
         if let Err(batch) = lane.offer(self, batch) {
+            let kib = (batch.bytes / 1024).clamp(1, self.spill_kib) as u32;
+            let permit = self
+                .spill_budget
+                .clone()
+                .acquire_many_owned(kib)
+                .await
+                .expect("the spill budget is never closed");
             let rt = self.clone();
-            tokio::spawn(async move { lane.spill(&rt, batch.items).await });
+            tokio::spawn(async move {
+                lane.spill(&rt, batch.items).await;
+                drop(permit);
+            });
         }
     }
 }
@@ -156,6 +172,8 @@ pub async fn run<S: Sink, C>(
         nats.clone(),
         shutdown.clone(),
     );
+    // At least one KiB, and within what a semaphore can count.
+    let spill_kib = (config.delivery.max_spill_bytes / 1024).clamp(1, 1 << 30);
     let rt = Arc::new(Runtime {
         sink: Arc::new(sink),
         settings: Settings {
@@ -172,6 +190,8 @@ pub async fn run<S: Sink, C>(
         lanes: Mutex::new(HashMap::new()),
         metrics,
         inflight_bytes: AtomicUsize::new(0),
+        spill_budget: Arc::new(tokio::sync::Semaphore::new(spill_kib)),
+        spill_kib,
         shutdown: CancellationToken::new(),
         report_now: Notify::new(),
         workers: Mutex::new(Vec::new()),
@@ -290,6 +310,7 @@ async fn consume<S: Sink>(
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(rt.settings.consumer.pull_batch)
+        .max_bytes_per_batch(rt.settings.consumer.pull_bytes.max(1))
         .messages()
         .await
         .context("pull from AUDIT_DELIVER")?;
@@ -322,7 +343,7 @@ async fn consume<S: Sink>(
                     for event in events {
                         let size = event.body.len();
                         for batch in batcher.push(&stream_id, event, size, limits, Instant::now()) {
-                            rt.hand(batch);
+                            rt.hand(batch).await;
                         }
                     }
                 }
@@ -334,7 +355,7 @@ async fn consume<S: Sink>(
             },
             _ = tokio::time::sleep_until(deadline.into()) => {
                 for batch in batcher.due(Instant::now()) {
-                    rt.hand(batch);
+                    rt.hand(batch).await;
                 }
             }
         }
@@ -358,7 +379,7 @@ async fn consume<S: Sink>(
     // Stop pulling, and flush what is open: the lanes deliver it within the grace period.
     drop(messages);
     for batch in batcher.drain() {
-        rt.hand(batch);
+        rt.hand(batch).await;
     }
     Ok(())
 }
