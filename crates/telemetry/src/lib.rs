@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod logging;
+pub mod memory;
 pub mod ops;
 pub mod service;
 pub mod traces;

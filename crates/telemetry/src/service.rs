@@ -116,7 +116,7 @@ pub async fn serve_with_grace<T>(
 }
 
 /// A whole service `main`: loads `C` (see [`load_config`]), cancels the token on SIGINT or
-/// SIGTERM, and runs `start`. Errors are printed as `<service>: <error>` with exit code 1.
+/// SIGTERM, hands freed memory back periodically ([`crate::memory`]), and runs `start`. Errors are printed as `<service>: <error>` with exit code 1.
 pub async fn service_main<C, F, Fut>(service: &str, start: F) -> std::process::ExitCode
 where
     C: ServiceConfig,
@@ -133,6 +133,7 @@ where
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(crate::memory::trim_periodically());
     let result = start(config, shutdown).await;
     crate::traces::flush();
     match result {
