@@ -37,6 +37,10 @@ pub enum PackError {
     Header(usize),
 }
 
+/// What one entry adds to a pack beyond its message bytes (the two lengths and its header
+/// lines), as both packers reckon it against [`PackConfig::max_bytes`].
+pub const ENTRY_OVERHEAD: usize = 256;
+
 /// How big a pack may grow: the router's `pack` (deliveries of one stream) and the
 /// gateway's `pack` (events of one request and organization) settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -375,8 +375,7 @@ fn messages(events: Vec<Numbered>, pack: &PackConfig) -> Vec<Send> {
     // Per organization in first-seen order: the open pack and its bytes.
     let mut open: Vec<(String, Vec<Numbered>, usize)> = Vec::new();
     for (index, event) in events {
-        // What a pack entry adds beyond the body: lengths and the header lines.
-        let size = event.body.len() + 256;
+        let size = event.body.len() + pack::ENTRY_OVERHEAD;
         if !event.id_assigned || pack.max_events <= 1 || size > pack.max_bytes {
             sends.push(Send::One(index, event));
             continue;
