@@ -254,7 +254,13 @@ async fn call(caller: &mut Caller, rpc: Rpc, at: Target, id: &str) -> Status {
             .await
             .map(drop),
         DeleteNode => c
-            .delete_node(request(auth, pb::DeleteNodeRequest { id, cascade: false }))
+            .delete_node(request(
+                auth,
+                pb::DeleteNodeRequest {
+                    id,
+                    ..Default::default()
+                },
+            ))
             .await
             .map(drop),
         CreateConnection => {
@@ -335,7 +341,13 @@ async fn call(caller: &mut Caller, rpc: Rpc, at: Target, id: &str) -> Status {
             .await
             .map(drop),
         DeleteStream => c
-            .delete_stream(request(auth, pb::DeleteStreamRequest { id }))
+            .delete_stream(request(
+                auth,
+                pb::DeleteStreamRequest {
+                    id,
+                    ..Default::default()
+                },
+            ))
             .await
             .map(drop),
         Explain => c
@@ -769,6 +781,7 @@ async fn scoped_admins_may_rename_their_own_node_but_not_move_retype_or_delete_i
             .delete_node(pb::DeleteNodeRequest {
                 id: scope.into(),
                 cascade: true,
+                ..Default::default()
             })
             .await
             .expect_err("delete own node");

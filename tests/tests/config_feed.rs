@@ -92,9 +92,12 @@ async fn the_feed_carries_every_revision_in_order_and_a_follower_mirrors_the_sna
         .unwrap();
     }
     set_enabled(a, "s3", false).await.unwrap();
-    a.delete_stream(pb::DeleteStreamRequest { id: "s4".into() })
-        .await
-        .unwrap();
+    a.delete_stream(pb::DeleteStreamRequest {
+        id: "s4".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let last = revision(&mut s).await;
     assert_eq!(last, 3 + 16 + 2);
 
@@ -511,6 +514,7 @@ async fn deletes_are_refused_while_in_use_unless_cascading() {
         .delete_node(pb::DeleteNodeRequest {
             id: "p1".into(),
             cascade: false,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -526,6 +530,7 @@ async fn deletes_are_refused_while_in_use_unless_cascading() {
         .delete_node(pb::DeleteNodeRequest {
             id: "p1".into(),
             cascade: true,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -5,6 +5,15 @@ use async_nats::HeaderMap;
 
 /// JetStream's de-duplication key.
 pub const MSG_ID: &str = "Nats-Msg-Id";
+
+/// The de-duplication key of an event on AUDIT_INGEST: `<org>.<id>`. A producer id is an
+/// idempotency key within its organization only (JetStream de-duplicates across the whole
+/// stream): the same id from two organizations is two events, and no organization can
+/// suppress another's events by sending their ids first. Ids cannot contain `.`, so the key
+/// is unambiguous. The id producers and destinations see stays the bare id.
+pub fn ingest_msg_id(org_id: &str, event_id: &str) -> String {
+    format!("{org_id}.{event_id}")
+}
 pub const EVENT_ID: &str = "Auditstream-Event-Id";
 pub const ORG_ID: &str = "Auditstream-Org-Id";
 pub const WORKSPACE_ID: &str = "Auditstream-Workspace-Id";

@@ -100,6 +100,10 @@ pub enum NodeCommand {
         /// Also delete everything below the node.
         #[arg(long)]
         cascade: bool,
+        /// Purge the backlog and dead letters of the streams the cascade deletes (refused
+        /// without it while they hold undelivered events).
+        #[arg(long)]
+        discard_pending: bool,
     },
 }
 
@@ -193,8 +197,13 @@ pub enum StreamCommand {
     Enable { id: String },
     /// Disable a stream.
     Disable { id: String },
-    /// Delete a stream.
-    Delete { id: String },
+    /// Delete a stream (refused while its backlog or DLQ holds events, unless
+    /// --discard-pending; the purge is self-audited with its counts).
+    Delete {
+        id: String,
+        #[arg(long)]
+        discard_pending: bool,
+    },
     /// A stream's destination health (GetStatus).
     Status { id: String },
 }
@@ -438,7 +447,7 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["node", "delete", "p1", "--cascade"]).command,
-            Command::Node(NodeCommand::Delete { id, cascade: true }) if id == "p1"
+            Command::Node(NodeCommand::Delete { id, cascade: true, discard_pending: false }) if id == "p1"
         ));
         assert_eq!(
             parse_err(&["node", "put", "p1"]),
@@ -561,7 +570,7 @@ mod tests {
             matches!(cmd(&["stream", "disable", "s1"]), StreamCommand::Disable { id } if id == "s1")
         );
         assert!(
-            matches!(cmd(&["stream", "delete", "s1"]), StreamCommand::Delete { id } if id == "s1")
+            matches!(cmd(&["stream", "delete", "s1"]), StreamCommand::Delete { id, discard_pending: false } if id == "s1")
         );
         assert!(
             matches!(cmd(&["stream", "status", "s1"]), StreamCommand::Status { id } if id == "s1")

@@ -172,8 +172,17 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
                     list_children(ListChildrenRequest { parent_id: parent })
                 )
             }
-            NodeCommand::Delete { id, cascade } => {
-                show!(conn, out, delete_node(DeleteNodeRequest { id, cascade }))
+            NodeCommand::Delete {
+                id,
+                cascade,
+                discard_pending,
+            } => {
+                let req = DeleteNodeRequest {
+                    id,
+                    cascade,
+                    discard_pending,
+                };
+                show!(conn, out, delete_node(req))
             }
         },
         Command::Connection(cmd) => match cmd {
@@ -246,8 +255,14 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
                 let req = SetStreamEnabledRequest { id, enabled: false };
                 show!(conn, out, set_stream_enabled(req))
             }
-            StreamCommand::Delete { id } => {
-                let req = DeleteStreamRequest { id: id.clone() };
+            StreamCommand::Delete {
+                id,
+                discard_pending,
+            } => {
+                let req = DeleteStreamRequest {
+                    id: id.clone(),
+                    discard_pending,
+                };
                 let response = conn.client().await?.delete_stream(req).await?.into_inner();
                 out.done(&response, format_args!("deleted stream {id}"))
             }

@@ -37,6 +37,9 @@ pub struct ConfigView {
     pub revision: u64,
     pub nodes: BTreeMap<String, Node>,
     pub streams: BTreeMap<String, Stream>,
+    /// Stream key (`Stream::key`, the immutable uid) → stream id: sinks know a stream by the
+    /// key in its subjects, which a deleted and re-created id never shares.
+    stream_keys: BTreeMap<String, String>,
     /// Connection id → version, so a sink notices a rotated credential.
     pub connection_versions: BTreeMap<String, u64>,
     /// False until the first snapshot arrived.
@@ -54,9 +57,37 @@ impl ConfigView {
         ConfigView {
             revision: s.revision,
             nodes: s.nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            stream_keys: s
+                .streams
+                .iter()
+                .map(|s| (s.key().to_owned(), s.id.clone()))
+                .collect(),
             streams: s.streams.into_iter().map(|s| (s.id.clone(), s)).collect(),
             connection_versions,
             synced: true,
+        }
+    }
+
+    /// The stream whose key (`Stream::key`) is `key`, if it still exists.
+    pub fn stream_by_key(&self, key: &str) -> Option<&Stream> {
+        self.stream_keys
+            .get(key)
+            .and_then(|id| self.streams.get(id))
+    }
+
+    /// Adds or replaces a stream (tests and sinks' fixed configurations build views so).
+    pub fn put_stream(&mut self, stream: Stream) {
+        if let Some(old) = self.streams.get(&stream.id) {
+            self.stream_keys.remove(old.key());
+        }
+        self.stream_keys
+            .insert(stream.key().to_owned(), stream.id.clone());
+        self.streams.insert(stream.id.clone(), stream);
+    }
+
+    fn remove_stream(&mut self, id: &str) {
+        if let Some(old) = self.streams.remove(id) {
+            self.stream_keys.remove(old.key());
         }
     }
 
@@ -77,11 +108,9 @@ impl ConfigView {
                 {
                     s.connection_version = s.connection_version.max(*v);
                 }
-                self.streams.insert(s.id.clone(), s);
+                self.put_stream(s);
             }
-            Some(Change::StreamDeleted(id)) => {
-                self.streams.remove(&id);
-            }
+            Some(Change::StreamDeleted(id)) => self.remove_stream(&id),
             Some(Change::ConnectionPut(c)) => {
                 for s in self.streams.values_mut() {
                     if s.destination

@@ -24,6 +24,31 @@ pub fn streaming_toggled(world: &World, p: &Principal, stream: &Stream, enabled:
     )
 }
 
+/// A stream deleted: streaming switched off if it was on, and, when undelivered events were
+/// discarded with it (`(backlog, dead letters)`), how many, so the loss is on record.
+pub fn stream_deleted(
+    world: &World,
+    p: &Principal,
+    stream: &Stream,
+    (backlog, dead_letters): (u64, u64),
+) -> Vec<Vec<u8>> {
+    if backlog + dead_letters == 0 && !stream.enabled {
+        return vec![];
+    }
+    vec![envelope(
+        world,
+        p,
+        stream,
+        "audit_log_streaming",
+        json!({
+            "enabled": false,
+            "deleted": true,
+            "discarded_backlog_events": backlog,
+            "discarded_dead_letters": dead_letters,
+        }),
+    )]
+}
+
 /// The destination (target, or the credentials of its connection) changed.
 pub fn destination_updated(world: &World, p: &Principal, stream: &Stream) -> Vec<u8> {
     let connection_id = stream

@@ -2,6 +2,8 @@
 //!
 //! - Depths: how many messages wait in `AUDIT_BACKLOG` (`audit.backlog.<type>.<stream>`) and
 //!   `AUDIT_DLQ` (`audit.dlq.<type>.<stream>`), read from stream info with a subject filter.
+//!   `<stream>` is the stream's key (`Stream::key`, its immutable uid), never the reusable id.
+//! - Purge: a stream deleted with `discard_pending` loses its backlog and dead letters.
 //! - ListDeadLetters: the DLQ messages of one stream in sequence order, read from the stream
 //!   leader (`STREAM.MSG.GET` next-by-subject), so a list right after a replay never shows a
 //!   replayed message again.
@@ -27,7 +29,7 @@ use async_nats::{
 };
 use auditstream_bus::{headers, publish_durable, subjects, topology};
 use auditstream_model::SinkType;
-use auditstream_proto::v1::{DeadLetter, ListDeadLettersResponse};
+use auditstream_proto::v1::{DeadLetter, ListDeadLettersResponse, Stream};
 use futures_util::TryStreamExt as _;
 
 use crate::error::{ServiceError, invalid};
@@ -72,19 +74,49 @@ pub async fn count(js: &jetstream::Context, stream: &str, subject: &str) -> Resu
     Ok(0)
 }
 
-/// Live `(backlog depth, DLQ depth)` of a stream.
+/// Live `(backlog depth, DLQ depth)` of the stream with key `stream_key`.
 pub async fn depths(
     js: &jetstream::Context,
     sink: SinkType,
-    stream_id: &str,
+    stream_key: &str,
 ) -> Result<(u64, u64), String> {
-    let backlog = subjects::backlog(sink, stream_id).map_err(|e| e.to_string())?;
-    let dlq = subjects::dlq(sink, stream_id).map_err(|e| e.to_string())?;
+    let backlog = subjects::backlog(sink, stream_key).map_err(|e| e.to_string())?;
+    let dlq = subjects::dlq(sink, stream_key).map_err(|e| e.to_string())?;
     let (backlog, dlq) = tokio::join!(
         count(js, topology::BACKLOG, &backlog),
         count(js, topology::DLQ, &dlq)
     );
     Ok((backlog?, dlq?))
+}
+
+/// Purges the backlog and the DLQ of the stream with key `stream_key`: `(backlog, dlq)`
+/// events removed.
+pub async fn purge(
+    js: &jetstream::Context,
+    sink: SinkType,
+    stream_key: &str,
+) -> Result<(u64, u64), ServiceError> {
+    let mut purged = [0u64; 2];
+    for (i, (stream, build)) in [
+        (topology::BACKLOG, subjects::backlog as fn(_, &_) -> _),
+        (topology::DLQ, subjects::dlq),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let filter = subject(build, sink, stream_key)?;
+        let handle = js
+            .get_stream_no_info(stream)
+            .await
+            .map_err(|e| unavailable(&format!("open {stream}"), e))?;
+        let response = handle
+            .purge()
+            .filter(filter)
+            .await
+            .map_err(|e| unavailable(&format!("purge {stream}"), e))?;
+        purged[i] = response.purged;
+    }
+    Ok((purged[0], purged[1]))
 }
 
 fn is_missing(e: &RawMessageError) -> bool {
@@ -139,11 +171,11 @@ async fn dlq_stream(
 pub async fn list(
     js: &jetstream::Context,
     sink: SinkType,
-    stream_id: &str,
+    stream_key: &str,
     after: u64,
     limit: u32,
 ) -> Result<ListDeadLettersResponse, ServiceError> {
-    let subject = subject(subjects::dlq, sink, stream_id)?;
+    let subject = subject(subjects::dlq, sink, stream_key)?;
     let dlq = dlq_stream(js).await?;
     let limit = match limit {
         0 => DEFAULT_LIMIT,
@@ -174,7 +206,7 @@ pub async fn list(
 pub async fn replay(
     js: &jetstream::Context,
     sink: SinkType,
-    stream_id: &str,
+    stream: &Stream,
     sequences: &[u64],
     publish_timeout: Duration,
 ) -> Result<u64, ServiceError> {
@@ -187,12 +219,14 @@ pub async fn replay(
             ),
         ));
     }
-    let dlq_subject = subject(subjects::dlq, sink, stream_id)?;
+    let stream_id = stream.id.as_str();
+    let dlq_subject = subject(subjects::dlq, sink, stream.key())?;
     let replay = Replay {
         js,
         dlq: dlq_stream(js).await?,
-        deliver_subject: subject(subjects::deliver, sink, stream_id)?,
+        deliver_subject: subject(subjects::deliver, sink, stream.key())?,
         stream_id,
+        stream_key: stream.key(),
         publish_timeout,
     };
     let mut replayed = 0;
@@ -251,6 +285,7 @@ struct Replay<'a> {
     dlq: jetstream::stream::Stream<()>,
     deliver_subject: String,
     stream_id: &'a str,
+    stream_key: &'a str,
     publish_timeout: Duration,
 }
 
@@ -264,7 +299,7 @@ impl Replay<'_> {
             .map(|v| v.as_str())
             .filter(|id| !id.is_empty())
             .unwrap_or("unknown");
-        let msg_id = format!("{event_id}.{}.replay.{}", self.stream_id, m.sequence);
+        let msg_id = format!("{event_id}.{}.replay.{}", self.stream_key, m.sequence);
         publish_durable(
             self.js,
             self.deliver_subject.clone(),

@@ -103,7 +103,8 @@ async fn publish_audit(
         traceparent: None,
     }
     .to_headers();
-    publish_durable(js, subject, &valid.id, h, valid.body.into(), timeout)
+    let msg_id = headers::ingest_msg_id(&valid.org_id, &valid.id);
+    publish_durable(js, subject, &msg_id, h, valid.body.into(), timeout)
         .await
         .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
     Ok(())

@@ -230,6 +230,48 @@ impl Service {
         let urls = validate::stream(stream, sink, &self.policy)?;
         validate::check_addresses(&urls, &self.policy).await
     }
+
+    /// What a delete would strand: each stream's `(backlog, DLQ)` depths. A stream that still
+    /// holds events is only deleted when the caller asked to discard them (`discard`); they
+    /// are then purged here, before the delete commits, and the counts go into its audit
+    /// event. A re-created id gets a new uid, so nothing left behind could ever reach it; the
+    /// check is there so no undelivered event disappears without someone choosing that.
+    async fn settle_pending(
+        &self,
+        world: &World,
+        streams: &[&Stream],
+        discard: bool,
+    ) -> Result<Vec<(u64, u64)>, ServiceError> {
+        let mut out = Vec::with_capacity(streams.len());
+        for stream in streams {
+            let sink = Self::stream_sink(world, stream)?;
+            let (backlog, dlq) = tokio::time::timeout(
+                self.request_timeout,
+                crate::dlq::depths(&self.js, sink, stream.key()),
+            )
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.request_timeout)))
+            .map_err(|e| {
+                ServiceError::Unavailable(format!(
+                    "cannot tell whether stream {} still holds undelivered events, so it is not deleted: {e}",
+                    stream.id
+                ))
+            })?;
+            if backlog + dlq == 0 {
+                out.push((0, 0));
+            } else if discard {
+                let purged = crate::dlq::purge(&self.js, sink, stream.key()).await?;
+                tracing::warn!(stream = %stream.id, uid = %stream.key(), backlog = purged.0, dead_letters = purged.1, "undelivered events of a deleted stream discarded");
+                out.push(purged);
+            } else {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "stream {} still holds {backlog} backlog event(s) and {dlq} dead letter(s); let the backlog drain and replay or discard the dead letters first, or delete with discard_pending to purge them",
+                    stream.id
+                )));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[tonic::async_trait]
@@ -338,7 +380,31 @@ impl ConfigService for Service {
         request: Request<pb::DeleteNodeRequest>,
     ) -> Rpc<DeleteNodeResponse> {
         let p = self.principal(&request)?;
-        let pb::DeleteNodeRequest { id, cascade } = request.into_inner();
+        let pb::DeleteNodeRequest {
+            id,
+            cascade,
+            discard_pending,
+        } = request.into_inner();
+        // The streams a cascade would delete must not strand undelivered events (see
+        // `settle_pending`); checked before the delete, against the world as it is now.
+        let discarded: std::collections::HashMap<String, (u64, u64)> = {
+            let world = self.store.load().await?;
+            Self::node(&p, &world, &id)?;
+            p.check_write(&world, &id)?;
+            let streams: Vec<&Stream> = world
+                .streams
+                .values()
+                .filter(|s| cascade && world.tree.is_within(&s.node_id, &id))
+                .collect();
+            let settled = self
+                .settle_pending(&world, &streams, discard_pending)
+                .await?;
+            streams
+                .iter()
+                .map(|s| s.key().to_owned())
+                .zip(settled)
+                .collect()
+        };
         reply(
             self.commit(|world| {
                 Self::node(&p, world, &id)?;
@@ -365,9 +431,8 @@ impl ConfigService for Service {
                 let mut audit = Vec::new();
                 for s in &streams {
                     mutations.push(Mutation::DeleteStream(s.id.clone()));
-                    if s.enabled {
-                        audit.push(audit::streaming_toggled(world, &p, s, false));
-                    }
+                    let discarded = discarded.get(s.key()).copied().unwrap_or_default();
+                    audit.extend(audit::stream_deleted(world, &p, s, discarded));
                 }
                 mutations.extend(connections.iter().map(|c| Mutation::DeleteConnection(c.public.id.clone())));
                 mutations.extend(subtree.iter().map(|n| Mutation::DeleteNode(n.id.clone())));
@@ -590,6 +655,8 @@ impl ConfigService for Service {
             .ok_or_else(|| Status::from(invalid("stream", "required")))?;
         stream.version = 1;
         stream.revision = 0;
+        // A new stream, whatever its id was used for before (see `Stream::uid`).
+        stream.uid = auditstream_model::new_stream_uid();
         {
             let world = self.store.load().await?;
             Self::node(&p, &world, &stream.node_id)?;
@@ -757,20 +824,40 @@ impl ConfigService for Service {
         request: Request<pb::DeleteStreamRequest>,
     ) -> Rpc<DeleteStreamResponse> {
         let p = self.principal(&request)?;
-        let id = request.into_inner().id;
+        let pb::DeleteStreamRequest {
+            id,
+            discard_pending,
+        } = request.into_inner();
+        let (uid, (discarded_backlog, discarded_dead_letters)) = {
+            let world = self.store.load().await?;
+            let stream = Self::stream(&p, &world, &id)?;
+            p.check_write(&world, &stream.node_id)?;
+            let settled = self
+                .settle_pending(&world, &[stream], discard_pending)
+                .await?;
+            (stream.key().to_owned(), settled[0])
+        };
         reply(
             self.commit(|world| {
                 let stream = Self::stream(&p, world, &id)?;
                 p.check_write(world, &stream.node_id)?;
-                let audit = if stream.enabled {
-                    vec![audit::streaming_toggled(world, &p, stream, false)]
-                } else {
-                    vec![]
-                };
+                if stream.key() != uid {
+                    return Err(ServiceError::Aborted(format!(
+                        "stream {id} was re-created concurrently; retry"
+                    )));
+                }
                 Ok(Plan {
                     mutations: vec![Mutation::DeleteStream(id.clone())],
-                    audit,
-                    output: DeleteStreamResponse {},
+                    audit: audit::stream_deleted(
+                        world,
+                        &p,
+                        stream,
+                        (discarded_backlog, discarded_dead_letters),
+                    ),
+                    output: DeleteStreamResponse {
+                        discarded_backlog,
+                        discarded_dead_letters,
+                    },
                 })
             })
             .await,
@@ -840,7 +927,7 @@ impl ConfigService for Service {
         let live = match Self::stream_sink(&world, stream) {
             Ok(sink) => tokio::time::timeout(
                 self.request_timeout,
-                crate::dlq::depths(&self.js, sink, &id),
+                crate::dlq::depths(&self.js, sink, stream.key()),
             )
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.request_timeout))),
@@ -935,7 +1022,7 @@ impl ConfigService for Service {
         let stream = Self::stream(&p, &world, &stream_id)?;
         p.check_read(&world, &stream.node_id)?;
         let sink = Self::stream_sink(&world, stream)?;
-        reply(crate::dlq::list(&self.js, sink, &stream_id, after_sequence, limit).await)
+        reply(crate::dlq::list(&self.js, sink, stream.key(), after_sequence, limit).await)
     }
 
     async fn replay_dead_letters(
@@ -952,8 +1039,7 @@ impl ConfigService for Service {
         p.check_write(&world, &stream.node_id)?;
         let sink = Self::stream_sink(&world, stream)?;
         let replayed =
-            crate::dlq::replay(&self.js, sink, &stream_id, &sequences, self.publish_timeout)
-                .await?;
+            crate::dlq::replay(&self.js, sink, stream, &sequences, self.publish_timeout).await?;
         // Not a settings change, so no self-audit event (see the README); logged instead.
         tracing::info!(
             stream = %stream_id,
@@ -991,8 +1077,17 @@ impl ConfigService for Service {
         p.check_service()?;
         let world = self.store.load().await?;
         let (stream, connection_id) = match request.into_inner().key {
-            Some(Key::StreamId(id)) => {
-                let s = Self::present(&world, Self::stream(&p, &world, &id)?);
+            Some(key @ (Key::StreamId(_) | Key::StreamKey(_))) => {
+                let stream = match &key {
+                    Key::StreamId(id) => Self::stream(&p, &world, id)?,
+                    Key::StreamKey(k) => world
+                        .streams
+                        .values()
+                        .find(|s| s.key() == k)
+                        .ok_or_else(|| not_found(&p, "stream", k))?,
+                    Key::ConnectionId(_) => unreachable!("matched above"),
+                };
+                let s = Self::present(&world, stream);
                 let cid = s
                     .destination
                     .as_ref()
@@ -1018,7 +1113,16 @@ impl ConfigService for Service {
             .status
             .ok_or_else(|| Status::from(invalid("status", "required")))?;
         let world = self.store.load().await?;
-        Self::stream(&p, &world, &status.stream_id)?;
+        let stream = Self::stream(&p, &world, &status.stream_id)?;
+        // A sink still working off a deleted stream of the same id reports about another
+        // stream: its counts and health must not become the new stream's.
+        if !status.stream_uid.is_empty() && status.stream_uid != stream.key() {
+            return Err(ServiceError::NotFound(format!(
+                "stream {} with uid {} no longer exists",
+                status.stream_id, status.stream_uid
+            ))
+            .into());
+        }
         let stream_id = status.stream_id.clone();
         let report = std::mem::take(&mut status);
         let (previous, merged) = self

@@ -287,7 +287,7 @@ impl Ingestor {
                 let subject =
                     subjects::ingest(&event.org_id, &event.workspace_id, event.event_type);
                 let headers = meta(&event);
-                let msg_id = event.id.clone();
+                let msg_id = headers::ingest_msg_id(&event.org_id, &event.id);
                 let payload = Bytes::from(std::mem::take(&mut event.body));
                 (subject, msg_id, headers, payload, vec![(index, event)])
             }
@@ -297,7 +297,10 @@ impl Ingestor {
                 for (_, event) in &events {
                     let mut h = meta(event);
                     // Inside the pack every event keeps its own de-duplication key.
-                    h.insert(headers::MSG_ID, event.id.as_str());
+                    h.insert(
+                        headers::MSG_ID,
+                        headers::ingest_msg_id(&event.org_id, &event.id),
+                    );
                     packer.push(&h, &event.body);
                 }
                 let (msg_id, payload) = packer.finish();

@@ -55,6 +55,12 @@ pub fn new_event_id() -> String {
     uuid::Uuid::now_v7().hyphenated().to_string()
 }
 
+/// A new stream uid (`Stream.uid` in the config API): a UUIDv7 without hyphens, a valid
+/// subject token, never reused.
+pub fn new_stream_uid() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

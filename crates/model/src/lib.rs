@@ -20,7 +20,7 @@ pub mod template;
 pub use catalog::ActivityCatalog;
 pub use envelope::{ItemError, ItemErrorCode, ValidatedEvent, validate_envelope, validate_parts};
 pub use event_type::EventType;
-pub use ids::{IdError, new_event_id, validate_id};
+pub use ids::{IdError, new_event_id, new_stream_uid, validate_id};
 pub use limits::Limits;
 pub use log::LogLevel;
 pub use sink_type::SinkType;

@@ -15,3 +15,16 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of every Auditstream proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("auditstream_descriptor");
+
+impl v1::Stream {
+    /// The stream's identity on the bus and in the data plane: its immutable `uid`, or its
+    /// id for a stream stored before uids existed (whose subjects already carry the id).
+    /// Delivery, backlog and DLQ subjects, sink lanes and destination caches key on it.
+    pub fn key(&self) -> &str {
+        if self.uid.is_empty() {
+            &self.id
+        } else {
+            &self.uid
+        }
+    }
+}

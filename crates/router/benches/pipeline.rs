@@ -268,13 +268,15 @@ fn config_view() -> ConfigView {
         .filter_map(|s| s.destination.as_ref())
         .map(|d| (d.connection_id.clone(), 1))
         .collect();
-    ConfigView {
-        revision: 4242,
-        nodes,
-        streams,
-        connection_versions,
-        synced: true,
+    let mut view = ConfigView::default();
+    view.revision = 4242;
+    view.nodes = nodes;
+    view.connection_versions = connection_versions;
+    view.synced = true;
+    for s in streams.into_values() {
+        view.put_stream(s);
     }
+    view
 }
 
 fn partner_id(p: usize) -> String {
@@ -451,6 +453,8 @@ struct Case {
     group: Group,
     /// Set for the extra rows; the matrix rows are named by group and event type.
     label: Option<&'static str>,
+    /// The organization the event was accepted for.
+    org: &'static str,
     workspace: String,
     event_type: EventType,
     event_id: String,
@@ -463,6 +467,7 @@ impl Case {
     fn incoming(&self) -> Incoming<'_> {
         Incoming {
             event_id: &self.event_id,
+            org_id: self.org,
             event_type: self.event_type,
             workspace_id: &self.workspace,
             occurred_at: &self.occurred_at,
@@ -512,6 +517,7 @@ fn cases(examples: &[Example]) -> Vec<Case> {
         Case {
             group,
             label,
+            org: "org-acme",
             workspace: workspace.to_owned(),
             event_type: t,
             event_id: e.event_id.clone(),
@@ -617,6 +623,17 @@ fn cases(examples: &[Example]) -> Vec<Case> {
         None,
         Expect::Unroutable("unknown_workspace"),
     ));
+    // Accepted for another organization: refused, whatever the workspace's streams.
+    let mut foreign = case(
+        Group::Other,
+        Some("another organization's workspace: job_status"),
+        "ws-cust-17",
+        EventType::JobStatus,
+        None,
+        Expect::Unroutable("org_mismatch"),
+    );
+    foreign.org = "org-other";
+    cases.push(foreign);
     cases
 }
 
@@ -715,8 +732,8 @@ fn stages(table: &RoutingTable, case: &Case, now: OffsetDateTime) -> Stages {
         workspace_id: &case.workspace,
     };
     let account = Account {
-        id: &case.workspace,
-        external_id: node.external_id.as_deref(),
+        id: &node.account_id,
+        external_id: node.account_external_id.as_deref(),
     };
     let enrich = measure(|| {
         black_box(

@@ -46,7 +46,11 @@ impl<'a> RawObject<'a> {
 }
 
 /// Who the event is about, from the directory: the customer account the workspace belongs
-/// to (the workspace's node: a customer node, or a partner node for its OEM admin workspace).
+/// to. That is the nearest `customer` node at or above the workspace; where there is none (a
+/// workspace directly under an organization, or a partner's own admin workspace) the
+/// workspace's own node is the account. The directory decides, not the producer: a
+/// producer of one customer cannot label its events as another customer's in a partner's
+/// shared destination.
 #[derive(Debug, Clone, Copy)]
 pub struct Account<'a> {
     pub id: &'a str,
@@ -95,38 +99,40 @@ pub fn log_message(
     match event_type {
         EventType::JobStatus | EventType::JobDetails => {
             let context = object(top.get("context"))?;
-            let user_id = non_null(&context, "user_id")
-                .map_or_else(|| quote(account.id), |v| v.get().to_owned());
             let merged = merge(
                 &context,
                 &[
-                    ("user_id", user_id),
+                    ("user_id", quote(account.id)),
                     ("user_external_id", opt(account.external_id)),
                 ],
             );
             members.push(("context", Cow::Owned(merged)));
         }
         EventType::UserActivity => {
-            // The acting team member: their external id comes with the event, or is null.
+            // The acting team member comes with the event: its id and external id, each
+            // null when the event has none (present, never missing).
             let user = object(top.get("user"))?;
-            let external = user
-                .iter()
-                .rev()
-                .find(|(k, _)| k == "external_id")
-                .map_or_else(|| "null".to_owned(), |(_, v)| v.get().to_owned());
+            let given = |key: &str| {
+                user.iter()
+                    .rev()
+                    .find(|(k, _)| k == key)
+                    .map_or_else(|| "null".to_owned(), |(_, v)| v.get().to_owned())
+            };
+            let (user_id, external) = (given("id"), given("external_id"));
             members.push((
                 "user",
-                Cow::Owned(merge(&user, &[("external_id", external)])),
+                Cow::Owned(merge(&user, &[("id", user_id), ("external_id", external)])),
             ));
-            // The team is the customer account.
+            // The team is the customer account, from the directory.
             let team = object(top.get("team"))?;
-            let team_id =
-                non_null(&team, "id").map_or_else(|| quote(account.id), |v| v.get().to_owned());
             members.push((
                 "team",
                 Cow::Owned(merge(
                     &team,
-                    &[("id", team_id), ("external_id", opt(account.external_id))],
+                    &[
+                        ("id", quote(account.id)),
+                        ("external_id", opt(account.external_id)),
+                    ],
                 )),
             ));
         }
@@ -154,16 +160,6 @@ fn object(value: Option<&RawValue>) -> Result<Vec<(String, &RawValue)>, serde_js
         Some(v) if v.get().trim_start().starts_with('{') => Ok(RawObject::parse(v.get())?.0),
         _ => Ok(Vec::new()),
     }
-}
-
-/// The last `key` of `members`, unless it is `null`.
-fn non_null<'a>(members: &[(String, &'a RawValue)], key: &str) -> Option<&'a RawValue> {
-    members
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| *v)
-        .filter(|v| v.get() != "null")
 }
 
 /// `members` with `set` replacing or appending, in place.
@@ -235,9 +231,10 @@ mod tests {
             r#"{"id":"j1","context":{"user_id":1234,"recipe_id":4}}"#,
             Some("INI-001"),
         );
+        // The directory names the account, whatever the producer put there.
         assert_eq!(
             v["context"],
-            json!({"user_id": 1234, "recipe_id": 4, "user_external_id": "INI-001"})
+            json!({"user_id": "c1", "recipe_id": 4, "user_external_id": "INI-001"})
         );
         // Absent everywhere: the directory's id, and null (present, never missing).
         let v = run(EventType::JobStatus, r#"{"id":"j1"}"#, None);
@@ -257,7 +254,7 @@ mod tests {
         );
         assert_eq!(
             v["team"],
-            json!({"id": 1234, "name": "C17", "external_id": "INI-001"})
+            json!({"id": "c1", "name": "C17", "external_id": "INI-001"})
         );
         let v = run(
             EventType::UserActivity,
@@ -266,6 +263,13 @@ mod tests {
         );
         assert_eq!(v["user"], json!({"id": 991, "external_id": null}));
         assert_eq!(v["team"], json!({"id": "c1", "external_id": null}));
+        // No user in the event: both of its ids null, never missing.
+        let v = run(
+            EventType::UserActivity,
+            r#"{"category":"recipe","action":"stopped"}"#,
+            None,
+        );
+        assert_eq!(v["user"], json!({"id": null, "external_id": null}));
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct Incoming<'a> {
     pub event_id: &'a str,
+    /// The organization the gateway accepted the event for (its producer token's scope).
+    pub org_id: &'a str,
     pub event_type: EventType,
     pub workspace_id: &'a str,
     pub occurred_at: &'a str,
@@ -52,10 +54,15 @@ pub fn route<'t>(
     event: &Incoming<'_>,
     now: time::OffsetDateTime,
 ) -> Outcome<'t> {
-    // The directory places the workspace; the envelope's org_id is not trusted.
+    // The directory places the workspace. The organization the event was accepted for must
+    // be the workspace's own: otherwise a producer of one organization could write into
+    // another's streams.
     let Some(node) = table.nodes.get(event.workspace_id) else {
         return Outcome::Unroutable("unknown_workspace");
     };
+    if node.org_id != event.org_id {
+        return Outcome::Unroutable("org_mismatch");
+    }
     let Some(effective) = table.tree.resolve(event.workspace_id) else {
         return Outcome::Unroutable("unknown_workspace");
     };
@@ -103,8 +110,8 @@ pub fn route<'t>(
         workspace_id: event.workspace_id,
     };
     let account = Account {
-        id: event.workspace_id,
-        external_id: node.external_id.as_deref(),
+        id: &node.account_id,
+        external_id: node.account_external_id.as_deref(),
     };
     let message = match log_message(event.event_type, data_str(data), account, &audit) {
         Ok(m) => m,

@@ -380,6 +380,7 @@ fn route_one<'t>(
     };
     let incoming = Incoming {
         event_id,
+        org_id: get(headers::ORG_ID).unwrap_or_default(),
         event_type,
         workspace_id,
         occurred_at: get(headers::OCCURRED_AT).unwrap_or_default(),
@@ -418,14 +419,14 @@ fn route_one<'t>(
         }
         .to_headers();
         h.insert(headers::STREAM_ID, d.stream_id);
-        // In the headers too: a pack carries each event's own id.
-        let msg_id = format!("{event_id}.{}", d.stream_id);
-        h.insert(headers::MSG_ID, msg_id.as_str());
-        let sink = table
+        let (sink, key) = table
             .streams
             .get(d.stream_id)
-            .map(|s| s.sink.as_str())
+            .map(|s| (s.sink.as_str(), s.key.as_str()))
             .unwrap_or_default();
+        // In the headers too: a pack carries each event's own id.
+        let msg_id = format!("{event_id}.{key}");
+        h.insert(headers::MSG_ID, msg_id.as_str());
         outs.push(Out {
             from: i,
             subject: d.subject,

@@ -17,16 +17,23 @@ pub struct RoutingTable {
 }
 
 pub struct NodeInfo {
-    pub external_id: Option<String>,
-    /// The root of the node's path: the organization (or top partner) the event belongs to.
+    /// The root of the node's path: the organization the event belongs to.
     pub org_id: String,
+    /// The customer account its events name (see [`crate::enrich::Account`]): the nearest
+    /// `customer` node at or above it, else the node itself.
+    pub account_id: String,
+    /// That account's external id, given by the partner or organization.
+    pub account_external_id: Option<String>,
 }
 
 pub struct CompiledStream {
     pub id: String,
+    /// The stream's immutable identity (`Stream::key`): its deliveries' subject token and
+    /// de-duplication key, so a re-created id never shares either with the deleted stream.
+    pub key: String,
     pub version: u64,
     pub sink: SinkType,
-    /// `audit.deliver.<sink_type>.<stream_id>`, built once.
+    /// `audit.deliver.<sink_type>.<stream key>`, built once.
     pub subject: String,
     event_types: HashSet<EventType>,
     pub include_step_details: bool,
@@ -55,15 +62,16 @@ impl CompiledStream {
         };
         let selection = stream.selection.clone().unwrap_or_default();
         let template = match previous {
-            Some(p) if p.version == stream.version => p.template.clone(),
+            Some(p) if p.version == stream.version && p.key == stream.key() => p.template.clone(),
             _ if stream.template.is_empty() => None,
             _ => Some(Template::compile(&stream.template).map_err(|e| e.to_string())?),
         };
         Ok(CompiledStream {
             id: stream.id.clone(),
+            key: stream.key().to_owned(),
             version: stream.version,
             sink,
-            subject: subjects::deliver(sink, &stream.id).map_err(|e| e.to_string())?,
+            subject: subjects::deliver(sink, stream.key()).map_err(|e| e.to_string())?,
             event_types: selection
                 .event_types
                 .iter()
@@ -124,16 +132,21 @@ impl RoutingTable {
             .nodes
             .values()
             .map(|n| {
-                let org_id = tree
-                    .path(&n.id)
-                    .and_then(|p| p.first().map(|r| r.id.clone()))
-                    .unwrap_or_else(|| n.id.clone());
-                let external_id = (!n.external_id.is_empty()).then(|| n.external_id.clone());
+                let path = tree.path(&n.id).unwrap_or_default();
+                let org_id = path.first().map_or_else(|| n.id.clone(), |r| r.id.clone());
+                let account = path
+                    .iter()
+                    .rev()
+                    .find(|p| p.kind == auditstream_model::routing::NodeKind::Customer)
+                    .and_then(|p| view.nodes.get(&p.id))
+                    .unwrap_or(n);
                 (
                     n.id.clone(),
                     NodeInfo {
-                        external_id,
                         org_id,
+                        account_id: account.id.clone(),
+                        account_external_id: (!account.external_id.is_empty())
+                            .then(|| account.external_id.clone()),
                     },
                 )
             })

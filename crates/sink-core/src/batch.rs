@@ -37,6 +37,7 @@ pub enum Reason {
 
 #[derive(Debug)]
 pub struct Batch<T> {
+    /// The stream key (`Stream::key`) of the delivery subject its events came on.
     pub stream_id: String,
     pub items: Vec<T>,
     pub bytes: usize,

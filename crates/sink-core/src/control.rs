@@ -60,15 +60,16 @@ impl Control {
         })
     }
 
-    /// A stream's destination and its connection with secrets.
+    /// The destination of the stream with key `stream_key` (`Stream::key`), and its
+    /// connection with secrets.
     pub async fn destination(
         &self,
-        stream_id: &str,
+        stream_key: &str,
     ) -> Result<pb::DestinationDetails, tonic::Status> {
         self.client
             .clone()
             .get_destination(GetDestinationRequest {
-                key: Some(Key::StreamId(stream_id.to_owned())),
+                key: Some(Key::StreamKey(stream_key.to_owned())),
             })
             .await
             .map(|r| r.into_inner())
@@ -87,7 +88,7 @@ impl Control {
             .ok_or_else(|| format!("connection {connection_id}: not returned"))
     }
 
-    pub async fn report(&self, status: StreamStatus) -> Result<(), String> {
+    pub async fn report(&self, status: StreamStatus) -> Result<(), tonic::Status> {
         self.client
             .clone()
             .report_status(ReportStatusRequest {
@@ -95,7 +96,6 @@ impl Control {
             })
             .await
             .map(|_| ())
-            .map_err(|s| format!("ReportStatus: {}", s.message()))
     }
 }
 

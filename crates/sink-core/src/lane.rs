@@ -40,6 +40,12 @@ pub(crate) enum Source {
 }
 
 pub(crate) struct Lane<S: Sink> {
+    /// The stream's key (`Stream::key`, its immutable uid): the last token of its delivery,
+    /// backlog and DLQ subjects. A lane belongs to one stream for good; a re-created id has
+    /// another key and so another lane, destination cache and backlog.
+    pub key: String,
+    /// The stream's user-chosen id, for status reports, logs and metrics (the key when the
+    /// stream was already deleted when the lane was made).
     pub stream_id: String,
     backlog_subject: String,
     dlq_subject: String,
@@ -99,11 +105,12 @@ enum DestError {
 }
 
 impl<S: Sink> Lane<S> {
-    pub fn new(stream_id: &str, broken_after: Duration) -> Self {
+    pub fn new(key: &str, stream_id: &str, broken_after: Duration) -> Self {
         Lane {
+            key: key.to_owned(),
             stream_id: stream_id.to_owned(),
-            backlog_subject: subjects::backlog(S::TYPE, stream_id).expect("stream ids are valid"),
-            dlq_subject: subjects::dlq(S::TYPE, stream_id).expect("stream ids are valid"),
+            backlog_subject: subjects::backlog(S::TYPE, key).expect("stream keys are valid"),
+            dlq_subject: subjects::dlq(S::TYPE, key).expect("stream keys are valid"),
             queue: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             st: Mutex::new(LaneState {
@@ -176,7 +183,7 @@ impl<S: Sink> Lane<S> {
         let published = publish_durable(
             &rt.js,
             self.backlog_subject.clone(),
-            &event.msg_id(&self.stream_id),
+            &event.msg_id(&self.key),
             event.headers.clone(),
             event.body.clone(),
             rt.settings.publish_timeout,
@@ -203,7 +210,7 @@ impl<S: Sink> Lane<S> {
         // A fresh id: the same event may be dead-lettered again after a replay.
         let msg_id = format!(
             "{}.dlq.{}",
-            event.msg_id(&self.stream_id),
+            event.msg_id(&self.key),
             auditstream_model::new_event_id()
         );
         let published = publish_durable(
@@ -233,8 +240,7 @@ impl<S: Sink> Lane<S> {
     async fn destination(&self, rt: &Runtime<S>) -> Result<Arc<S::Destination>, DestError> {
         let view = rt.view.borrow().clone();
         let key = view
-            .streams
-            .get(&self.stream_id)
+            .stream_by_key(&self.key)
             .map(|s| (s.version, s.connection_version));
         let mut cache = self.dest.lock().await;
         if let Some((cached, d)) = cache.as_ref()
@@ -243,14 +249,17 @@ impl<S: Sink> Lane<S> {
         {
             return Ok(d.clone());
         }
-        let details = match rt.control.destination(&self.stream_id).await {
+        let gone = || {
+            DestError::Gone(format!(
+                "stream {} was deleted before its events were delivered",
+                self.stream_id
+            ))
+        };
+        // Asked by key, never by id, which may name a new stream by now. (The view may not
+        // know the stream yet: the router can be ahead of this sink.)
+        let details = match rt.control.destination(&self.key).await {
             Ok(d) => d,
-            Err(e) if e.code() == tonic::Code::NotFound => {
-                return Err(DestError::Gone(format!(
-                    "stream {} was deleted before its events were delivered",
-                    self.stream_id
-                )));
-            }
+            Err(e) if e.code() == tonic::Code::NotFound => return Err(gone()),
             Err(e) => {
                 if let Some((_, d)) = cache.as_ref() {
                     tracing::warn!(stream = %self.stream_id, error = %e.message(), "config-service unreachable; delivering with the last known destination");
@@ -270,6 +279,9 @@ impl<S: Sink> Lane<S> {
                 "give the stream a destination with a connection",
             )));
         };
+        if stream.key() != self.key {
+            return Err(gone());
+        }
         let Some(destination) = stream.destination.as_ref() else {
             return Err(DestError::Answer(Answer::new(
                 Class::Configuration,
@@ -594,7 +606,7 @@ impl<S: Sink> Lane<S> {
         &self,
         rt: &Runtime<S>,
     ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, String> {
-        let name = format!("backlog-{}-{}", S::TYPE.as_str(), self.stream_id);
+        let name = format!("backlog-{}-{}", S::TYPE.as_str(), self.key);
         let stream = rt
             .js
             .get_stream(topology::BACKLOG)
@@ -622,7 +634,7 @@ impl<S: Sink> Lane<S> {
     async fn drain_once(&self, rt: &Runtime<S>) -> Result<bool, String> {
         let generation = self.st().spill_gen;
         let consumer = self.backlog_consumer(rt).await?;
-        let limits = rt.limits(&self.stream_id);
+        let limits = rt.limits(&self.key);
         let mut batch = consumer
             .fetch()
             .max_messages(limits.max_events)
@@ -734,6 +746,7 @@ impl<S: Sink> Lane<S> {
         };
         let status = StreamStatus {
             stream_id: self.stream_id.clone(),
+            stream_uid: self.key.clone(),
             state: state as i32,
             last_error: st.last_error.clone(),
             hint: st.hint.clone(),

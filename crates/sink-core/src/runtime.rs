@@ -70,14 +70,28 @@ pub(crate) struct Runtime<S: Sink> {
 }
 
 impl<S: Sink> Runtime<S> {
-    /// The stream's lane, created (with its worker) on first use.
-    pub fn lane(self: &Arc<Self>, stream_id: &str) -> Arc<Lane<S>> {
+    /// The lane of the stream with key `key` (the subject token, `Stream::key`), created
+    /// (with its worker) on first use.
+    /// `stream_id` names the stream where the view may not know it yet (the router can be
+    /// ahead of this sink): the id the router put in the messages.
+    pub fn lane(self: &Arc<Self>, key: &str, stream_id: Option<&str>) -> Arc<Lane<S>> {
         let mut lanes = self.lanes.lock().expect("lanes lock");
-        if let Some(l) = lanes.get(stream_id) {
+        if let Some(l) = lanes.get(key) {
             return l.clone();
         }
-        let lane = Arc::new(Lane::new(stream_id, self.settings.delivery.broken_after));
-        lanes.insert(stream_id.to_owned(), lane.clone());
+        let stream_id = self
+            .view
+            .borrow()
+            .stream_by_key(key)
+            .map(|s| s.id.clone())
+            .or_else(|| stream_id.map(str::to_owned))
+            .unwrap_or_else(|| key.to_owned());
+        let lane = Arc::new(Lane::new(
+            key,
+            &stream_id,
+            self.settings.delivery.broken_after,
+        ));
+        lanes.insert(key.to_owned(), lane.clone());
         let worker = tokio::spawn(lane.clone().work(self.clone()));
         self.workers.lock().expect("workers lock").push(worker);
         lane
@@ -92,15 +106,12 @@ impl<S: Sink> Runtime<S> {
             .collect()
     }
 
-    /// The stream's batching: its own settings, the sink's defaults where it sets none.
-    pub fn limits(&self, stream_id: &str) -> BatchLimits {
+    /// The batching of the stream with key `key`: its own settings, the sink's defaults
+    /// where it sets none.
+    pub fn limits(&self, key: &str) -> BatchLimits {
         let d = self.settings.batching.defaults();
         let view = self.view.borrow();
-        let Some(b) = view
-            .streams
-            .get(stream_id)
-            .and_then(|s| s.batching.as_ref())
-        else {
+        let Some(b) = view.stream_by_key(key).and_then(|s| s.batching.as_ref()) else {
             return d;
         };
         BatchLimits {
@@ -127,7 +138,12 @@ impl<S: Sink> Runtime<S> {
     /// when they fill it, this waits, so the consumer stops pulling instead of holding
     /// everything a broken destination cannot take.
     async fn hand(self: &Arc<Self>, batch: Batch<Event>) {
-        let lane = self.lane(&batch.stream_id);
+        let stream_id = batch
+            .items
+            .first()
+            .and_then(|e| e.headers.get(auditstream_bus::headers::STREAM_ID))
+            .map(|v| v.as_str().to_owned());
+        let lane = self.lane(&batch.stream_id, stream_id.as_deref());
         if let Err(batch) = lane.offer(self, batch) {
             let kib = (batch.bytes / 1024).clamp(1, self.spill_kib) as u32;
             let permit = self
@@ -326,7 +342,8 @@ async fn consume<S: Sink>(
             _ = shutdown.cancelled() => break,
             m = messages.next() => match m {
                 Some(Ok(m)) => {
-                    let Some(stream_id) = m.subject.strip_prefix(prefix.as_str()).map(str::to_owned) else {
+                    // The subject's last token is the stream key (`Stream::key`).
+                    let Some(key) = m.subject.strip_prefix(prefix.as_str()).map(str::to_owned) else {
                         tracing::warn!(subject = %m.subject, "message outside this sink's subjects; acked");
                         let _ = m.ack().await;
                         continue;
@@ -335,14 +352,14 @@ async fn consume<S: Sink>(
                         Ok(events) => events,
                         Err(e) => {
                             // Left unacked: redelivered after ack_wait, to a sink that reads it.
-                            tracing::error!(stream = %stream_id, error = %e, "unreadable delivery message");
+                            tracing::error!(stream = %key, error = %e, "unreadable delivery message");
                             continue;
                         }
                     };
-                    let limits = rt.limits(&stream_id);
+                    let limits = rt.limits(&key);
                     for event in events {
                         let size = event.body.len();
-                        for batch in batcher.push(&stream_id, event, size, limits, Instant::now()) {
+                        for batch in batcher.push(&key, event, size, limits, Instant::now()) {
                             rt.hand(batch).await;
                         }
                     }
@@ -396,8 +413,7 @@ async fn watch_config<S: Sink>(rt: Arc<Runtime<S>>) {
         let v = view.borrow_and_update().clone();
         for lane in rt.lanes() {
             let key = v
-                .streams
-                .get(&lane.stream_id)
+                .stream_by_key(&lane.key)
                 .map(|s| (s.version, s.connection_version));
             let mut st = lane.st.lock().expect("lane state lock");
             if st.dest_key.is_some() && key.is_some() && st.dest_key != key {
@@ -423,7 +439,7 @@ async fn scan_backlog<S: Sink>(rt: Arc<Runtime<S>>) {
                     if lane.is_broken() {
                         broken += 1;
                     }
-                    let subject = format!("{prefix}{}", lane.stream_id);
+                    let subject = format!("{prefix}{}", lane.key);
                     if !depths.contains_key(&subject) {
                         let mut st = lane.st.lock().expect("lane state lock");
                         if st.backlog_depth != 0 {
@@ -439,13 +455,13 @@ async fn scan_backlog<S: Sink>(rt: Arc<Runtime<S>>) {
                 }
                 rt.metrics.broken_destinations.set(broken);
                 for (subject, depth) in depths {
-                    let Some(stream_id) = subject.strip_prefix(&prefix) else {
+                    let Some(key) = subject.strip_prefix(&prefix) else {
                         continue;
                     };
-                    let lane = rt.lane(stream_id);
+                    let lane = rt.lane(key, None);
                     let (expiring, oldest) = expiry(&rt, &subject).await;
                     let label = StreamLabel {
-                        stream: stream_id.to_owned(),
+                        stream: lane.stream_id.clone(),
                     };
                     rt.metrics
                         .backlog_events
@@ -555,12 +571,24 @@ async fn report_status<S: Sink>(rt: Arc<Runtime<S>>) {
                     stream: lane.stream_id.clone(),
                 })
                 .set(lane.state_code());
-            let Some((status, counts)) = lane.take_status() else {
+            let Some((mut status, counts)) = lane.take_status() else {
                 continue;
             };
-            if let Err(e) = rt.control.report(status).await {
-                tracing::debug!(stream = %lane.stream_id, error = %e, "status report failed; retrying");
-                lane.restore(counts);
+            // Under the stream's id as the view knows it now (the lane may have been made
+            // before the view knew the stream).
+            if let Some(s) = rt.view.borrow().stream_by_key(&lane.key) {
+                status.stream_id.clone_from(&s.id);
+            }
+            match rt.control.report(status).await {
+                Ok(()) => {}
+                // The stream (this lane's uid) is gone: nobody is left to report to.
+                Err(e) if e.code() == tonic::Code::NotFound => {
+                    tracing::debug!(stream = %lane.stream_id, uid = %lane.key, "status of a deleted stream not reported");
+                }
+                Err(e) => {
+                    tracing::debug!(stream = %lane.stream_id, error = %e.message(), "status report failed; retrying");
+                    lane.restore(counts);
+                }
             }
         }
         if rt.shutdown.is_cancelled() {

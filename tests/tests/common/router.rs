@@ -170,9 +170,17 @@ pub async fn publish_ingest(
     }
     .to_headers();
     let subject = subjects::ingest(org, workspace, event_type.parse().unwrap()).unwrap();
-    publish_durable(js, subject, id, h, body.into(), Duration::from_secs(10))
-        .await
-        .unwrap();
+    let msg_id = auditstream_bus::headers::ingest_msg_id(org, id);
+    publish_durable(
+        js,
+        subject,
+        &msg_id,
+        h,
+        body.into(),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
 }
 
 /// One delivery message as read back.
