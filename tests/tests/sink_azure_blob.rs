@@ -319,11 +319,11 @@ async fn a_resent_event_id_never_replaces_the_stored_blob_and_counts_as_delivere
         blob_stack(Azurite::KEY, target("keep", "", pb::ObjectFormat::PerEvent)).await;
     let sent = stack.send(0, "keep", 1, None).await;
     wait_delivered(&azurite, "keep", &sent, MINUTE).await;
-    let stored = async || -> Vec<(String, Vec<u8>)> {
+    let stored = async || -> Vec<(String, String)> {
         let blobs = azurite.blobs("keep").await.into_iter();
         blobs
             .filter(|b| b.name.contains(&sent[0]))
-            .map(|b| (b.name, b.body.to_vec()))
+            .map(|b| (b.name.clone(), b.text()))
             .collect()
     };
     let first = stored().await;

@@ -314,11 +314,11 @@ async fn a_resent_event_id_never_replaces_the_stored_object_and_counts_as_delive
         .await;
     let sent = stack.send(0, "keep", 1, None).await;
     wait_in_bucket(&server, "keep", &sent, "keep-").await;
-    let stored = async || -> Vec<(String, Vec<u8>)> {
+    let stored = async || -> Vec<(String, String)> {
         let objects = server.objects("keep").await.into_iter();
         objects
             .filter(|o| o.key.contains(&sent[0]))
-            .map(|o| (o.key, o.body.to_vec()))
+            .map(|o| (o.key.clone(), o.text()))
             .collect()
     };
     let first = stored().await;
