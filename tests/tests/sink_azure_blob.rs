@@ -8,6 +8,7 @@ mod common;
 
 use std::{collections::HashSet, time::Duration};
 
+use auditstream_model::SinkType;
 use auditstream_proto::v1::{
     self as pb, HealthState, azure_blob_credentials::Method, connection::Credentials,
     destination::Target,
@@ -181,7 +182,7 @@ async fn ndjson_gzip_batches_land_under_partitioned_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_event_blobs_are_named_by_event_id() {
+async fn per_event_blobs_are_named_by_event_id_and_stream() {
     let (azurite, stack) = blob_stack(
         Azurite::KEY,
         target("archive-per-event", "", pb::ObjectFormat::PerEvent),
@@ -191,7 +192,7 @@ async fn per_event_blobs_are_named_by_event_id() {
     wait_delivered(&azurite, "archive-per-event", &accepted, MINUTE).await;
     let blobs = azurite.blobs("archive-per-event").await;
     for id in &accepted {
-        let name = format!("{PARTITION}{id}.json");
+        let name = format!("{PARTITION}{id}.s-0.json");
         let blob = blobs
             .iter()
             .find(|b| b.name == name)
@@ -256,6 +257,93 @@ async fn a_redelivered_batch_does_not_create_a_second_blob() {
     );
     let ids = azurite.event_ids("redelivery").await;
     assert_eq!(ids.len(), 10, "each event once per layout: {ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_streams_sharing_a_container_and_prefix_keep_their_own_blobs() {
+    let azurite = Azurite::start();
+    azurite.create_container("shared").await;
+    let sink = AzureBlobSink::new(insecure()).unwrap();
+    let connection = connection("c", shared_key(&azurite.endpoint(), Azurite::KEY));
+    for (format, prefix, suffix) in [
+        (pb::ObjectFormat::PerEvent, "pe", ".json"),
+        (pb::ObjectFormat::Ndjson, "nd", ".ndjson.gz"),
+    ] {
+        let d = sink
+            .build(&destination(target("shared", prefix, format)), &connection)
+            .unwrap();
+        // The same producer event for two streams, each with its own rendering, one request
+        // per stream as their lanes would send them.
+        for stream in ["s-a", "s-b"] {
+            let mut e = event("shared-1");
+            e.body = format!(r#"{{"id":"shared-1","stream":"{stream}"}}"#).into();
+            e.stream_key = stream.into();
+            let answer = d.send(&[e]).await;
+            assert_eq!(answer.class, Class::Delivered, "{answer:?}");
+        }
+        let blobs: Vec<_> = azurite
+            .blobs("shared")
+            .await
+            .into_iter()
+            .filter(|b| b.name.starts_with(&format!("{prefix}/")))
+            .collect();
+        let texts: Vec<String> = blobs
+            .iter()
+            .map(|b| b.text().trim_end().to_owned())
+            .collect();
+        assert_eq!(blobs.len(), 2, "{format:?}: one blob per stream: {texts:?}");
+        for stream in ["s-a", "s-b"] {
+            let body = format!(r#"{{"id":"shared-1","stream":"{stream}"}}"#);
+            assert!(
+                texts.contains(&body),
+                "{format:?}: {body} is stored: {texts:?}"
+            );
+        }
+        assert!(blobs.iter().all(|b| b.name.ends_with(suffix)), "{format:?}");
+        if format == pb::ObjectFormat::PerEvent {
+            let names: Vec<&str> = blobs.iter().map(|b| b.name.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    format!("pe/{PARTITION}shared-1.s-a.json"),
+                    format!("pe/{PARTITION}shared-1.s-b.json")
+                ]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_event_id_never_replaces_the_stored_blob_and_counts_as_delivered() {
+    let (azurite, stack) =
+        blob_stack(Azurite::KEY, target("keep", "", pb::ObjectFormat::PerEvent)).await;
+    let sent = stack.send(0, "keep", 1, None).await;
+    wait_delivered(&azurite, "keep", &sent, MINUTE).await;
+    let stored = async || -> Vec<(String, String)> {
+        let blobs = azurite.blobs("keep").await.into_iter();
+        blobs
+            .filter(|b| b.name.contains(&sent[0]))
+            .map(|b| (b.name.clone(), b.text()))
+            .collect()
+    };
+    let first = stored().await;
+    assert_eq!(
+        first.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),
+        [format!("{PARTITION}{}.s-0.json", sent[0])]
+    );
+
+    let delivered = "auditstream_sink_events_delivered_total";
+    let before = stack.sink.as_ref().unwrap().metric(delivered).await;
+    let forged = format!(r#"{{"id":"{}","forged":true}}"#, sent[0]);
+    stack
+        .resend(SinkType::AzureBlob, 0, &sent[0], &forged)
+        .await;
+    stack.wait_all_delivered().await;
+    assert!(
+        stack.sink.as_ref().unwrap().metric(delivered).await > before,
+        "the re-sent event counts as delivered"
+    );
+    assert_eq!(stored().await, first, "the stored blob is unchanged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

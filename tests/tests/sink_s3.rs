@@ -7,6 +7,7 @@ mod common;
 
 use std::{collections::HashSet, time::Duration};
 
+use auditstream_model::SinkType;
 use auditstream_proto::v1::{
     self as pb, HealthState, connection::Credentials, destination::Target, s3_credentials::Method,
 };
@@ -152,8 +153,14 @@ async fn objects_hold_exactly_the_delivered_ids_under_partitioned_keys_with_sse(
     assert_same_ids(&got, &singles);
     for o in server.objects("acme-per-event").await {
         let name = partitioned_name(&o.key, "audit", "ws-1");
-        let id = name.strip_suffix(".json").expect("a .json object");
-        assert_eq!(o.event_ids(), [id], "per_event keys are event ids");
+        let id = name
+            .strip_suffix(".s-1.json")
+            .expect("a .json object of stream s-1");
+        assert_eq!(
+            o.event_ids(),
+            [id],
+            "per_event keys are event ids and the stream"
+        );
         assert_eq!(o.content_encoding, None);
         assert_eq!(o.sse.as_deref(), Some("AES256"), "{}", o.key);
     }
@@ -192,7 +199,7 @@ fn connection(credentials: Credentials) -> pb::Connection {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_batch_overwrites_its_objects() {
+async fn a_redelivered_batch_keeps_its_objects() {
     let server = S3Server::moto();
     let sink = S3Sink::new(sink_config());
     for (bucket, format, objects) in [
@@ -224,6 +231,181 @@ async fn a_redelivered_batch_overwrites_its_objects() {
         // The probe leaves nothing behind.
         assert_eq!(d.probe().await.class, Class::Delivered);
         assert_eq!(server.objects(bucket).await.len(), objects);
+    }
+}
+
+/// The same producer event id delivered for two streams (stream keys `s-a` and `s-b`), each
+/// with its own rendering, to one bucket and prefix.
+fn same_event_of_two_streams() -> Vec<Event> {
+    ["s-a", "s-b"]
+        .into_iter()
+        .map(|stream| {
+            let mut e = events("shared", 1).remove(0);
+            e.body = format!(r#"{{"id":"shared-0","stream":"{stream}"}}"#).into();
+            e.stream_key = stream.into();
+            e
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_streams_sharing_a_bucket_and_prefix_keep_their_own_objects() {
+    for server in [
+        S3Server::moto(),
+        S3Server::s3s_fs("AKIAAUDITSTREAM00003", "two-streams-secret"),
+    ] {
+        let sink = S3Sink::new(sink_config());
+        for (bucket, format, suffix) in [
+            ("shared-per-event", pb::ObjectFormat::PerEvent, ".json"),
+            ("shared-ndjson", pb::ObjectFormat::Ndjson, ".ndjson.gz"),
+        ] {
+            server.create_bucket(bucket).await;
+            let d = sink
+                .build(&destination(bucket, format), &connection(keys_of(&server)))
+                .unwrap();
+            // One request per stream, as their lanes would send them.
+            for event in same_event_of_two_streams() {
+                let answer = d.send(std::slice::from_ref(&event)).await;
+                assert_eq!(answer.class, Class::Delivered, "{bucket}: {answer:?}");
+            }
+            let stored = server.objects(bucket).await;
+            let texts: Vec<String> = stored
+                .iter()
+                .map(|o| o.text().trim_end().to_owned())
+                .collect();
+            assert_eq!(
+                stored.len(),
+                2,
+                "{bucket}: one object per stream: {texts:?}"
+            );
+            for stream in ["s-a", "s-b"] {
+                let body = format!(r#"{{"id":"shared-0","stream":"{stream}"}}"#);
+                assert!(
+                    texts.contains(&body),
+                    "{bucket}: {body} is stored: {texts:?}"
+                );
+            }
+            assert!(stored.iter().all(|o| o.key.ends_with(suffix)), "{bucket}");
+            if format == pb::ObjectFormat::PerEvent {
+                let keys: Vec<&str> = stored.iter().map(|o| o.key.as_str()).collect();
+                assert_eq!(
+                    keys,
+                    [
+                        "audit/org/ws-0/job_status/2026/11/23/08/shared-0.s-a.json",
+                        "audit/org/ws-0/job_status/2026/11/23/08/shared-0.s-b.json"
+                    ]
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_event_id_never_replaces_the_stored_object_and_counts_as_delivered() {
+    let server = S3Server::moto();
+    server.create_bucket("keep").await;
+    let per_event = pb::S3Target {
+        format: pb::ObjectFormat::PerEvent as i32,
+        ..target("keep")
+    };
+    let mut stack = stack_with(vec![(keys_of(&server), Target::S3(per_event))]).await;
+    stack
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .await;
+    let sent = stack.send(0, "keep", 1, None).await;
+    wait_in_bucket(&server, "keep", &sent, "keep-").await;
+    let stored = async || -> Vec<(String, String)> {
+        let objects = server.objects("keep").await.into_iter();
+        objects
+            .filter(|o| o.key.contains(&sent[0]))
+            .map(|o| (o.key.clone(), o.text()))
+            .collect()
+    };
+    let first = stored().await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0].0.ends_with(&format!("/{}.s-0.json", sent[0])),
+        "{first:?}"
+    );
+
+    let delivered = "auditstream_sink_events_delivered_total";
+    let before = stack.sink.as_ref().unwrap().metric(delivered).await;
+    let forged = format!(r#"{{"id":"{}","forged":true}}"#, sent[0]);
+    stack.resend(SinkType::S3, 0, &sent[0], &forged).await;
+    stack.wait_all_delivered().await;
+    assert!(
+        stack.sink.as_ref().unwrap().metric(delivered).await > before,
+        "the re-sent event counts as delivered"
+    );
+    assert_eq!(stored().await, first, "the stored object is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_into_an_object_lock_bucket_with_default_retention_succeed() {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+        ObjectLockRule,
+    };
+    let server = S3Server::moto();
+    let client = server.client();
+    let bucket = "worm";
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let retention = DefaultRetention::builder()
+        .mode(ObjectLockRetentionMode::Compliance)
+        .days(1)
+        .build();
+    client
+        .put_object_lock_configuration()
+        .bucket(bucket)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(retention)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let sink = S3Sink::new(sink_config());
+    for format in [pb::ObjectFormat::Ndjson, pb::ObjectFormat::PerEvent] {
+        let d = sink
+            .build(&destination(bucket, format), &connection(keys_of(&server)))
+            .unwrap();
+        let answer = d.send(&events("locked", 4)).await;
+        assert_eq!(answer.class, Class::Delivered, "{format:?}: {answer:?}");
+        assert_eq!(d.probe().await.class, Class::Delivered, "{format:?}");
+    }
+    let stored = server.objects(bucket).await;
+    // 2 NDJSON objects (two workspaces) and 4 per event, besides the probes' test objects.
+    let events: Vec<_> = stored
+        .iter()
+        .filter(|o| !o.key.contains(".auditstream-probe/"))
+        .collect();
+    assert_eq!(events.len(), 6, "{stored:?}");
+    for o in events {
+        let head = client
+            .head_object()
+            .bucket(bucket)
+            .key(&o.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.object_lock_mode(),
+            Some(&aws_sdk_s3::types::ObjectLockMode::Compliance),
+            "{} is under the bucket's default retention",
+            o.key
+        );
     }
 }
 

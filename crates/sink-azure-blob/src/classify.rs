@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use auditstream_azure_auth::sas::redact;
-use auditstream_sink_core::{Answer, classify::Class, classify::classify_http};
+use auditstream_sink_core::{Answer, classify::Class, classify::classify_object_store};
 use azure_core::error::ErrorKind;
 use time::OffsetDateTime;
 
@@ -228,17 +228,23 @@ fn classify_status(
              if it uses one, that the SAS token is complete and unmodified",
         ),
         _ => {
-            let class = classify_http(status, retry_after, now);
-            let hint = match class {
-                Class::Configuration => format!(
+            let class = classify_object_store(
+                status,
+                Some(code).filter(|c| !c.is_empty()),
+                retry_after,
+                now,
+            );
+            let hint = match (&class, status) {
+                (Class::Configuration, 400..=499) => format!(
+                    "storage account {account} refused to write to container {container} because of \
+                     how the account, the container or the connection is set up, not because of the \
+                     events: fix what it said (e.g. an immutability policy or legal hold that forbids \
+                     new blobs, a disabled feature, the connection's endpoint)"
+                ),
+                (Class::Configuration, _) => format!(
                     "the endpoint of account {account} does not answer like Azure Blob Storage: \
                      check the connection's endpoint"
                 ),
-                Class::Rejected => {
-                    "the storage account refused this blob; the events are in the dead-letter queue \
-                     with the reason"
-                        .into()
-                }
                 _ => String::new(),
             };
             Answer::new(class, detail, hint)
@@ -512,11 +518,25 @@ mod tests {
     }
 
     #[test]
-    fn too_large_and_refused_data() {
+    fn too_large_stored_already_and_no_refused_data() {
         assert_eq!(class(413, Some("RequestBodyTooLarge")), Class::TooLarge);
-        assert_eq!(class(400, Some("InvalidBlobOrBlock")), Class::Rejected);
-        assert_eq!(class(409, Some("LeaseIdMissing")), Class::Rejected);
         assert_eq!(class(201, None), Class::Delivered);
+        // The conditional create found the blob: stored before, delivered.
+        assert_eq!(class(409, Some("BlobAlreadyExists")), Class::Delivered);
+        // A blob store refuses no data but by size: any other 4xx is configuration.
+        for (status, code) in [
+            (400, Some("InvalidBlobOrBlock")),
+            (409, Some("LeaseIdMissing")),
+            (409, Some("BlobImmutableDueToPolicy")),
+        ] {
+            let a = classify(&http(status, code), &WRITE, now());
+            assert_eq!(a.class, Class::Configuration, "{code:?}");
+            assert!(
+                a.hint.contains("immutability policy"),
+                "{code:?}: {}",
+                a.hint
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,9 @@
 //! One stream's container: uploads a request's objects, and probes.
+//!
+//! Uploads are conditional creates (`If-None-Match: *`): a blob already under its name is
+//! never replaced, and the 409 `BlobAlreadyExists` that says so counts as delivered (see
+//! `sink_core::object`). So the sink also works with containers under immutable storage
+//! (time-based retention, version-level WORM), which refuse overwrites anyway.
 
 use std::{sync::Arc, time::Duration};
 
@@ -70,7 +75,7 @@ impl AzureBlobDestination {
         }
     }
 
-    /// Writes one block blob (replacing a blob of that name: a retried batch overwrites).
+    /// Writes one block blob unless one of that name exists.
     async fn upload(
         &self,
         client: &BlobContainerClient,
@@ -83,7 +88,8 @@ impl AzureBlobDestination {
             blob_content_type: Some(content_type.to_owned()),
             blob_content_encoding: content_encoding.map(str::to_owned),
             ..Default::default()
-        };
+        }
+        .if_not_exists();
         let blob = client.blob_client(key);
         self.call(blob.upload(body.into(), Some(options)))
             .await
@@ -119,8 +125,9 @@ impl Destination<Event> for AzureBlobDestination {
                     {
                         Ok(()) => Answer::delivered(o.key),
                         Err(failure) => {
+                            // Delivered too when the blob exists already (classify).
                             let answer = self.answer(&failure);
-                            tracing::debug!(blob = %o.key, detail = %answer.detail, "upload failed");
+                            tracing::debug!(blob = %o.key, class = ?answer.class, detail = %answer.detail, "upload answered with an error");
                             answer
                         }
                     }

@@ -1,6 +1,7 @@
 //! What a destination's answer means for delivery: a classifier, not `if`s scattered in
 //! sinks (as vector's `RetryLogic`). Sinks speaking HTTP use [`classify_http`]; SDK-based
-//! sinks map their error codes to the same [`Class`].
+//! sinks map their error codes to the same [`Class`], and object stores (S3, Azure Blob) fall
+//! back on [`classify_object_store`] for the codes they do not list.
 
 use std::time::Duration;
 
@@ -36,6 +37,42 @@ pub fn classify_http(status: u16, retry_after: Option<&str>, now: time::OffsetDa
         400..=499 => Class::Rejected,
         // 1xx/3xx final answers mean an endpoint that does not behave like a log intake.
         _ => Class::Configuration,
+    }
+}
+
+/// Error answers of an object store's conditional create (`If-None-Match: *`, how object
+/// sinks write) that found the key taken: S3's 412 `PreconditionFailed`, Azure Blob's 409
+/// `BlobAlreadyExists` (Put Blob, Put Block List) and 412 `ConditionNotMet`.
+const ALREADY_STORED: &[(u16, &str)] = &[
+    (412, "PreconditionFailed"),
+    (409, "BlobAlreadyExists"),
+    (412, "ConditionNotMet"),
+];
+
+/// The classification of an object store's error answer (status and error code) that the sink
+/// did not classify by its code.
+///
+/// - The object exists already: object keys name the stream and its events, so an earlier
+///   write of the same events for the same stream stored it (a retry after a lost answer, a
+///   redelivery, a re-sent event id). The stored object stays as it is, and the events are
+///   delivered.
+/// - Any other 4xx but 413 is the destination's configuration (a bucket policy, Object Lock,
+///   a KMS key, an unsupported header), not the data: an object store takes any bytes under
+///   keys the sink builds itself. Classing it as a refusal would dead-letter every event while
+///   the destination looks healthy; as configuration the destination is broken, its events
+///   wait in the backlog and the admins are told what the store said.
+pub fn classify_object_store(
+    status: u16,
+    code: Option<&str>,
+    retry_after: Option<&str>,
+    now: time::OffsetDateTime,
+) -> Class {
+    if code.is_some_and(|code| ALREADY_STORED.contains(&(status, code))) {
+        return Class::Delivered;
+    }
+    match classify_http(status, retry_after, now) {
+        Class::Rejected => Class::Configuration,
+        class => class,
     }
 }
 
@@ -84,6 +121,29 @@ mod tests {
         assert_eq!(c(413), Class::TooLarge);
         assert_eq!(c(400), Class::Rejected);
         assert_eq!(c(422), Class::Rejected);
+    }
+
+    #[test]
+    fn object_stores_deliver_what_is_stored_already_and_refuse_no_data_but_by_size() {
+        let c = |status, code| classify_object_store(status, code, None, now());
+        assert_eq!(c(412, Some("PreconditionFailed")), Class::Delivered);
+        assert_eq!(c(409, Some("BlobAlreadyExists")), Class::Delivered);
+        assert_eq!(c(412, Some("ConditionNotMet")), Class::Delivered);
+        // Only the conditional create's own answers: another 409 or 412 is not "stored".
+        assert_eq!(c(409, Some("LeaseIdMissing")), Class::Configuration);
+        assert_eq!(c(412, None), Class::Configuration);
+        for (status, code) in [(400, Some("InvalidRequest")), (400, None), (422, None)] {
+            assert_eq!(c(status, code), Class::Configuration, "{status} {code:?}");
+        }
+        assert_eq!(c(413, None), Class::TooLarge);
+        assert_eq!(c(503, None), Class::Transient { retry_after: None });
+        assert_eq!(c(200, None), Class::Delivered);
+        assert_eq!(
+            classify_object_store(429, None, Some("4"), now()),
+            Class::Transient {
+                retry_after: Some(Duration::from_secs(4))
+            }
+        );
     }
 
     #[test]

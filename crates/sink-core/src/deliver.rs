@@ -79,8 +79,8 @@ pub trait Destination<I: Item>: Send + Sync {
 /// event): the worst of theirs, `None` when all were delivered. Configuration beats transient
 /// (a broken destination is not retried as if it were busy), transient beats refusals (the
 /// refused part is narrowed down on the retry anyway); a transient answer waits for the
-/// longest `Retry-After` among them. Calls that did succeed are simply repeated on the retry,
-/// which object-store keys make harmless.
+/// longest `Retry-After` among them. Calls that did succeed are simply repeated on the retry:
+/// an object store's conditional write then finds its object and answers delivered.
 pub fn worst(answers: Vec<Answer>) -> Option<Answer> {
     let rank = |a: &Answer| match a.class {
         Class::Configuration => 4,

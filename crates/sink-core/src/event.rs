@@ -24,6 +24,11 @@ pub struct Event {
     pub event_type: String,
     /// RFC 3339, as the producer sent it.
     pub occurred_at: String,
+    /// The stream the event is delivered for: the last token of the subject it came on
+    /// (`audit.deliver.<type>.<key>`, `audit.backlog.<type>.<key>`; a DLQ replay comes back on
+    /// the deliver subject). Object keys carry it, so two streams writing to one bucket never
+    /// write the same object. Empty for events built without a message.
+    pub stream_key: String,
     /// The rendered message: the JSON the destination receives for this event.
     pub body: Bytes,
     /// The NATS headers it arrived with (copied to the backlog and DLQ as they are).
@@ -71,6 +76,7 @@ impl Event {
             workspace_id: String::new(),
             event_type: String::new(),
             occurred_at: String::new(),
+            stream_key: String::new(),
             body: body.into(),
             headers: HeaderMap::new(),
             message: None,
@@ -89,6 +95,7 @@ impl Event {
                 message.payload.clone(),
             )]
         };
+        let stream_key = stream_key(&message.subject).to_owned();
         let carrier = Arc::new(Carrier {
             unsettled: AtomicUsize::new(parts.len()),
             message,
@@ -108,6 +115,7 @@ impl Event {
                     workspace_id: get(headers::WORKSPACE_ID),
                     event_type: get(headers::EVENT_TYPE),
                     occurred_at: get(headers::OCCURRED_AT),
+                    stream_key: stream_key.clone(),
                     body,
                     headers: h,
                     message: Some(carrier.clone()),
@@ -115,6 +123,11 @@ impl Event {
             })
             .collect())
     }
+}
+
+/// The last token of a delivery or backlog subject: the stream's key.
+fn stream_key(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or_default()
 }
 
 impl Item for Event {
@@ -183,5 +196,17 @@ impl Event {
             .get(headers::MSG_ID)
             .map(|v| v.as_str().to_owned())
             .unwrap_or_else(|| format!("{}.{stream_id}", self.event_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_key_is_the_subjects_last_token() {
+        assert_eq!(stream_key("audit.deliver.s3.s-1"), "s-1");
+        assert_eq!(stream_key("audit.backlog.azure_blob.7f3a"), "7f3a");
+        assert_eq!(stream_key("plain"), "plain");
     }
 }

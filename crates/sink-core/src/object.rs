@@ -5,11 +5,18 @@
 //!   and the hour they occurred, and each group becomes one object
 //!   `<prefix>/<org>/<workspace>/<event_type>/YYYY/MM/DD/HH/<batch id>.ndjson[.gz]`, one
 //!   event per line, gzip unless the destination says `COMPRESSION_NONE`. The batch id is a
-//!   hash of the group's event IDs, so a retried or redelivered batch overwrites its object
-//!   instead of adding a second one.
+//!   hash of the group's event identities (event ID and stream key), so a retried or
+//!   redelivered batch names the same object again, and the same events of two streams name
+//!   two objects.
 //! - `per_event`: one object per event, `<prefix>/<org>/<workspace>/<event_type>/YYYY/MM/DD/HH/
-//!   <event id>.json[.gz]`, the platform's historical one-file-per-event layout; keyed by event
-//!   ID, so writing it twice is harmless. Uncompressed unless `COMPRESSION_GZIP`.
+//!   <event id>.<stream key>.json[.gz]`, the platform's historical one-file-per-event layout
+//!   with the stream's key added (event IDs contain no `.`), so two streams sharing a bucket
+//!   and prefix never write the same object. Uncompressed unless `COMPRESSION_GZIP`.
+//!
+//! Sinks write objects only where none exists (`If-None-Match: *`): a key names the stream
+//! and its events, so an object already there was stored by an earlier write of the same
+//! events and is never replaced (a re-sent event ID with another body cannot overwrite a
+//! stored audit object); `classify::classify_object_store` counts that answer as delivered.
 //!
 //! The hour is the event's `occurred_at` in UTC, so the key does not depend on when it was
 //! delivered. Key segments keep `[A-Za-z0-9._-]` (what IDs and event types consist of) and
@@ -81,7 +88,7 @@ impl Layout {
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    let key = format!("{}/{}.json", self.partition(e), segment(&e.event_id));
+                    let key = format!("{}/{}.json", self.partition(e), identity(e));
                     self.object(key, vec![i], e.body.to_vec())
                 })
                 .collect();
@@ -103,7 +110,7 @@ impl Layout {
                 let mut body =
                     Vec::with_capacity(members.iter().map(|&i| events[i].body.len() + 1).sum());
                 for &i in &members {
-                    hash.update(events[i].event_id.as_bytes());
+                    hash.update(identity(&events[i]).as_bytes());
                     hash.update(b"\n");
                     body.extend_from_slice(&events[i].body);
                     body.push(b'\n');
@@ -194,6 +201,17 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     // Writing into a Vec cannot fail.
     encoder.write_all(data).expect("gzip into memory");
     encoder.finish().expect("gzip into memory")
+}
+
+/// What names an event's object: `<event id>.<stream key>`, or the event ID alone for events
+/// without a stream key (built in tests or probes). Event IDs contain no `.`, so the two
+/// parts cannot run into each other.
+fn identity(e: &Event) -> String {
+    if e.stream_key.is_empty() {
+        segment(&e.event_id)
+    } else {
+        format!("{}.{}", segment(&e.event_id), segment(&e.stream_key))
+    }
 }
 
 /// One key segment: `[A-Za-z0-9._-]` kept, anything else `_`; empty or dot-only values (which
@@ -294,6 +312,31 @@ mod tests {
             gz.objects(&[event("ev-1", "o", "w", "t", "2026-01-02T03:04:05Z")])[0].key,
             "p/o/w/t/2026/01/02/03/ev-1.json.gz"
         );
+    }
+
+    #[test]
+    fn keys_name_the_stream() {
+        let keyed = |stream: &str| {
+            let mut e = event("ev-1", "o", "w", "t", "2026-01-02T03:04:05Z");
+            e.stream_key = stream.into();
+            e
+        };
+        let per_event = Layout::new("p", pb::ObjectFormat::PerEvent, pb::Compression::None);
+        assert_eq!(
+            per_event.objects(&[keyed("s-a")])[0].key,
+            "p/o/w/t/2026/01/02/03/ev-1.s-a.json"
+        );
+        assert_eq!(
+            per_event.objects(&[keyed("s/../b")])[0].key,
+            "p/o/w/t/2026/01/02/03/ev-1.s_.._b.json",
+            "a key cannot add a path level"
+        );
+        // The same events of two streams: two batch objects; of one stream: one.
+        let ndjson = Layout::new("p", pb::ObjectFormat::Ndjson, pb::Compression::None);
+        let batch = |stream: &str| ndjson.objects(&[keyed(stream)])[0].key.clone();
+        assert_ne!(batch("s-a"), batch("s-b"));
+        assert_eq!(batch("s-a"), batch("s-a"));
+        assert_ne!(batch("s-a"), batch(""));
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! One S3 destination: uploads a request's objects, probes the bucket, and says what S3's
 //! answers mean.
+//!
+//! Every PutObject is a conditional create (`If-None-Match: *`): an object already under its
+//! key is never replaced, and the 412 that says so counts as delivered (see
+//! `sink_core::object`). Every PutObject carries `Content-MD5`, which S3 requires in buckets
+//! with Object Lock default retention and which every S3-compatible store understands (the
+//! SDK's own checksums, CRC32 sent as an aws-chunked trailer, are not universally supported,
+//! hence `RequestChecksumCalculation::WhenRequired`).
 
 use auditstream_sink_core::{
     Answer, Destination, Event, RequestCaps,
-    classify::{Class, classify_http, parse_retry_after},
+    classify::{Class, classify_object_store, parse_retry_after},
     deliver::worst,
     object::{Layout, Object},
 };
@@ -12,7 +19,9 @@ use aws_sdk_s3::{
     primitives::ByteStream,
     types::ServerSideEncryption,
 };
+use base64::Engine as _;
 use futures_util::{StreamExt, stream};
+use md5::{Digest as _, Md5};
 use tokio::sync::OnceCell;
 
 use crate::ClientSpec;
@@ -55,6 +64,8 @@ impl S3Destination {
         self.client.get_or_init(|| self.spec.client()).await
     }
 
+    /// Writes `object` unless its key is taken (an object already there is the same events'
+    /// of the same stream: delivered, and left as it is).
     async fn put(&self, object: Object) -> Answer {
         let client = self.client().await;
         let key = object.key;
@@ -62,6 +73,8 @@ impl S3Destination {
             .put_object()
             .bucket(&self.bucket)
             .key(&key)
+            .if_none_match("*")
+            .content_md5(content_md5(&object.body))
             .body(ByteStream::from(object.body))
             .content_type(object.content_type)
             .set_content_encoding(object.content_encoding.map(str::to_owned));
@@ -132,6 +145,11 @@ impl Destination<Event> for S3Destination {
         }
         Answer::delivered(format!("bucket {} writable", self.bucket))
     }
+}
+
+/// The `Content-MD5` header of `body`: its MD5, base64.
+fn content_md5(body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Md5::digest(body))
 }
 
 /// Class, detail and hint of an SDK error, for `action` on `bucket` (under `prefix`).
@@ -255,16 +273,21 @@ pub fn classify(
             Class::Configuration,
             "this host's clock is more than 15 minutes off: fix NTP on the sink's nodes".into(),
         ),
-        "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" | "OperationAborted" => {
-            (transient(), String::new())
-        }
+        // ConditionalRequestConflict: a concurrent conditional write of the same key (another
+        // replica delivering a redelivered copy); the retry finds the object stored.
+        // BadDigest: the body was damaged on the way, the Content-MD5 caught it.
+        "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" | "OperationAborted"
+        | "ConditionalRequestConflict" | "BadDigest" => (transient(), String::new()),
         "EntityTooLarge" => (Class::TooLarge, String::new()),
         _ => {
-            let class = classify_http(status, retry_after, time::OffsetDateTime::now_utc());
+            let class = classify_object_store(status, code, retry_after, time::OffsetDateTime::now_utc());
             let hint = match (&class, status) {
                 (Class::Configuration, 403) => permission,
                 (Class::Configuration, 404) => format!("bucket {bucket} was not found: create it or fix the destination's bucket"),
                 (Class::Configuration, 401) => keys,
+                (Class::Configuration, 400..=499) => format!(
+                    "S3 refused {action} on bucket {bucket} because of how the bucket or the connection is set up, not because of the events: fix what S3 said (bucket policy, Object Lock, KMS key, the connection's endpoint)"
+                ),
                 (Class::Configuration, _) => format!("S3 answered {status}: check the connection's endpoint"),
                 _ => String::new(),
             };
@@ -336,8 +359,26 @@ mod tests {
     }
 
     #[test]
-    fn size_and_data_refusals() {
+    fn size_stored_objects_and_configuration_refusals() {
         assert_eq!(c(400, "EntityTooLarge").0, Class::TooLarge);
-        assert_eq!(c(400, "InvalidArgument").0, Class::Rejected);
+        // The conditional create found the object: stored before, delivered.
+        assert_eq!(
+            c(412, "PreconditionFailed"),
+            (Class::Delivered, String::new())
+        );
+        assert!(matches!(
+            c(409, "ConditionalRequestConflict").0,
+            Class::Transient { .. }
+        ));
+        // No 4xx of S3 is about the data: the bucket's configuration, so broken, not DLQ.
+        for (status, code) in [
+            (400, "InvalidArgument"),
+            (400, "InvalidRequest"),
+            (409, "InvalidBucketState"),
+        ] {
+            let (class, hint) = c(status, code);
+            assert_eq!(class, Class::Configuration, "{code}");
+            assert!(hint.contains("Object Lock"), "{code}: {hint}");
+        }
     }
 }

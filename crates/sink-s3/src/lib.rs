@@ -165,6 +165,8 @@ impl ClientSpec {
         let mut s3 = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(self.force_path_style)
             .retry_config(RetryConfig::disabled())
+            // No aws-chunked CRC32 trailers, which not every S3-compatible store accepts:
+            // PutObject carries Content-MD5 instead (see `destination`).
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Method::AssumeRole(r) = &self.method {

@@ -5,7 +5,9 @@
 
 use std::{collections::HashSet, time::Duration};
 
+use auditstream_bus::{headers, headers::EventMeta, publish_durable, subjects, topology};
 use auditstream_config_service::authz::Role;
+use auditstream_model::SinkType;
 use auditstream_proto::v1::{
     self as pb, AppliesTo, NodeKind, connection, destination, http_credentials,
 };
@@ -13,7 +15,8 @@ use auditstream_sink_core::SinkConfig;
 use auditstream_sink_http::{HttpSink, HttpSinkConfig};
 use auditstream_testkit::{
     ConfigClient, ConfigHarness, Database, GatewayHarness, HttpReceiver, NatsServer, RouterHarness,
-    SinkHarness, SmtpServer, test_gateway_config, test_router_config, test_sink_config,
+    SinkHarness, SmtpServer, stream_messages, test_gateway_config, test_router_config,
+    test_sink_config,
 };
 
 use super::{config::*, ndjson, post};
@@ -263,6 +266,61 @@ impl SinkStack {
         let reply = post(&self.gateway, body, &[ndjson()]).await;
         assert_eq!(reply.status, 200, "gateway accepted all: {:?}", reply.body);
         ids
+    }
+
+    /// Publishes event `event_id` for stream `s-<i>` once more as the router would (a DLQ
+    /// replay comes back the same way), with `body` and a message id of its own, so JetStream
+    /// does not drop it as a duplicate: a producer re-sending a known id with another body
+    /// after the de-duplication window. `occurred_at` is the example's, as for [`events`].
+    pub async fn resend(&self, sink: SinkType, i: usize, event_id: &str, body: &str) {
+        let (line, _) = events(i, "x", 1, None);
+        let example: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let stream = format!("s-{i}");
+        let mut h = EventMeta {
+            event_id,
+            org_id: "org",
+            workspace_id: &format!("ws-{i}"),
+            event_type: "user_activity",
+            occurred_at: example["occurred_at"].as_str().unwrap(),
+            received_at: "2026-11-21T10:15:03Z",
+            traceparent: None,
+        }
+        .to_headers();
+        h.insert(headers::STREAM_ID, stream.as_str());
+        publish_durable(
+            &self.nats.jetstream().await,
+            subjects::deliver(sink, &stream).unwrap(),
+            &format!("{event_id}.{stream}.resent"),
+            h,
+            body.to_owned().into(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Waits until the sink settled every message (AUDIT_DELIVER is empty), then checks that
+    /// none went to the DLQ or the backlog: everything was delivered.
+    pub async fn wait_all_delivered(&self) {
+        let js = self.nats.jetstream().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while stream_messages(&js, topology::DELIVER).await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sink never acked its messages"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            stream_messages(&js, topology::DLQ).await,
+            0,
+            "dead-lettered"
+        );
+        assert_eq!(
+            stream_messages(&js, topology::BACKLOG).await,
+            0,
+            "backlogged"
+        );
     }
 
     /// Waits until receiver `i` accepted every id in `ids`.
