@@ -222,10 +222,25 @@ async fn nodes_are_put_read_and_listed_as_text_and_json() {
             "admin emails: ops@p1.example",
         ],
     );
-    // The partner admin of p1 creates its customer (the proto's enum name works too).
-    ok(
+    // The directory is the platform's: p1's admin may not create its customer; the platform
+    // admin does (the proto's enum name works too).
+    let (status, line) = rpc_err(
         &url,
         PARTNER_P1,
+        &["node", "put", "c1", "--kind", "customer", "--parent", "p1"],
+    )
+    .await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{line}");
+    assert!(
+        line.starts_with(
+            "PERMISSION_DENIED: admin@p1 (partner_admin of p1) may not create node c1: \
+             the tenant directory is the platform's"
+        ),
+        "{line}"
+    );
+    ok(
+        &url,
+        PLATFORM,
         &[
             "node",
             "put",
@@ -547,6 +562,7 @@ async fn streams_from_files_their_lifecycle_and_explain() {
     )
     .await;
 
+    // The organization is above p1's admin: Explain shows it only by id and kind.
     let explained = ok(&url, PARTNER_P1, &["explain", "c1"]).await;
     assert_eq!(
         lines(&explained),
@@ -554,7 +570,7 @@ async fn streams_from_files_their_lifecycle_and_explain() {
             "Workspace c1",
             "",
             "Path (root → workspace):",
-            "1. organization org Org",
+            "1. organization org -",
             "2. partner p1 Partner One",
             "3. customer c1 Customer One",
             "",

@@ -6,14 +6,18 @@
 //! |---|---|---|---|
 //! | `service` | everything | nothing | snapshot, destinations with secrets, status reports |
 //! | `platform_admin` | everything | everything | no |
-//! | `partner_admin` of N | N's subtree | N's subtree (N itself: not its parent or kind, not delete) | no |
-//! | `workspace_admin` of N | N | N's own streams and connections, and N's name/contacts, only while N is neither governed nor managed | no |
+//! | `directory_sync` | everything | the tenant directory: creates, moves, deletes nodes (not their streams or connections), sets every node field | no |
+//! | `partner_admin` of N | N's subtree | connections, streams (`descendants` too) and the name and contacts of the nodes in N's subtree | no |
+//! | `workspace_admin` of N | N | N's own `self` streams and connections, and N's name/contacts, only while N is neither governed nor managed | no |
 //! | `auditor` | everything | nothing | no |
 //!
 //! The tree: `org` → `p1` → `c1` and `org` → `p2` → `c3`; an S3 connection and a `self`
 //! stream at p1, c1 and p2. No stream applies to descendants, so c1 is not governed and its
 //! workspace admin may write there (until one does: see
 //! `a_workspace_admin_loses_write_access_while_an_ancestor_governs`).
+//!
+//! Beyond codes: a missing id and another tenant's id get the same code and text from every
+//! RPC, and Explain shows a tenant nothing of its ancestors' settings.
 
 mod common;
 
@@ -34,8 +38,10 @@ use tonic::{Code, Request, Status, transport::Channel};
 enum Rpc {
     /// Renames the target node (parent and kind unchanged).
     PutNode,
-    /// Creates a workspace under the target node.
+    /// Creates a child of the target node (of the kind that may sit there).
     PutChild,
+    /// Sets the `external_id` of a fresh child of the target node.
+    SetExternalId,
     GetNode,
     ListChildren,
     /// Deletes a fresh child of the target node.
@@ -48,6 +54,8 @@ enum Rpc {
     DeleteConnection,
     ListTargets,
     CreateStream,
+    /// Creates a disabled `descendants` stream at the target node.
+    CreateDescendants,
     GetStream,
     ListStreams,
     /// Renames a fresh stream at the target node.
@@ -64,9 +72,10 @@ enum Rpc {
 
 use Rpc::*;
 
-const ALL_RPCS: [Rpc; 22] = [
+const ALL_RPCS: [Rpc; 24] = [
     PutNode,
     PutChild,
+    SetExternalId,
     GetNode,
     ListChildren,
     DeleteNode,
@@ -77,6 +86,7 @@ const ALL_RPCS: [Rpc; 22] = [
     DeleteConnection,
     ListTargets,
     CreateStream,
+    CreateDescendants,
     GetStream,
     ListStreams,
     UpdateStream,
@@ -89,7 +99,7 @@ const ALL_RPCS: [Rpc; 22] = [
     ReportStatus,
 ];
 
-/// A node with a connection and a stream, and the node's place in the tree.
+/// A node of the fixture with a connection and a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     /// Partner p1 (its own OEM admin workspace).
@@ -103,34 +113,48 @@ enum Target {
 use Target::*;
 
 impl Target {
-    fn node(self) -> &'static str {
+    fn place(self) -> Place {
         match self {
-            P1 => "p1",
-            C1 => "c1",
-            P2 => "p2",
+            P1 => Place::new("p1", "org", NodeKind::Partner),
+            C1 => Place::new("c1", "p1", NodeKind::Customer),
+            P2 => Place::new("p2", "org", NodeKind::Partner),
+        }
+    }
+}
+
+/// Where an RPC acts: a node, its parent and kind; its connection is `conn-<node>` and its
+/// stream `s-<node>`.
+#[derive(Debug, Clone)]
+struct Place {
+    node: String,
+    parent: String,
+    kind: NodeKind,
+}
+
+impl Place {
+    fn new(node: &str, parent: &str, kind: NodeKind) -> Place {
+        Place {
+            node: node.into(),
+            parent: parent.into(),
+            kind,
         }
     }
 
-    fn parent(self) -> &'static str {
-        match self {
-            P1 | P2 => "org",
-            C1 => "p1",
+    fn connection(&self) -> String {
+        format!("conn-{}", self.node)
+    }
+
+    fn stream(&self) -> String {
+        format!("s-{}", self.node)
+    }
+
+    /// The kind a child of this node has under the kind rules.
+    fn child_kind(&self) -> NodeKind {
+        match self.kind {
+            NodeKind::Organization | NodeKind::Customer => NodeKind::Workspace,
+            NodeKind::Partner => NodeKind::Customer,
+            other => panic!("a {other:?} has no children"),
         }
-    }
-
-    fn kind(self) -> NodeKind {
-        match self {
-            P1 | P2 => NodeKind::Partner,
-            C1 => NodeKind::Customer,
-        }
-    }
-
-    fn connection(self) -> String {
-        format!("conn-{}", self.node())
-    }
-
-    fn stream(self) -> String {
-        format!("s-{}", self.node())
     }
 }
 
@@ -150,10 +174,16 @@ async fn fixture() -> ConfigStack {
     )
     .await;
     for t in [P1, C1, P2] {
-        create_connection(a, s3_connection(&t.connection(), t.node(), SECRET)).await;
+        let at = t.place();
+        create_connection(a, s3_connection(&at.connection(), &at.node, SECRET)).await;
         create_stream(
             a,
-            s3_stream(&t.stream(), t.node(), AppliesTo::SelfOnly, &t.connection()),
+            s3_stream(
+                &at.stream(),
+                &at.node,
+                AppliesTo::SelfOnly,
+                &at.connection(),
+            ),
         )
         .await
         .expect("fixture stream");
@@ -163,31 +193,48 @@ async fn fixture() -> ConfigStack {
 
 /// Creates, as platform admin, what `rpc` acts on at `at` and returns its id: a fresh
 /// object for the calls that change or delete one (so rows do not disturb each other), the
-/// fixture's node, connection or stream otherwise. `fresh` is an unused id.
-async fn prepare(admin: &mut ConfigClient, rpc: Rpc, at: Target, fresh: &str) -> String {
+/// node's own node, connection or stream otherwise. `fresh` is an unused id.
+async fn prepare(admin: &mut ConfigClient, rpc: Rpc, at: &Place, fresh: &str) -> String {
     match rpc {
         PutNode | GetNode | ListChildren | ListConnections | ListStreams | Explain
-        | GetRoutingSnapshot => at.node().into(),
-        PutChild | CreateConnection | CreateStream => fresh.into(),
+        | GetRoutingSnapshot => at.node.clone(),
+        PutChild | CreateConnection | CreateStream | CreateDescendants => fresh.into(),
         GetConnection | ListTargets => at.connection(),
         GetStream | GetStatus | GetDestination | ReportStatus => at.stream(),
-        DeleteNode => {
-            put(admin, node(fresh, at.node(), NodeKind::Workspace)).await;
+        DeleteNode | SetExternalId => {
+            put(admin, node(fresh, &at.node, at.child_kind())).await;
             fresh.into()
         }
         UpdateConnection | DeleteConnection => {
-            create_connection(admin, s3_connection(fresh, at.node(), SECRET)).await;
+            create_connection(admin, s3_connection(fresh, &at.node, SECRET)).await;
             fresh.into()
         }
         UpdateStream | SetStreamEnabled | DeleteStream => {
             let stream = Stream {
                 enabled: false,
-                ..s3_stream(fresh, at.node(), AppliesTo::SelfOnly, &at.connection())
+                ..s3_stream(fresh, &at.node, AppliesTo::SelfOnly, &at.connection())
             };
             create_stream(admin, stream).await.expect("fresh stream");
             fresh.into()
         }
     }
+}
+
+/// A node with its connection and its stream, as the fixture has at p1, c1 and p2.
+async fn furnish(admin: &mut ConfigClient, at: &Place) {
+    put(admin, node(&at.node, &at.parent, at.kind)).await;
+    create_connection(admin, s3_connection(&at.connection(), &at.node, SECRET)).await;
+    create_stream(
+        admin,
+        s3_stream(
+            &at.stream(),
+            &at.node,
+            AppliesTo::SelfOnly,
+            &at.connection(),
+        ),
+    )
+    .await
+    .expect("stream");
 }
 
 /// A caller: a plain channel and the `authorization` header it sends, if any.
@@ -222,7 +269,7 @@ fn request<T>(authorization: Option<&str>, message: T) -> Request<T> {
 }
 
 /// Calls `rpc` on `id` (see [`prepare`]) at `at` and returns the status.
-async fn call(caller: &mut Caller, rpc: Rpc, at: Target, id: &str) -> Status {
+async fn call(caller: &mut Caller, rpc: Rpc, at: &Place, id: &str) -> Status {
     let Caller {
         client: c,
         authorization,
@@ -233,14 +280,23 @@ async fn call(caller: &mut Caller, rpc: Rpc, at: Target, id: &str) -> Status {
         PutNode => {
             let n = Node {
                 name: format!("{id} renamed"),
-                ..node(&id, at.parent(), at.kind())
+                ..node(&id, &at.parent, at.kind)
             };
             c.put_node(request(auth, pb::PutNodeRequest { node: Some(n) }))
                 .await
                 .map(drop)
         }
         PutChild => {
-            let n = node(&id, at.node(), NodeKind::Workspace);
+            let n = node(&id, &at.node, at.child_kind());
+            c.put_node(request(auth, pb::PutNodeRequest { node: Some(n) }))
+                .await
+                .map(drop)
+        }
+        SetExternalId => {
+            let n = Node {
+                external_id: "EXT-1".into(),
+                ..node(&id, &at.node, at.child_kind())
+            };
             c.put_node(request(auth, pb::PutNodeRequest { node: Some(n) }))
                 .await
                 .map(drop)
@@ -264,7 +320,7 @@ async fn call(caller: &mut Caller, rpc: Rpc, at: Target, id: &str) -> Status {
             .await
             .map(drop),
         CreateConnection => {
-            let connection = Some(s3_connection(&id, at.node(), SECRET));
+            let connection = Some(s3_connection(&id, &at.node, SECRET));
             c.create_connection(request(auth, pb::CreateConnectionRequest { connection }))
                 .await
                 .map(drop)
@@ -284,7 +340,7 @@ async fn call(caller: &mut Caller, rpc: Rpc, at: Target, id: &str) -> Status {
             .await
             .map(drop),
         UpdateConnection => {
-            let connection = Some(s3_connection(&id, at.node(), "rotated-secret-0123456789"));
+            let connection = Some(s3_connection(&id, &at.node, "rotated-secret-0123456789"));
             c.update_connection(request(auth, pb::UpdateConnectionRequest { connection }))
                 .await
                 .map(drop)
@@ -300,10 +356,19 @@ async fn call(caller: &mut Caller, rpc: Rpc, at: Target, id: &str) -> Status {
         CreateStream => {
             let stream = Some(s3_stream(
                 &id,
-                at.node(),
+                &at.node,
                 AppliesTo::SelfOnly,
                 &at.connection(),
             ));
+            c.create_stream(request(auth, pb::CreateStreamRequest { stream }))
+                .await
+                .map(drop)
+        }
+        CreateDescendants => {
+            let stream = Some(Stream {
+                enabled: false,
+                ..s3_stream(&id, &at.node, AppliesTo::Descendants, &at.connection())
+            });
             c.create_stream(request(auth, pb::CreateStreamRequest { stream }))
                 .await
                 .map(drop)
@@ -385,9 +450,10 @@ async fn call(caller: &mut Caller, rpc: Rpc, at: Target, id: &str) -> Status {
 // --------------------------------------------------------------------------- matrix
 
 /// The principals of the test configuration, in the matrix's column order.
-const PRINCIPALS: [(Role, Option<&str>); 6] = [
+const PRINCIPALS: [(Role, Option<&str>); 7] = [
     (Role::Service, None),
     (Role::PlatformAdmin, None),
+    (Role::DirectorySync, None),
     (Role::PartnerAdmin, Some("p1")),
     (Role::PartnerAdmin, Some("p2")),
     (Role::WorkspaceAdmin, Some("c1")),
@@ -410,81 +476,90 @@ const NO: Code = Code::PermissionDenied;
 const UN: Code = Code::Unavailable;
 
 /// RPC at a target × principal → the expected code. Columns: service, platform_admin,
-/// partner_admin of p1, partner_admin of p2, workspace_admin of c1, auditor.
+/// directory_sync, partner_admin of p1, partner_admin of p2, workspace_admin of c1, auditor.
 #[rustfmt::skip]
-const MATRIX: &[(Rpc, Target, [Code; 6])] = &[
-    //                                  svc  plat  p1   p2   c1   aud
-    // Reads: service, platform admin and auditor everywhere; a partner admin in its own
-    // subtree only; the workspace admin at its own node only.
-    (GetNode,            P1, [OK,  OK,  OK,  NO,  NO,  OK]),
-    (GetNode,            C1, [OK,  OK,  OK,  NO,  OK,  OK]),
-    (GetNode,            P2, [OK,  OK,  NO,  OK,  NO,  OK]),
-    (ListChildren,       P1, [OK,  OK,  OK,  NO,  NO,  OK]),
-    (ListChildren,       C1, [OK,  OK,  OK,  NO,  OK,  OK]),
-    (ListChildren,       P2, [OK,  OK,  NO,  OK,  NO,  OK]),
-    (GetConnection,      P1, [OK,  OK,  OK,  NO,  NO,  OK]),
-    (GetConnection,      C1, [OK,  OK,  OK,  NO,  OK,  OK]),
-    (GetConnection,      P2, [OK,  OK,  NO,  OK,  NO,  OK]),
-    (ListConnections,    P1, [OK,  OK,  OK,  NO,  NO,  OK]),
-    (ListConnections,    C1, [OK,  OK,  OK,  NO,  OK,  OK]),
-    (ListConnections,    P2, [OK,  OK,  NO,  OK,  NO,  OK]),
-    (ListTargets,        P1, [UN,  UN,  UN,  NO,  NO,  UN]),
-    (ListTargets,        C1, [UN,  UN,  UN,  NO,  UN,  UN]),
-    (ListTargets,        P2, [UN,  UN,  NO,  UN,  NO,  UN]),
-    (GetStream,          P1, [OK,  OK,  OK,  NO,  NO,  OK]),
-    (GetStream,          C1, [OK,  OK,  OK,  NO,  OK,  OK]),
-    (GetStream,          P2, [OK,  OK,  NO,  OK,  NO,  OK]),
-    (ListStreams,        P1, [OK,  OK,  OK,  NO,  NO,  OK]),
-    (ListStreams,        C1, [OK,  OK,  OK,  NO,  OK,  OK]),
-    (ListStreams,        P2, [OK,  OK,  NO,  OK,  NO,  OK]),
-    (Explain,            P1, [OK,  OK,  OK,  NO,  NO,  OK]),
-    (Explain,            C1, [OK,  OK,  OK,  NO,  OK,  OK]),
-    (Explain,            P2, [OK,  OK,  NO,  OK,  NO,  OK]),
-    (GetStatus,          P1, [OK,  OK,  OK,  NO,  NO,  OK]),
-    (GetStatus,          C1, [OK,  OK,  OK,  NO,  OK,  OK]),
-    (GetStatus,          P2, [OK,  OK,  NO,  OK,  NO,  OK]),
-    // Writes: the platform admin everywhere; a partner admin in its own subtree (its own
-    // node included, by name); the workspace admin its own node's name, streams and
-    // connections; never the service or the auditor.
-    (PutNode,            P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (PutNode,            C1, [NO,  OK,  OK,  NO,  OK,  NO]),
-    (PutNode,            P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    (CreateConnection,   P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (CreateConnection,   C1, [NO,  OK,  OK,  NO,  OK,  NO]),
-    (CreateConnection,   P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    (UpdateConnection,   P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (UpdateConnection,   C1, [NO,  OK,  OK,  NO,  OK,  NO]),
-    (UpdateConnection,   P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    (DeleteConnection,   P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (DeleteConnection,   C1, [NO,  OK,  OK,  NO,  OK,  NO]),
-    (DeleteConnection,   P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    (CreateStream,       P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (CreateStream,       C1, [NO,  OK,  OK,  NO,  OK,  NO]),
-    (CreateStream,       P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    (UpdateStream,       P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (UpdateStream,       C1, [NO,  OK,  OK,  NO,  OK,  NO]),
-    (UpdateStream,       P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    (SetStreamEnabled,   P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (SetStreamEnabled,   C1, [NO,  OK,  OK,  NO,  OK,  NO]),
-    (SetStreamEnabled,   P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    (DeleteStream,       P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (DeleteStream,       C1, [NO,  OK,  OK,  NO,  OK,  NO]),
-    (DeleteStream,       P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    // The tree's shape: a workspace admin creates and deletes no nodes.
-    (PutChild,           P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (PutChild,           C1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (PutChild,           P2, [NO,  OK,  NO,  OK,  NO,  NO]),
-    (DeleteNode,         P1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (DeleteNode,         C1, [NO,  OK,  OK,  NO,  NO,  NO]),
-    (DeleteNode,         P2, [NO,  OK,  NO,  OK,  NO,  NO]),
+const MATRIX: &[(Rpc, Target, [Code; 7])] = &[
+    //                                  svc  plat sync  p1   p2   c1   aud
+    // Reads: service, platform admin, directory sync and auditor everywhere; a partner
+    // admin in its own subtree only; the workspace admin at its own node only.
+    (GetNode,            P1, [OK,  OK,  OK,  OK,  NO,  NO,  OK]),
+    (GetNode,            C1, [OK,  OK,  OK,  OK,  NO,  OK,  OK]),
+    (GetNode,            P2, [OK,  OK,  OK,  NO,  OK,  NO,  OK]),
+    (ListChildren,       P1, [OK,  OK,  OK,  OK,  NO,  NO,  OK]),
+    (ListChildren,       C1, [OK,  OK,  OK,  OK,  NO,  OK,  OK]),
+    (ListChildren,       P2, [OK,  OK,  OK,  NO,  OK,  NO,  OK]),
+    (GetConnection,      P1, [OK,  OK,  OK,  OK,  NO,  NO,  OK]),
+    (GetConnection,      C1, [OK,  OK,  OK,  OK,  NO,  OK,  OK]),
+    (GetConnection,      P2, [OK,  OK,  OK,  NO,  OK,  NO,  OK]),
+    (ListConnections,    P1, [OK,  OK,  OK,  OK,  NO,  NO,  OK]),
+    (ListConnections,    C1, [OK,  OK,  OK,  OK,  NO,  OK,  OK]),
+    (ListConnections,    P2, [OK,  OK,  OK,  NO,  OK,  NO,  OK]),
+    (ListTargets,        P1, [UN,  UN,  UN,  UN,  NO,  NO,  UN]),
+    (ListTargets,        C1, [UN,  UN,  UN,  UN,  NO,  UN,  UN]),
+    (ListTargets,        P2, [UN,  UN,  UN,  NO,  UN,  NO,  UN]),
+    (GetStream,          P1, [OK,  OK,  OK,  OK,  NO,  NO,  OK]),
+    (GetStream,          C1, [OK,  OK,  OK,  OK,  NO,  OK,  OK]),
+    (GetStream,          P2, [OK,  OK,  OK,  NO,  OK,  NO,  OK]),
+    (ListStreams,        P1, [OK,  OK,  OK,  OK,  NO,  NO,  OK]),
+    (ListStreams,        C1, [OK,  OK,  OK,  OK,  NO,  OK,  OK]),
+    (ListStreams,        P2, [OK,  OK,  OK,  NO,  OK,  NO,  OK]),
+    (Explain,            P1, [OK,  OK,  OK,  OK,  NO,  NO,  OK]),
+    (Explain,            C1, [OK,  OK,  OK,  OK,  NO,  OK,  OK]),
+    (Explain,            P2, [OK,  OK,  OK,  NO,  OK,  NO,  OK]),
+    (GetStatus,          P1, [OK,  OK,  OK,  OK,  NO,  NO,  OK]),
+    (GetStatus,          C1, [OK,  OK,  OK,  OK,  NO,  OK,  OK]),
+    (GetStatus,          P2, [OK,  OK,  OK,  NO,  OK,  NO,  OK]),
+    // Renaming a node: the directory's principals anywhere; a partner admin in its own
+    // subtree (its own node included); the workspace admin its own node.
+    (PutNode,            P1, [NO,  OK,  OK,  OK,  NO,  NO,  NO]),
+    (PutNode,            C1, [NO,  OK,  OK,  OK,  NO,  OK,  NO]),
+    (PutNode,            P2, [NO,  OK,  OK,  NO,  OK,  NO,  NO]),
+    // Configuration writes: the platform admin everywhere; a partner admin in its own
+    // subtree; the workspace admin its own node's; never the service, the directory sync
+    // or the auditor.
+    (CreateConnection,   P1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (CreateConnection,   C1, [NO,  OK,  NO,  OK,  NO,  OK,  NO]),
+    (CreateConnection,   P2, [NO,  OK,  NO,  NO,  OK,  NO,  NO]),
+    (UpdateConnection,   P1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (UpdateConnection,   C1, [NO,  OK,  NO,  OK,  NO,  OK,  NO]),
+    (UpdateConnection,   P2, [NO,  OK,  NO,  NO,  OK,  NO,  NO]),
+    (DeleteConnection,   P1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (DeleteConnection,   C1, [NO,  OK,  NO,  OK,  NO,  OK,  NO]),
+    (DeleteConnection,   P2, [NO,  OK,  NO,  NO,  OK,  NO,  NO]),
+    (CreateStream,       P1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (CreateStream,       C1, [NO,  OK,  NO,  OK,  NO,  OK,  NO]),
+    (CreateStream,       P2, [NO,  OK,  NO,  NO,  OK,  NO,  NO]),
+    (UpdateStream,       P1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (UpdateStream,       C1, [NO,  OK,  NO,  OK,  NO,  OK,  NO]),
+    (UpdateStream,       P2, [NO,  OK,  NO,  NO,  OK,  NO,  NO]),
+    (SetStreamEnabled,   P1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (SetStreamEnabled,   C1, [NO,  OK,  NO,  OK,  NO,  OK,  NO]),
+    (SetStreamEnabled,   P2, [NO,  OK,  NO,  NO,  OK,  NO,  NO]),
+    (DeleteStream,       P1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (DeleteStream,       C1, [NO,  OK,  NO,  OK,  NO,  OK,  NO]),
+    (DeleteStream,       P2, [NO,  OK,  NO,  NO,  OK,  NO,  NO]),
+    // A descendants stream: not for a workspace admin, even at its own node (M4).
+    (CreateDescendants,  P1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (CreateDescendants,  C1, [NO,  OK,  NO,  OK,  NO,  NO,  NO]),
+    (CreateDescendants,  P2, [NO,  OK,  NO,  NO,  OK,  NO,  NO]),
+    // The tree's shape and the directory's fields: platform principals only.
+    (PutChild,           P1, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
+    (PutChild,           C1, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
+    (PutChild,           P2, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
+    (SetExternalId,      P1, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
+    (SetExternalId,      C1, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
+    (SetExternalId,      P2, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
+    (DeleteNode,         P1, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
+    (DeleteNode,         C1, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
+    (DeleteNode,         P2, [NO,  OK,  OK,  NO,  NO,  NO,  NO]),
     // Data plane: the service only.
-    (GetRoutingSnapshot, P1, [OK,  NO,  NO,  NO,  NO,  NO]),
-    (GetDestination,     P1, [OK,  NO,  NO,  NO,  NO,  NO]),
-    (GetDestination,     C1, [OK,  NO,  NO,  NO,  NO,  NO]),
-    (GetDestination,     P2, [OK,  NO,  NO,  NO,  NO,  NO]),
-    (ReportStatus,       P1, [OK,  NO,  NO,  NO,  NO,  NO]),
-    (ReportStatus,       C1, [OK,  NO,  NO,  NO,  NO,  NO]),
-    (ReportStatus,       P2, [OK,  NO,  NO,  NO,  NO,  NO]),
+    (GetRoutingSnapshot, P1, [OK,  NO,  NO,  NO,  NO,  NO,  NO]),
+    (GetDestination,     P1, [OK,  NO,  NO,  NO,  NO,  NO,  NO]),
+    (GetDestination,     C1, [OK,  NO,  NO,  NO,  NO,  NO,  NO]),
+    (GetDestination,     P2, [OK,  NO,  NO,  NO,  NO,  NO,  NO]),
+    (ReportStatus,       P1, [OK,  NO,  NO,  NO,  NO,  NO,  NO]),
+    (ReportStatus,       C1, [OK,  NO,  NO,  NO,  NO,  NO,  NO]),
+    (ReportStatus,       P2, [OK,  NO,  NO,  NO,  NO,  NO,  NO]),
 ];
 
 #[tokio::test]
@@ -502,12 +577,13 @@ async fn each_principal_may_call_each_rpc_as_the_role_table_says() {
         let mut s = fixture().await;
         let mut caller = Caller::as_token(&s, &token).await;
         for (row, (rpc, at, expected)) in MATRIX.iter().enumerate() {
-            let id = prepare(&mut s.admin, *rpc, *at, &format!("x{row}")).await;
-            let got = call(&mut caller, *rpc, *at, &id).await;
+            let at = at.place();
+            let id = prepare(&mut s.admin, *rpc, &at, &format!("x{row}")).await;
+            let got = call(&mut caller, *rpc, &at, &id).await;
             if got.code() != expected[column] {
                 mismatches.push(format!(
                     "{rpc:?} at {} as {}: expected {:?}, got {:?} ({})",
-                    at.node(),
+                    at.node,
                     label(&token),
                     expected[column],
                     got.code(),
@@ -542,8 +618,8 @@ async fn unauthenticated_callers_are_refused_by_every_rpc() {
         let mut caller = Caller::new(&s, header.clone()).await;
         for rpc in ALL_RPCS {
             n += 1;
-            let id = prepare(&mut s.admin, rpc, P1, &format!("u{n}")).await;
-            let got = call(&mut caller, rpc, P1, &id).await;
+            let id = prepare(&mut s.admin, rpc, &P1.place(), &format!("u{n}")).await;
+            let got = call(&mut caller, rpc, &P1.place(), &id).await;
             if got.code() != Code::Unauthenticated {
                 mismatches.push(format!(
                     "{rpc:?} with authorization {header:?}: got {:?} ({})",
@@ -577,8 +653,8 @@ async fn unauthenticated_callers_are_refused_by_every_rpc() {
 
 /// Once p1 holds an enabled `descendants` stream, c1 is governed: its workspace admin still
 /// reads c1 but changes nothing there, and each refusal names the governing stream.
-/// Disabling that stream gives the access back. (Deleting nodes and the data plane are
-/// refused to a workspace admin whatever governs; see the matrix.)
+/// Disabling that stream gives the access back. (Creating and deleting nodes and the data
+/// plane are refused to a workspace admin whatever governs; see the matrix.)
 #[tokio::test]
 async fn a_workspace_admin_loses_write_access_while_an_ancestor_governs() {
     #[rustfmt::skip]
@@ -587,11 +663,13 @@ async fn a_workspace_admin_loses_write_access_while_an_ancestor_governs() {
         (ListTargets, UN), (GetStream, OK), (ListStreams, OK), (Explain, OK), (GetStatus, OK),
     ];
     #[rustfmt::skip]
-    const NOW_REFUSED: [Rpc; 9] = [
-        PutNode, PutChild, CreateConnection, UpdateConnection, DeleteConnection,
+    const NOW_REFUSED: [Rpc; 8] = [
+        PutNode, CreateConnection, UpdateConnection, DeleteConnection,
         CreateStream, UpdateStream, SetStreamEnabled, DeleteStream,
     ];
-    const REASON: &str = "may not change node c1: partner p1 governs it with stream s-p1-all";
+    const REASON: &str = "admin@c1 (workspace_admin of c1) may not change node c1: partner p1 \
+                          governs this node with stream s-p1-all (applies to descendants); \
+                          change or disable that stream instead";
 
     let mut s = fixture().await;
     let token = TestToken::of(Role::WorkspaceAdmin, Some("c1"));
@@ -603,7 +681,7 @@ async fn a_workspace_admin_loses_write_access_while_an_ancestor_governs() {
     // Fresh objects first: a `self` stream cannot be created at a governed node.
     let mut ids = Vec::new();
     for (row, (rpc, _)) in rows.iter().enumerate() {
-        ids.push(prepare(&mut s.admin, *rpc, C1, &format!("g{row}")).await);
+        ids.push(prepare(&mut s.admin, *rpc, &C1.place(), &format!("g{row}")).await);
     }
     create_stream(
         &mut s.admin,
@@ -614,8 +692,8 @@ async fn a_workspace_admin_loses_write_access_while_an_ancestor_governs() {
 
     let mut mismatches = Vec::new();
     for ((rpc, expected), id) in rows.iter().zip(&ids) {
-        let got = call(&mut caller, *rpc, C1, id).await;
-        let reason_ok = *expected != NO || got.message().contains(REASON);
+        let got = call(&mut caller, *rpc, &C1.place(), id).await;
+        let reason_ok = *expected != NO || got.message() == REASON;
         if got.code() != *expected || !reason_ok {
             mismatches.push(format!(
                 "{rpc:?}: expected {expected:?}, got {:?} ({})",
@@ -627,8 +705,66 @@ async fn a_workspace_admin_loses_write_access_while_an_ancestor_governs() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 
     set_enabled(&mut s.admin, "s-p1-all", false).await.unwrap();
-    let id = prepare(&mut s.admin, CreateStream, C1, "after").await;
-    assert_eq!(call(&mut caller, CreateStream, C1, &id).await.code(), OK);
+    let id = prepare(&mut s.admin, CreateStream, &C1.place(), "after").await;
+    assert_eq!(
+        call(&mut caller, CreateStream, &C1.place(), &id)
+            .await
+            .code(),
+        OK
+    );
+}
+
+/// Managed and governed: the workspace admin's refusal names the stream its settings come
+/// from, the one to change.
+#[tokio::test]
+async fn a_managed_and_governed_node_names_the_governing_stream() {
+    let mut s = fixture().await;
+    let a = &mut s.admin;
+    put(
+        a,
+        Node {
+            managed: true,
+            ..node("c1", "p1", NodeKind::Customer)
+        },
+    )
+    .await;
+    create_stream(
+        a,
+        s3_stream("s-p1-all", "p1", AppliesTo::Descendants, "conn-p1"),
+    )
+    .await
+    .expect("governing stream");
+    let mut c1 = s.config.client_as(Role::WorkspaceAdmin, Some("c1")).await;
+    let err = create_stream(
+        &mut c1,
+        s3_stream("s-own", "c1", AppliesTo::SelfOnly, "conn-c1"),
+    )
+    .await
+    .expect_err("managed and governed");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().starts_with(
+            "admin@c1 (workspace_admin of c1) may not change node c1: workspace c1 is managed"
+        ) && err
+            .message()
+            .ends_with("partner p1 governs it with stream s-p1-all: change that stream instead"),
+        "{}",
+        err.message()
+    );
+    // The platform admin meets the write rule itself, with the same names.
+    let err = create_stream(
+        &mut s.admin,
+        s3_stream("s-own", "c1", AppliesTo::SelfOnly, "conn-c1"),
+    )
+    .await
+    .expect_err("managed and governed");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .ends_with("partner p1 governs it with stream s-p1-all: change that stream instead"),
+        "{}",
+        err.message()
+    );
 }
 
 // ------------------------------------------------------------------ focused rules
@@ -721,32 +857,56 @@ async fn only_get_destination_returns_secrets() {
     }
 }
 
-/// "N itself: not its parent or kind, not delete": scoped admins may rename the node they
-/// administer and change its contacts, nothing more; only a platform admin makes roots.
+/// The text every refusal of a directory change contains.
+const DIRECTORY: &str = "the tenant directory is the platform's";
+
+/// Tenant admins may rename the nodes they may write and change their contacts, nothing
+/// else of a node: no move, retype, `managed`, `external_id`, no new node, no delete.
 #[tokio::test]
-async fn scoped_admins_may_rename_their_own_node_but_not_move_retype_or_delete_it() {
+async fn tenant_admins_rename_nodes_but_do_not_shape_the_directory() {
     let s = fixture().await;
-    for (scope, role, parent, kind) in [
-        ("p1", Role::PartnerAdmin, "org", NodeKind::Partner),
-        ("c1", Role::WorkspaceAdmin, "p1", NodeKind::Customer),
-    ] {
+    // (principal, its node, a node it may write with that node's parent and kind, another
+    // parent to move it to).
+    let cases = [
+        (
+            Role::PartnerAdmin,
+            "p1",
+            ("p1", "org", NodeKind::Partner),
+            "",
+        ),
+        (
+            Role::PartnerAdmin,
+            "p1",
+            ("c1", "p1", NodeKind::Customer),
+            "p2",
+        ),
+        (
+            Role::WorkspaceAdmin,
+            "c1",
+            ("c1", "p1", NodeKind::Customer),
+            "p2",
+        ),
+    ];
+    for (role, scope, (id, parent, kind), elsewhere) in cases {
         let mut c = s.config.client_as(role, Some(scope)).await;
-        let own = node(scope, parent, kind);
+        let who = format!("{role:?} of {scope} on {id}");
+        let own = node(id, parent, kind);
         let renamed = put(
             &mut c,
             Node {
-                name: "Renamed".into(),
+                name: format!("Renamed by {scope}"),
                 admin_emails: vec![format!("ops@{scope}.example")],
                 ..own.clone()
             },
         )
         .await;
-        assert_eq!(renamed.name, "Renamed");
-        let refused: [(&str, Node); 4] = [
+        assert_eq!(renamed.name, format!("Renamed by {scope}"), "{who}");
+        let child_kind = Place::new(id, parent, kind).child_kind();
+        let refused: [(&str, Node); 6] = [
             (
                 "move",
                 Node {
-                    parent_id: "p2".into(),
+                    parent_id: elsewhere.into(),
                     ..own.clone()
                 },
             ),
@@ -764,45 +924,251 @@ async fn scoped_admins_may_rename_their_own_node_but_not_move_retype_or_delete_i
                     ..own.clone()
                 },
             ),
-            ("create a root", node(&format!("{scope}-root"), "", kind)),
+            (
+                "set the external id",
+                Node {
+                    external_id: "EXT-9".into(),
+                    ..own.clone()
+                },
+            ),
+            (
+                "create a child",
+                node(&format!("{id}-child"), id, child_kind),
+            ),
+            (
+                "create a root",
+                node(&format!("{scope}-root"), "", NodeKind::Organization),
+            ),
         ];
         for (what, n) in refused {
             let err = c
                 .put_node(pb::PutNodeRequest { node: Some(n) })
                 .await
                 .expect_err(what);
-            assert_eq!(
-                err.code(),
-                Code::PermissionDenied,
-                "{scope} {what}: {err:?}"
-            );
+            assert_eq!(err.code(), Code::PermissionDenied, "{who} {what}: {err:?}");
+            assert!(err.message().contains(DIRECTORY), "{who} {what}: {err:?}");
         }
         let err = c
             .delete_node(pb::DeleteNodeRequest {
-                id: scope.into(),
+                id: id.into(),
                 cascade: true,
                 ..Default::default()
             })
             .await
-            .expect_err("delete own node");
-        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-        assert!(
-            err.message()
-                .contains("may not delete the node it administers"),
-            "{err:?}"
-        );
+            .expect_err("delete");
+        assert_eq!(err.code(), Code::PermissionDenied, "{who}: {err:?}");
+        assert!(err.message().contains(DIRECTORY), "{who}: {err:?}");
     }
-    // A partner admin may not move a node of its subtree out of it.
-    let mut p1 = s.config.client_as(Role::PartnerAdmin, Some("p1")).await;
-    for parent in ["p2", ""] {
-        let err = p1
-            .put_node(pb::PutNodeRequest {
-                node: Some(node("c1", parent, NodeKind::Customer)),
+    // Nothing of the directory changed: only the names and contacts.
+    let mut admin = s.config.client_as(Role::PlatformAdmin, None).await;
+    for (id, parent) in [("p1", "org"), ("c1", "p1")] {
+        let n = admin
+            .get_node(pb::GetNodeRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (n.parent_id.as_str(), n.managed, n.external_id.as_str()),
+            (parent, false, ""),
+            "{id}"
+        );
+        assert!(n.name.starts_with("Renamed by"), "{id}: {n:?}");
+    }
+    let children = admin
+        .list_children(pb::ListChildrenRequest {
+            parent_id: "c1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert!(children.is_empty(), "{children:?}");
+}
+
+/// The directory sync creates, moves, retypes and deletes nodes and sets every node field;
+/// it changes no stream or connection, not even by deleting a node that holds some.
+#[tokio::test]
+async fn directory_sync_shapes_the_tree_and_nothing_else() {
+    let mut s = fixture().await;
+    let mut sync = s.config.client_as(Role::DirectorySync, None).await;
+    let c9 = Node {
+        external_id: "EXT-C9".into(),
+        admin_emails: vec!["ops@c9.example".into()],
+        ..node("c9", "p2", NodeKind::Customer)
+    };
+    put(&mut sync, c9.clone()).await;
+    let moved = put(
+        &mut sync,
+        Node {
+            parent_id: "p1".into(),
+            managed: true,
+            ..c9.clone()
+        },
+    )
+    .await;
+    assert_eq!(
+        (moved.parent_id.as_str(), moved.managed),
+        ("p1", true),
+        "{moved:?}"
+    );
+    put(&mut sync, node("w9", "c9", NodeKind::Workspace)).await;
+    let err = sync
+        .delete_node(pb::DeleteNodeRequest {
+            id: "c9".into(),
+            cascade: false,
+        })
+        .await
+        .expect_err("has a child");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let deleted = sync
+        .delete_node(pb::DeleteNodeRequest {
+            id: "c9".into(),
+            cascade: true,
+        })
+        .await
+        .expect("cascade over nodes only")
+        .into_inner();
+    assert_eq!(deleted.deleted_nodes, ["w9", "c9"]);
+
+    // No configuration writes.
+    let refusals = [
+        (
+            "create a connection",
+            sync.create_connection(pb::CreateConnectionRequest {
+                connection: Some(s3_connection("conn-sync", "p1", SECRET)),
             })
             .await
-            .expect_err("move c1 out of p1");
-        assert_eq!(err.code(), Code::PermissionDenied, "to {parent:?}: {err:?}");
+            .map(drop),
+        ),
+        (
+            "create a stream",
+            create_stream(
+                &mut sync,
+                s3_stream("s-sync", "p1", AppliesTo::SelfOnly, "conn-p1"),
+            )
+            .await
+            .map(drop),
+        ),
+        (
+            "disable a stream",
+            set_enabled(&mut sync, "s-p1", false).await.map(drop),
+        ),
+        (
+            "delete a stream",
+            sync.delete_stream(pb::DeleteStreamRequest { id: "s-p1".into() })
+                .await
+                .map(drop),
+        ),
+        (
+            "delete a connection",
+            sync.delete_connection(pb::DeleteConnectionRequest {
+                id: "conn-p1".into(),
+            })
+            .await
+            .map(drop),
+        ),
+        (
+            "read the routing snapshot",
+            sync.get_routing_snapshot(pb::GetRoutingSnapshotRequest {})
+                .await
+                .map(drop),
+        ),
+    ];
+    for (what, result) in refusals {
+        let err = result.expect_err(what);
+        assert_eq!(err.code(), Code::PermissionDenied, "{what}: {err:?}");
     }
+    // p2 holds a connection and a stream: deleting it would delete them.
+    let err = sync
+        .delete_node(pb::DeleteNodeRequest {
+            id: "p2".into(),
+            cascade: true,
+        })
+        .await
+        .expect_err("p2 holds configuration");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "directory-sync (directory_sync) may not delete the 1 stream(s) and 1 connection(s) in \
+         the subtree of node p2; a platform_admin deletes them (or the node with cascade)"
+    );
+    let deleted = s
+        .admin
+        .delete_node(pb::DeleteNodeRequest {
+            id: "p2".into(),
+            cascade: true,
+        })
+        .await
+        .expect("the platform admin may")
+        .into_inner();
+    assert_eq!(deleted.deleted_nodes, ["c3", "p2"]);
+}
+
+/// A `descendants` stream captures the events of every node below its node, so a workspace
+/// admin (who reads its own node only) may not create, change or enable one (M4), even on
+/// its own node; the partner admin above may.
+#[tokio::test]
+async fn a_workspace_admin_cannot_scope_a_stream_to_descendants() {
+    let mut s = fixture().await;
+    const REFUSAL: &str = "admin@c1 (workspace_admin of c1) may not create, change or enable a \
+                           stream that applies to descendants at node c1";
+    let mut c1 = s.config.client_as(Role::WorkspaceAdmin, Some("c1")).await;
+    let refused = |what: &str, e: Status| {
+        assert_eq!(e.code(), Code::PermissionDenied, "{what}: {e:?}");
+        assert!(e.message().starts_with(REFUSAL), "{what}: {e:?}");
+    };
+    for enabled in [true, false] {
+        let stream = Stream {
+            enabled,
+            ..s3_stream("s-c1-all", "c1", AppliesTo::Descendants, "conn-c1")
+        };
+        refused("create", create_stream(&mut c1, stream).await.unwrap_err());
+    }
+    // Its own self stream turned into a descendants one.
+    let update = pb::UpdateStreamRequest {
+        stream: Some(s3_stream("s-c1", "c1", AppliesTo::Descendants, "conn-c1")),
+        update_mask: vec!["applies_to".into()],
+    };
+    refused(
+        "update applies_to",
+        c1.update_stream(update).await.unwrap_err(),
+    );
+    // A disabled one the partner admin made: the workspace admin may neither enable it nor
+    // change it (say, its destination) for the partner admin to enable later.
+    let mut p1 = s.config.client_as(Role::PartnerAdmin, Some("p1")).await;
+    create_stream(
+        &mut p1,
+        Stream {
+            enabled: false,
+            ..s3_stream("s-c1-all", "c1", AppliesTo::Descendants, "conn-c1")
+        },
+    )
+    .await
+    .expect("a partner admin may");
+    refused(
+        "enable",
+        set_enabled(&mut c1, "s-c1-all", true).await.unwrap_err(),
+    );
+    let update = pb::UpdateStreamRequest {
+        stream: Some(Stream {
+            id: "s-c1-all".into(),
+            name: "renamed".into(),
+            ..Default::default()
+        }),
+        update_mask: vec!["name".into()],
+    };
+    refused("rename", c1.update_stream(update).await.unwrap_err());
+    set_enabled(&mut p1, "s-c1-all", true)
+        .await
+        .expect("the partner admin enables it");
+    // Nothing changed at c1 through the workspace admin.
+    let stream = s
+        .admin
+        .get_stream(pb::GetStreamRequest { id: "s-c1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.applies_to(), AppliesTo::SelfOnly);
 }
 
 /// ListChildren without a parent lists the roots the caller may see: a scoped admin's root
@@ -825,66 +1191,431 @@ async fn list_children_without_a_parent_starts_at_the_callers_scope() {
     }
 }
 
-/// A partner admin cannot route its streams through another partner's credentials.
+/// A workspace admin of a customer reads the customer, not the workspaces below it.
+#[tokio::test]
+async fn list_children_shows_only_readable_children() {
+    let mut s = fixture().await;
+    put(&mut s.admin, node("w1", "c1", NodeKind::Workspace)).await;
+    for (role, scope, want) in [
+        (Role::PartnerAdmin, Some("p1"), vec!["w1"]),
+        (Role::WorkspaceAdmin, Some("c1"), vec![]),
+        (Role::Auditor, None, vec!["w1"]),
+    ] {
+        let mut c = s.config.client_as(role, scope).await;
+        let children: Vec<String> = c
+            .list_children(pb::ListChildrenRequest {
+                parent_id: "c1".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .nodes
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        assert_eq!(children, want, "{role:?}");
+    }
+}
+
+/// A partner admin cannot route its streams through another partner's credentials: the
+/// connection is as unknown to it as a missing one. One it may read, but not at the
+/// stream's node or above, is refused naming where it is.
 #[tokio::test]
 async fn a_partner_admin_cannot_use_another_partners_connection() {
     let s = fixture().await;
     let mut p1 = s.config.client_as(Role::PartnerAdmin, Some("p1")).await;
+    for cid in ["conn-p2", "conn-missing"] {
+        let err = create_stream(
+            &mut p1,
+            s3_stream("s-steal", "c1", AppliesTo::SelfOnly, cid),
+        )
+        .await
+        .expect_err("not p1's");
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+        assert_eq!(
+            err.message(),
+            format!("admin@p1 (partner_admin of p1) may not read connection {cid}")
+        );
+    }
     let err = create_stream(
         &mut p1,
-        s3_stream("s-steal", "c1", AppliesTo::SelfOnly, "conn-p2"),
+        s3_stream("s-up", "p1", AppliesTo::SelfOnly, "conn-c1"),
     )
     .await
-    .expect_err("conn-p2 is p2's");
+    .expect_err("conn-c1 is below p1");
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
-    assert!(
-        err.message().contains("cannot use connection conn-p2"),
-        "{err:?}"
+    assert_eq!(
+        err.message(),
+        "stream s-up cannot use connection conn-c1: it belongs to node c1, which is not p1 or \
+         one of its ancestors"
     );
 }
 
-/// A scoped admin cannot tell a missing id from one in another subtree: both are
-/// PERMISSION_DENIED. Unscoped principals get NOT_FOUND for what does not exist.
+/// For every RPC, a scoped admin gets the same code and text for another tenant's id as for
+/// a missing one: each RPC is called on objects at a node outside the caller's scope, then,
+/// once the platform admin deleted that node with everything at it, on the same ids again.
 #[tokio::test]
-async fn scoped_admins_cannot_probe_for_existence() {
-    use auditstream_proto::v1 as pb;
-    let mut s = common::config::config_stack().await;
-    common::config::tree(
-        &mut s.admin,
-        &[
-            ("org", "", pb::NodeKind::Organization),
-            ("p1", "org", pb::NodeKind::Partner),
-            ("p2", "org", pb::NodeKind::Partner),
-        ],
+async fn a_missing_id_and_another_tenants_id_get_the_same_answer() {
+    let mut s = fixture().await;
+    // p1's admin against another partner's subtree; c1's workspace admin against its own
+    // partner's.
+    for (role, scope, foreign_parent) in [
+        (Role::PartnerAdmin, "p1", "p2"),
+        (Role::WorkspaceAdmin, "c1", "p1"),
+    ] {
+        let token = TestToken::of(role, Some(scope));
+        let mut caller = Caller::as_token(&s, &token).await;
+        let mut mismatches = Vec::new();
+        for (n, rpc) in ALL_RPCS.into_iter().enumerate() {
+            let at = Place::new(
+                &format!("f-{scope}-{n}"),
+                foreign_parent,
+                NodeKind::Customer,
+            );
+            furnish(&mut s.admin, &at).await;
+            let id = prepare(&mut s.admin, rpc, &at, &format!("x-{scope}-{n}")).await;
+            let foreign = call(&mut caller, rpc, &at, &id).await;
+            s.admin
+                .delete_node(pb::DeleteNodeRequest {
+                    id: at.node.clone(),
+                    cascade: true,
+                })
+                .await
+                .expect("delete the foreign node");
+            let missing = call(&mut caller, rpc, &at, &id).await;
+            if foreign.code() == Code::Ok
+                || (foreign.code(), foreign.message()) != (missing.code(), missing.message())
+            {
+                mismatches.push(format!(
+                    "{rpc:?} as {}: {:?} {:?} for another tenant's id, {:?} {:?} for a missing one",
+                    label(&token),
+                    foreign.code(),
+                    foreign.message(),
+                    missing.code(),
+                    missing.message()
+                ));
+            }
+        }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+}
+
+/// Creating an id that exists in another tenant answers as reading a missing id does, not
+/// ALREADY_EXISTS; an id the caller may read is ALREADY_EXISTS.
+#[tokio::test]
+async fn creating_an_id_taken_in_another_tenant_answers_as_for_a_missing_id() {
+    let mut s = fixture().await;
+    let mut p1 = s.config.client_as(Role::PartnerAdmin, Some("p1")).await;
+    let taken_connection = p1
+        .create_connection(pb::CreateConnectionRequest {
+            connection: Some(s3_connection("conn-p2", "p1", SECRET)),
+        })
+        .await
+        .expect_err("conn-p2 is p2's");
+    let taken_stream = create_stream(
+        &mut p1,
+        s3_stream("s-p2", "c1", AppliesTo::SelfOnly, "conn-p1"),
     )
-    .await;
-    let mut p2 = s
-        .config
-        .client_as(
-            auditstream_config_service::authz::Role::PartnerAdmin,
-            Some("p2"),
-        )
-        .await;
-    for id in ["p1", "no-such-node"] {
-        let err = p2
-            .get_node(pb::GetNodeRequest { id: id.into() })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{id}");
-    }
-    for id in ["no-such-stream"] {
-        let err = p2
-            .get_stream(pb::GetStreamRequest { id: id.into() })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{id}");
-    }
-    let err = s
-        .admin
-        .get_node(pb::GetNodeRequest {
-            id: "no-such-node".into(),
+    .await
+    .expect_err("s-p2 is p2's");
+    // Ids p1's admin may read: ALREADY_EXISTS.
+    let err = p1
+        .create_connection(pb::CreateConnectionRequest {
+            connection: Some(s3_connection("conn-c1", "p1", SECRET)),
+        })
+        .await
+        .expect_err("conn-c1 exists");
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    let err = create_stream(
+        &mut p1,
+        s3_stream("s-c1", "p1", AppliesTo::SelfOnly, "conn-p1"),
+    )
+    .await
+    .expect_err("s-c1 exists");
+    assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+
+    // The ids freed, p1's admin reads them as missing: the same answer as the creates got.
+    let a = &mut s.admin;
+    a.delete_stream(pb::DeleteStreamRequest { id: "s-p2".into() })
+        .await
+        .unwrap();
+    a.delete_connection(pb::DeleteConnectionRequest {
+        id: "conn-p2".into(),
+    })
+    .await
+    .unwrap();
+    let missing_connection = p1
+        .get_connection(pb::GetConnectionRequest {
+            id: "conn-p2".into(),
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::NotFound);
+    let missing_stream = p1
+        .get_stream(pb::GetStreamRequest { id: "s-p2".into() })
+        .await
+        .unwrap_err();
+    for (taken, missing, want) in [
+        (
+            &taken_connection,
+            &missing_connection,
+            "admin@p1 (partner_admin of p1) may not read connection conn-p2",
+        ),
+        (
+            &taken_stream,
+            &missing_stream,
+            "admin@p1 (partner_admin of p1) may not read stream s-p2",
+        ),
+    ] {
+        assert_eq!(taken.code(), Code::PermissionDenied, "{taken:?}");
+        assert_eq!(
+            (taken.code(), taken.message()),
+            (missing.code(), missing.message())
+        );
+        assert_eq!(taken.message(), want);
+    }
+    // Free now, the same ids can be created.
+    create_connection(&mut p1, s3_connection("conn-p2", "p1", SECRET)).await;
+    create_stream(
+        &mut p1,
+        s3_stream("s-p2", "c1", AppliesTo::SelfOnly, "conn-p1"),
+    )
+    .await
+    .expect("free id");
+}
+
+async fn explain_c1_as(s: &ConfigStack, role: Role, scope: Option<&str>) -> pb::ExplainResponse {
+    let mut c = s.config.client_as(role, scope).await;
+    c.explain(pb::ExplainRequest {
+        workspace_id: "c1".into(),
+    })
+    .await
+    .expect("explain c1")
+    .into_inner()
+}
+
+/// Explain to a customer's workspace admin under a governing partner stream: the path
+/// above it and the streams there show only what says why a stream applies, none of the
+/// partner's or the organization's settings (M1). A reader of the whole path sees it all.
+#[tokio::test]
+async fn explain_shows_a_tenant_nothing_of_its_ancestors_settings() {
+    const URL: &str = "https://8.8.8.8/receiver/v1/http/partner-collector-credential";
+    const TEMPLATE: &str = r#"{"partner_marker": {{{log_message}}}}"#;
+    let mut s = fixture().await;
+    let a = &mut s.admin;
+    for (id, parent, kind) in [
+        ("org", "", NodeKind::Organization),
+        ("p1", "org", NodeKind::Partner),
+    ] {
+        put(
+            a,
+            Node {
+                name: format!("Secret name {id}"),
+                external_id: format!("EXT-{id}"),
+                managed: id == "p1",
+                admin_emails: vec![format!("ops@{id}.example")],
+                ..node(id, parent, kind)
+            },
+        )
+        .await;
+    }
+    create_connection(a, s3_connection("conn-org", "org", SECRET)).await;
+    create_stream(
+        a,
+        s3_stream("s-org", "org", AppliesTo::SelfOnly, "conn-org"),
+    )
+    .await
+    .unwrap();
+    create_connection(
+        a,
+        Connection {
+            id: "p1-http".into(),
+            node_id: "p1".into(),
+            name: "Partner collector".into(),
+            credentials: Some(Credentials::Http(pb::HttpCredentials {
+                auth: Some(pb::http_credentials::Auth::Bearer(pb::HttpBearerAuth {
+                    token: SECRET.into(),
+                })),
+            })),
+            ..Default::default()
+        },
+    )
+    .await;
+    let governing = Stream {
+        template: TEMPLATE.into(),
+        batching: Some(pb::Batching {
+            max_events: 77,
+            ..Default::default()
+        }),
+        destination: Some(pb::Destination {
+            connection_id: "p1-http".into(),
+            target: Some(pb::destination::Target::Http(pb::HttpTarget {
+                url: URL.into(),
+                ..Default::default()
+            })),
+        }),
+        ..s3_stream("s-p1-all", "p1", AppliesTo::Descendants, "")
+    };
+    create_stream(a, governing).await.expect("governing stream");
+
+    let got = explain_c1_as(&s, Role::WorkspaceAdmin, Some("c1")).await;
+    let outline_node = |id: &str, kind: NodeKind| Node {
+        id: id.into(),
+        kind: kind as i32,
+        ..Default::default()
+    };
+    let outline_stream = |id: &str, node_id: &str, applies_to: AppliesTo| Stream {
+        id: id.into(),
+        node_id: node_id.into(),
+        applies_to: applies_to as i32,
+        enabled: true,
+        ..Default::default()
+    };
+    let c1 = s
+        .admin
+        .get_node(pb::GetNodeRequest { id: "c1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let s_c1 = s
+        .admin
+        .get_stream(pb::GetStreamRequest { id: "s-c1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        got.path,
+        [
+            outline_node("org", NodeKind::Organization),
+            outline_node("p1", NodeKind::Partner),
+            c1
+        ]
+    );
+    assert_eq!(
+        got.effective,
+        [outline_stream("s-p1-all", "p1", AppliesTo::Descendants)]
+    );
+    let inactive: Vec<(Option<Stream>, &str, &str)> = got
+        .inactive
+        .iter()
+        .map(|i| (i.stream.clone(), i.code.as_str(), i.reason.as_str()))
+        .collect();
+    assert_eq!(
+        inactive,
+        [
+            (
+                Some(outline_stream("s-org", "org", AppliesTo::SelfOnly)),
+                "other_node_only",
+                "applies to organization org only"
+            ),
+            (
+                Some(outline_stream("s-p1", "p1", AppliesTo::SelfOnly)),
+                "other_node_only",
+                "applies to partner p1 only"
+            ),
+            (
+                Some(s_c1),
+                "overridden",
+                "overridden by partner p1 stream s-p1-all"
+            ),
+        ]
+    );
+    // The whole answer, as text: nothing of the ancestors' settings anywhere.
+    let text = format!(
+        "{got:?}\n{}",
+        serde_json::to_string(&got).expect("explain as JSON")
+    );
+    for secret in [
+        "8.8.8.8",
+        "partner-collector-credential",
+        "partner_marker",
+        "p1-http",
+        "conn-p1",
+        "conn-org",
+        "audit-s-p1",
+        "audit-s-org",
+        "ops@p1.example",
+        "ops@org.example",
+        "EXT-",
+        "Secret name",
+        "max_events: 77",
+        "Partner collector",
+        SECRET,
+    ] {
+        assert!(!text.contains(secret), "{secret:?} in {text}");
+    }
+
+    // A partner admin of p1 (and the platform admin) may read the whole path: all of it.
+    for (role, scope) in [
+        (Role::PartnerAdmin, Some("p1")),
+        (Role::PlatformAdmin, None),
+    ] {
+        let full = explain_c1_as(&s, role, scope).await;
+        let mut admin = s.config.client_as(Role::PlatformAdmin, None).await;
+        let mut path = Vec::new();
+        for id in ["org", "p1", "c1"] {
+            path.push(
+                admin
+                    .get_node(pb::GetNodeRequest { id: id.into() })
+                    .await
+                    .unwrap()
+                    .into_inner(),
+            );
+        }
+        let governing = admin
+            .get_stream(pb::GetStreamRequest {
+                id: "s-p1-all".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if scope.is_some() {
+            // The organization is above p1: outlined for its admin.
+            path[0] = outline_node("org", NodeKind::Organization);
+        }
+        assert_eq!(full.path, path, "{role:?}");
+        assert_eq!(full.effective, [governing], "{role:?}");
+    }
+}
+
+/// A scoped admin cannot tell a missing id from one in another subtree: the same code and
+/// text, naming the id asked about. Principals that read everything get NOT_FOUND for what
+/// does not exist.
+#[tokio::test]
+async fn scoped_admins_cannot_probe_for_existence() {
+    let s = fixture().await;
+    let mut p2 = s.config.client_as(Role::PartnerAdmin, Some("p2")).await;
+    for (what, existing, missing) in [
+        ("node", "p1", "no-such-node"),
+        ("stream", "s-p1", "no-such-stream"),
+    ] {
+        let mut answers = Vec::new();
+        for id in [existing, missing] {
+            let err = match what {
+                "node" => p2
+                    .get_node(pb::GetNodeRequest { id: id.into() })
+                    .await
+                    .map(drop),
+                _ => p2
+                    .get_stream(pb::GetStreamRequest { id: id.into() })
+                    .await
+                    .map(drop),
+            }
+            .unwrap_err();
+            assert_eq!(err.code(), Code::PermissionDenied, "{id}");
+            answers.push(err.message().replace(id, "<id>"));
+        }
+        let want = format!("admin@p2 (partner_admin of p2) may not read {what} <id>");
+        assert_eq!(answers, [want.clone(), want]);
+    }
+    for role in [Role::PlatformAdmin, Role::DirectorySync, Role::Auditor] {
+        let mut c = s.config.client_as(role, None).await;
+        let err = c
+            .get_node(pb::GetNodeRequest {
+                id: "no-such-node".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{role:?}");
+        assert_eq!(err.message(), "node no-such-node does not exist");
+    }
 }

@@ -175,8 +175,8 @@ async fn a_rotated_connection_reaches_every_stream_that_uses_it() {
         a,
         &[
             ("org", "", Organization),
-            ("c1", "org", Customer),
-            ("c2", "org", Customer),
+            ("c1", "org", Workspace),
+            ("c2", "org", Workspace),
         ],
     )
     .await;

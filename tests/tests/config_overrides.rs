@@ -63,7 +63,7 @@ async fn a_managed_workspace_cannot_change_its_settings() {
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
-        err.message().contains("workspace m1 is managed"),
+        err.message().contains("workspace m1 is managed") && !err.message().contains("governs"),
         "{}",
         err.message()
     );
@@ -72,6 +72,20 @@ async fn a_managed_workspace_cannot_change_its_settings() {
         .await
         .unwrap();
     expect(a, &[("m1", &["s-hq"], &[])]).await;
+    // Managed and governed: the refusal names the stream its settings come from.
+    let err = create_stream(a, s3_stream("s-m1", "m1", SelfOnly, "conn"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message()
+            .starts_with("stream s-m1: workspace m1 is managed")
+            && err.message().ends_with(
+                "organization hq governs it with stream s-hq: change that stream instead"
+            ),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test]

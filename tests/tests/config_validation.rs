@@ -392,7 +392,7 @@ async fn put_node_refuses_each_broken_rule_with_its_field() {
     ];
     let mut failures = Vec::new();
     for (i, (rule, change, field, texts)) in cases.iter().enumerate() {
-        let mut n = node(&format!("n{i}"), "org", NodeKind::Customer);
+        let mut n = node(&format!("n{i}"), "org", NodeKind::Workspace);
         change(&mut n);
         let id = n.id.clone();
         let result = a.put_node(pb::PutNodeRequest { node: Some(n) }).await;
@@ -409,7 +409,7 @@ async fn put_node_refuses_each_broken_rule_with_its_field() {
         Node {
             admin_emails: vec!["ops@acme.example".into(), "soc+audit@acme.example".into()],
             external_id: "CRM-0042".into(),
-            ..node("acme_EU-1", "org", NodeKind::Customer)
+            ..node("acme_EU-1", "org", NodeKind::Workspace)
         },
     )
     .await;

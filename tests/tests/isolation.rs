@@ -30,7 +30,7 @@ const TYPES: [&str; 6] = [
 const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
 
 /// A random forest: organizations with direct workspaces and partners, partners with
-/// customers and managed workspaces. Returns the nodes events can be sent for (everything
+/// customers, some of them managed. Returns the nodes events can be sent for (everything
 /// but the organizations) and the organization of each.
 async fn random_tree(admin: &mut ConfigClient, rng: &mut StdRng) -> BTreeMap<String, String> {
     let mut workspaces = BTreeMap::new();
@@ -60,7 +60,7 @@ async fn random_tree(admin: &mut ConfigClient, rng: &mut StdRng) -> BTreeMap<Str
                     admin,
                     pb::Node {
                         managed: true,
-                        ..node(&managed, &partner, NodeKind::Workspace)
+                        ..node(&managed, &partner, NodeKind::Customer)
                     },
                 )
                 .await;

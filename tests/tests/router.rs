@@ -24,7 +24,8 @@ const ALL_TYPES: [&str; 6] = [
 /// org-acme ─ ws-direct (workspace, own stream)
 ///          └ p1 (partner: OEM admin workspace with its own stream; a disabled all-customers stream)
 ///             ├ c1 (customer INI-001: its own filtered, templated stream)
-///             └ c2 (customer without external id, no stream)
+///             ├ c2 (customer without external id, no stream)
+///             └ m1 (managed customer: only the partner's streams)
 async fn seed(a: &mut ConfigClient) {
     tree(
         a,
@@ -48,7 +49,7 @@ async fn seed(a: &mut ConfigClient) {
         a,
         pb::Node {
             managed: true,
-            ..node("m1", "p1", Workspace)
+            ..node("m1", "p1", Customer)
         },
     )
     .await;

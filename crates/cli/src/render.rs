@@ -802,7 +802,7 @@ mod tests {
             path: vec![
                 node("org1", "", NodeKind::Organization, "Acme"),
                 node("p1", "org1", NodeKind::Partner, "Partner One"),
-                node("w1", "p1", NodeKind::Workspace, "Prod"),
+                node("w1", "p1", NodeKind::Customer, "Prod"),
             ],
             effective: vec![stream("s9", "p1", AppliesTo::Descendants)],
             inactive: vec![InactiveStream {
@@ -820,7 +820,7 @@ mod tests {
             .expect("path");
         assert_eq!(lines[path + 1], "  1.  organization  org1  Acme");
         assert_eq!(lines[path + 2], "  2.  partner       p1    Partner One");
-        assert_eq!(lines[path + 3], "  3.  workspace     w1    Prod");
+        assert_eq!(lines[path + 3], "  3.  customer      w1    Prod");
         let effective = lines
             .iter()
             .position(|l| *l == "Effective streams (1):")
@@ -867,7 +867,10 @@ mod tests {
         customer.external_id = "crm-42".into();
         customer.managed = true;
         let list = ListNodesResponse {
-            nodes: vec![node("p1", "", NodeKind::Partner, "Partner One"), customer],
+            nodes: vec![
+                node("p1", "org1", NodeKind::Partner, "Partner One"),
+                customer,
+            ],
         };
         let text = text(&list);
         let lines: Vec<&str> = text.lines().collect();
@@ -878,7 +881,7 @@ mod tests {
         );
         assert_eq!(
             lines[1],
-            "p1       partner   -       Partner One  -            no"
+            "p1       partner   org1    Partner One  -            no"
         );
         assert_eq!(
             lines[2],
@@ -893,10 +896,10 @@ mod tests {
 
     #[test]
     fn single_node_is_labelled() {
-        let mut n = node("p1", "", NodeKind::Partner, "Partner One");
+        let mut n = node("org1", "", NodeKind::Organization, "Acme");
         n.admin_emails = vec!["a@x.io".into(), "b@x.io".into()];
         let text = text(&n);
-        assert!(text.contains("kind:         partner\n"), "{text}");
+        assert!(text.contains("kind:         organization\n"), "{text}");
         assert!(text.contains("parent:       (root)\n"), "{text}");
         assert!(text.contains("admin emails: a@x.io, b@x.io\n"), "{text}");
     }

@@ -5,9 +5,20 @@
 //! |---|---|---|---|
 //! | `service` | everything | nothing | snapshot, destinations with secrets, status reports |
 //! | `platform_admin` | everything | everything | no |
-//! | `partner_admin` of N | N's subtree | N's subtree (N itself: not its parent or kind, not delete) | no |
-//! | `workspace_admin` of N | N | N's own streams and connections, and N's name/contacts, only while N is neither governed nor managed | no |
+//! | `directory_sync` | everything | the tenant directory: creates, moves, deletes nodes (not their streams or connections), sets every node field | no |
+//! | `partner_admin` of N | N's subtree | connections, streams (`descendants` too) and the name and contacts of the nodes in N's subtree | no |
+//! | `workspace_admin` of N | N | N's own `self` streams and connections, and N's name/contacts, only while N is neither governed nor managed | no |
 //! | `auditor` | everything | nothing | no |
+//!
+//! The directory (which nodes exist, where, of which kind, `managed`, `external_id`) is the
+//! platform's (DESIGN.md §3): only `platform_admin` and `directory_sync` shape it
+//! ([`Principal::check_directory`]). A `descendants` stream at N captures the events of every
+//! node below N, so it needs a principal that may read them all: never a `workspace_admin`
+//! ([`Principal::check_descendants_stream`]).
+//!
+//! An id the caller may not read gets the answer of an id that does not exist, in code and
+//! text ([`Principal::unknown`]), so other tenants' ids cannot be probed. Principals that read
+//! everything are told NOT_FOUND instead.
 
 use auditstream_telemetry::Secret;
 use serde::{Deserialize, Serialize};
@@ -20,6 +31,8 @@ use crate::{error::ServiceError, store::World};
 pub enum Role {
     Service,
     PlatformAdmin,
+    /// The platform's directory-sync service: shapes the tenant tree, reads everything.
+    DirectorySync,
     PartnerAdmin,
     WorkspaceAdmin,
     Auditor,
@@ -115,15 +128,36 @@ impl Principal {
             (Role::WorkspaceAdmin, Some(n)) => format!("workspace_admin of {n}"),
             (Role::Service, _) => "service".into(),
             (Role::PlatformAdmin, _) => "platform_admin".into(),
+            (Role::DirectorySync, _) => "directory_sync".into(),
             (Role::Auditor, _) => "auditor".into(),
             (r, None) => format!("{r:?}"),
         }
     }
 
-    /// May read node `id` and what is configured at it.
+    /// Reads every node, so nothing is hidden from it and a missing id is NOT_FOUND.
+    pub fn reads_everything(&self) -> bool {
+        match self.role {
+            Role::Service | Role::PlatformAdmin | Role::DirectorySync | Role::Auditor => true,
+            Role::PartnerAdmin | Role::WorkspaceAdmin => false,
+        }
+    }
+
+    /// The one answer for `<what> <id>` (the id the caller asked about) that does not exist
+    /// or that the caller may not read. Both cases give this same code and text, so ids in
+    /// other tenants cannot be probed for existence.
+    pub fn unknown(&self, what: &str, id: &str) -> ServiceError {
+        if self.reads_everything() {
+            ServiceError::NotFound(format!("{what} {id} does not exist"))
+        } else {
+            self.denied(&format!("read {what} {id}"))
+        }
+    }
+
+    /// May read node `id` and what is configured at it. The refusal is [`Principal::unknown`]
+    /// for the node.
     pub fn check_read(&self, world: &World, id: &str) -> Result<(), ServiceError> {
         let allowed = match (self.role, self.node.as_deref()) {
-            (Role::Service | Role::PlatformAdmin | Role::Auditor, _) => true,
+            _ if self.reads_everything() => true,
             (Role::PartnerAdmin, Some(n)) => world.tree.is_within(id, n),
             (Role::WorkspaceAdmin, Some(n)) => id == n,
             _ => false,
@@ -131,25 +165,22 @@ impl Principal {
         if allowed {
             Ok(())
         } else {
-            Err(self.denied(&format!("read node {id}")))
+            Err(self.unknown("node", id))
         }
     }
 
-    /// May change what is configured at node `id` (its streams and connections, or the node).
+    /// May change what is configured at node `id`: its streams and connections, and the
+    /// node's name and contacts. Callers check read access first, so a refusal here is only
+    /// ever about a node the caller may see.
     pub fn check_write(&self, world: &World, id: &str) -> Result<(), ServiceError> {
         let allowed = match (self.role, self.node.as_deref()) {
             (Role::PlatformAdmin, _) => true,
             (Role::PartnerAdmin, Some(n)) => world.tree.is_within(id, n),
             (Role::WorkspaceAdmin, Some(n)) if id == n => {
-                if world.nodes.get(n).is_some_and(|node| node.managed) {
-                    return Err(self.denied(&format!("change node {n}: it is managed")));
-                }
-                if let Some((gov, streams)) = world.tree.governing(n) {
-                    let stream = streams.first().map(|s| s.id.as_str()).unwrap_or_default();
-                    return Err(self.denied(&format!(
-                        "change node {n}: {} {} governs it with stream {stream}",
-                        gov.kind, gov.id
-                    )));
+                // The node's own settings are refused exactly when a `self` stream is: the
+                // refusal names the governing stream to change instead.
+                if let Err(refusal) = world.tree.check_self_stream_allowed(n) {
+                    return Err(self.denied(&format!("change node {n}: {refusal}")));
                 }
                 true
             }
@@ -162,6 +193,44 @@ impl Principal {
         }
     }
 
+    /// May shape the tenant directory: create, move, retype or delete nodes, and set
+    /// `managed` and `external_id`. `what` says what was asked, e.g. "delete node c1".
+    pub fn check_directory(&self, what: &str) -> Result<(), ServiceError> {
+        if self.shapes_directory() {
+            Ok(())
+        } else {
+            Err(self.directory_refusal(what))
+        }
+    }
+
+    /// The refusal of [`Principal::check_directory`].
+    pub fn directory_refusal(&self, what: &str) -> ServiceError {
+        self.denied(&format!(
+            "{what}: the tenant directory is the platform's; only platform_admin and directory_sync create, move or delete nodes or set managed and external_id"
+        ))
+    }
+
+    /// `platform_admin` or `directory_sync`.
+    pub fn shapes_directory(&self) -> bool {
+        matches!(self.role, Role::PlatformAdmin | Role::DirectorySync)
+    }
+
+    /// May create, change or enable a `descendants` stream at `node_id` (write access is
+    /// checked separately). Such a stream governs, and captures the events of, every node
+    /// below: a `workspace_admin` reads its own node only, so it may not (M4).
+    pub fn check_descendants_stream(&self, node_id: &str) -> Result<(), ServiceError> {
+        match self.role {
+            Role::WorkspaceAdmin => Err(self.denied(&format!(
+                "create, change or enable a stream that applies to descendants at node {node_id}: it would capture the events of nodes below it, which a workspace_admin may not read"
+            ))),
+            Role::Service
+            | Role::PlatformAdmin
+            | Role::DirectorySync
+            | Role::PartnerAdmin
+            | Role::Auditor => Ok(()),
+        }
+    }
+
     /// Data-plane RPCs: the routing snapshot, destinations with secrets, status reports.
     pub fn check_service(&self) -> Result<(), ServiceError> {
         if self.role == Role::Service {
@@ -169,11 +238,6 @@ impl Principal {
         } else {
             Err(self.denied("call data-plane RPCs"))
         }
-    }
-
-    /// Only platform admins create or delete roots, or move nodes across subtrees.
-    pub fn is_platform_admin(&self) -> bool {
-        self.role == Role::PlatformAdmin
     }
 
     /// The node a scoped admin administers.

@@ -121,6 +121,10 @@ impl World {
     }
 
     /// The world after `mutations`, for checking rules against the state a write would create.
+    /// Refuses cycles, dangling parents and streams of unknown nodes, and, for every node the
+    /// mutations put, the kind rules of DESIGN §3 (where it sits and where its children then
+    /// sit). Every node write goes through here, so this is the one place they are enforced;
+    /// loading a stored world does not check them, so a tree from before them keeps working.
     pub fn with(&self, mutations: &[Mutation]) -> Result<World, ServiceError> {
         let (mut nodes, mut connections, mut streams) = (
             self.nodes.clone(),
@@ -149,7 +153,24 @@ impl World {
                 }
             }
         }
-        World::new(self.revision, nodes, connections, streams)
+        let after = World::new(self.revision, nodes, connections, streams)?;
+        for m in mutations {
+            if let Mutation::PutNode(n) = m {
+                after.tree.check_shape(&n.id).map_err(shape_error)?;
+            }
+        }
+        Ok(after)
+    }
+}
+
+/// A node placed against the kind rules is a wrong argument (its kind or parent); a node
+/// whose new kind would misplace its existing children is refused for the state it meets.
+fn shape_error(e: routing::ShapeError) -> ServiceError {
+    match e {
+        routing::ShapeError::Misplaced { .. } => ServiceError::InvalidArgument(e.to_string()),
+        routing::ShapeError::MisplacesChild { .. } => {
+            ServiceError::FailedPrecondition(e.to_string())
+        }
     }
 }
 

@@ -297,6 +297,44 @@ async fn a_cycle_is_refused_before_writing(url: String) {
     assert_eq!(store.revision().await.unwrap(), 2);
 }
 
+/// A tree stored before the kind rules (a partner root) keeps loading, so the router keeps
+/// routing it; writing one of its misplaced nodes again is refused until it is placed well.
+async fn a_tree_from_before_the_kind_rules_still_loads(url: String) {
+    let store = Store::connect(&url, 4).await.unwrap();
+    // Stored without `World::with`, as an older version did.
+    store
+        .write(|_| {
+            Ok(plan(vec![
+                Mutation::PutNode(node("p-old", "", NodeKind::Partner)),
+                Mutation::PutNode(node("c-old", "p-old", NodeKind::Customer)),
+            ]))
+        })
+        .await
+        .unwrap();
+    let world = store.load().await.expect("loads");
+    assert!(world.tree.is_within("c-old", "p-old"));
+    let renamed = Node {
+        name: "Renamed".into(),
+        ..node("p-old", "", NodeKind::Partner)
+    };
+    let err = world.with(&[Mutation::PutNode(renamed)]).unwrap_err();
+    assert_eq!(
+        err,
+        ServiceError::InvalidArgument(
+            "node p-old: every root is an organization; a partner must sit under an organization"
+                .into()
+        )
+    );
+    // Placed under an organization, it is well again; its customer too.
+    let fixed = world
+        .with(&[
+            Mutation::PutNode(node("org", "", NodeKind::Organization)),
+            Mutation::PutNode(node("p-old", "org", NodeKind::Partner)),
+        ])
+        .expect("placed well");
+    assert!(fixed.tree.is_within("c-old", "org"));
+}
+
 async fn the_mail_outbox_retries_until_sent(url: String) {
     use auditstream_config_service::store::Mail;
     let store = Store::connect(&url, 4).await.unwrap();
@@ -409,6 +447,7 @@ store_suite!(
     puts_replace_and_deletes_remove,
     concurrent_writers_never_share_a_revision,
     a_cycle_is_refused_before_writing,
+    a_tree_from_before_the_kind_rules_still_loads,
     the_mail_outbox_retries_until_sent,
     status_updates_never_lose_concurrent_increments,
 );

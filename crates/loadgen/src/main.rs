@@ -66,6 +66,8 @@ struct Args {
     /// Create the organizations, workspaces and streams first (config-service gRPC URL).
     #[arg(long, requires = "admin_token")]
     setup: Option<String>,
+    /// A platform_admin token for --setup: it creates nodes (only platform principals shape
+    /// the tenant directory) and streams (which directory_sync may not).
     #[arg(long, env = "AUDITSTREAM_TOKEN")]
     admin_token: Option<String>,
 }

@@ -6,6 +6,13 @@
 //! node may be `managed`. A stream (a streaming setting) has a scope node, `applies_to`
 //! (`self` or `descendants`) and an `enabled` flag.
 //!
+//! Kind rules ([`NodeKind::parent_kinds`], checked by [`Tree::check_shape`]): organizations
+//! are roots, and every root is an organization; partners sit under an organization;
+//! customers under a partner; workspaces are leaves under an organization or a customer.
+//! Resolution does not depend on them, so [`Tree::new`] does not enforce them: a stored tree
+//! that predates the rules keeps loading and routing, and config-service checks every node
+//! it writes.
+//!
 //! The effective streams for an event from workspace W:
 //!
 //! 1. Walk from the root down to W. The first node holding an enabled `descendants` stream
@@ -62,6 +69,47 @@ impl fmt::Display for NodeKind {
     }
 }
 
+impl NodeKind {
+    /// The kinds a node of this kind may sit under (DESIGN.md §3); empty for an
+    /// organization, the one kind that is a root. Nothing sits under a workspace.
+    pub const fn parent_kinds(self) -> &'static [NodeKind] {
+        match self {
+            NodeKind::Organization => &[],
+            NodeKind::Partner => &[NodeKind::Organization],
+            NodeKind::Customer => &[NodeKind::Partner],
+            NodeKind::Workspace => &[NodeKind::Organization, NodeKind::Customer],
+        }
+    }
+
+    /// Whether a node of this kind may sit under `parent` (its id and kind; None for a root).
+    pub fn check_placement(self, parent: Option<(&str, NodeKind)>) -> Result<(), KindRule> {
+        match parent {
+            None if self == NodeKind::Organization => Ok(()),
+            None => Err(KindRule::RootNotOrganization { kind: self }),
+            Some((parent_id, parent_kind)) if self == NodeKind::Organization => {
+                Err(KindRule::OrganizationUnderParent {
+                    parent_id: parent_id.to_owned(),
+                    parent_kind,
+                })
+            }
+            Some((_, parent_kind)) if self.parent_kinds().contains(&parent_kind) => Ok(()),
+            Some((parent_id, parent_kind)) => Err(KindRule::WrongParent {
+                kind: self,
+                parent_id: parent_id.to_owned(),
+                parent_kind,
+            }),
+        }
+    }
+
+    /// The kind with its indefinite article, as the rule texts use it ("an organization").
+    fn with_article(self) -> String {
+        match self {
+            NodeKind::Organization => format!("an {self}"),
+            _ => format!("a {self}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppliesTo {
@@ -114,6 +162,59 @@ pub enum TreeError {
     DuplicateNode(String),
     #[error("stream {stream} is scoped to node {node}, which is not a known node")]
     UnknownStreamNode { stream: String, node: String },
+}
+
+/// A kind rule of DESIGN.md §3 that a placement breaks; the text names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KindRule {
+    #[error("an organization is a root; it cannot sit under {parent_kind} {parent_id}")]
+    OrganizationUnderParent {
+        parent_id: String,
+        parent_kind: NodeKind,
+    },
+    #[error(
+        "every root is an organization; {} must sit under {}",
+        kind.with_article(),
+        parents_text(*kind)
+    )]
+    RootNotOrganization { kind: NodeKind },
+    #[error(
+        "{} must sit under {}; {parent_id} is {}{}",
+        kind.with_article(),
+        parents_text(*kind),
+        parent_kind.with_article(),
+        if *parent_kind == NodeKind::Workspace { " (workspaces are leaves)" } else { "" }
+    )]
+    WrongParent {
+        kind: NodeKind,
+        parent_id: String,
+        parent_kind: NodeKind,
+    },
+}
+
+/// "an organization or a customer".
+fn parents_text(kind: NodeKind) -> String {
+    kind.parent_kinds()
+        .iter()
+        .map(|k| k.with_article())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// Why a node write would leave the tree outside the kind rules ([`Tree::check_shape`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// The node itself sits where its kind may not.
+    #[error("node {node_id}: {rule}")]
+    Misplaced { node_id: String, rule: KindRule },
+    /// The node's kind would misplace one of its children.
+    #[error("node {node_id} cannot be {} with its children: child {child_id}: {rule}", kind.with_article())]
+    MisplacesChild {
+        node_id: String,
+        kind: NodeKind,
+        child_id: String,
+        rule: KindRule,
+    },
 }
 
 /// The node that governs another one, with the stream that [`Inactive::OverriddenBy`] and
@@ -318,8 +419,9 @@ impl Tree {
     /// enabled `descendants` stream governs the node itself), naming the governing node and
     /// its first governing stream by id. Disabling or deleting needs no check.
     ///
-    /// Managed is reported before Governed: it is the permanent reason, while "change or
-    /// disable that stream instead" would not help a managed node.
+    /// Managed is reported before Governed: it is the permanent reason. A managed node that
+    /// is also governed gets its settings from the governing stream, so the refusal names
+    /// that stream as the one to change.
     ///
     /// An unknown node is not refused: nothing here can govern it, and whether the node
     /// exists is the caller's check.
@@ -327,19 +429,61 @@ impl Tree {
         let Some(&i) = self.index.get(node_id) else {
             return Ok(());
         };
+        let governor = self.governor[i].map(|g| GoverningStream {
+            node_kind: self.nodes[g.node].kind,
+            node_id: self.nodes[g.node].id.clone(),
+            stream_id: self.streams[g.first_stream].id.clone(),
+        });
         if self.nodes[i].managed {
             return Err(Refusal::Managed {
                 node_id: node_id.to_owned(),
+                governed_by: governor,
             });
         }
-        match self.governor[i] {
-            Some(g) => Err(Refusal::Governed {
-                node_kind: self.nodes[g.node].kind,
-                node_id: self.nodes[g.node].id.clone(),
-                stream_id: self.streams[g.first_stream].id.clone(),
+        match governor {
+            Some(GoverningStream {
+                node_kind,
+                node_id,
+                stream_id,
+            }) => Err(Refusal::Governed {
+                node_kind,
+                node_id,
+                stream_id,
             }),
             None => Ok(()),
         }
+    }
+
+    /// The kind rules for node `id` after a write: where it sits, and where its children then
+    /// sit (a retyped node can misplace them; a moved one keeps its kind, so only its own
+    /// placement changes). The one check config-service applies to every node it writes, so
+    /// a single put and a cascade see the same rule. An unknown node is not refused.
+    pub fn check_shape(&self, id: &str) -> Result<(), ShapeError> {
+        let Some(&i) = self.index.get(id) else {
+            return Ok(());
+        };
+        let placement = |n: usize| {
+            let parent = self.parent[n].map(|p| (self.nodes[p].id.as_str(), self.nodes[p].kind));
+            self.nodes[n].kind.check_placement(parent)
+        };
+        placement(i).map_err(|rule| ShapeError::Misplaced {
+            node_id: id.to_owned(),
+            rule,
+        })?;
+        // Children in id order, so the refusal names the same child every time.
+        let mut children: Vec<usize> = (0..self.nodes.len())
+            .filter(|&c| self.parent[c] == Some(i))
+            .collect();
+        children.sort_by(|&a, &b| self.nodes[a].id.cmp(&self.nodes[b].id));
+        for c in children {
+            placement(c).map_err(|rule| ShapeError::MisplacesChild {
+                node_id: id.to_owned(),
+                kind: self.nodes[i].kind,
+                child_id: self.nodes[c].id.clone(),
+                rule,
+            })?;
+        }
+        Ok(())
     }
 
     fn streams_of(&self, node: usize) -> &[StreamScope] {
@@ -501,9 +645,25 @@ pub enum Refusal {
         stream_id: String,
     },
     #[error(
-        "workspace {node_id} is managed; its streaming settings come only from an ancestor's stream that applies to descendants, so it cannot have its own"
+        "workspace {node_id} is managed; its streaming settings come only from an ancestor's stream that applies to descendants, so it cannot have its own{}",
+        governed_by.as_ref().map_or(String::new(), |g| format!(
+            "; {} {} governs it with stream {}: change that stream instead",
+            g.node_kind, g.node_id, g.stream_id
+        ))
     )]
-    Managed { node_id: String },
+    Managed {
+        node_id: String,
+        /// The stream its settings come from, if an ancestor-or-self governs it.
+        governed_by: Option<GoverningStream>,
+    },
+}
+
+/// A governing node's first enabled `descendants` stream by id, as [`Refusal`] names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoverningStream {
+    pub node_kind: NodeKind,
+    pub node_id: String,
+    pub stream_id: String,
 }
 
 #[cfg(test)]
@@ -577,6 +737,23 @@ mod tests {
     fn managed(node_id: &str) -> Result<(), Refusal> {
         Err(Refusal::Managed {
             node_id: node_id.to_owned(),
+            governed_by: None,
+        })
+    }
+
+    fn managed_and_governed(
+        node_id: &str,
+        kind: NodeKind,
+        governor: &str,
+        stream_id: &str,
+    ) -> Result<(), Refusal> {
+        Err(Refusal::Managed {
+            node_id: node_id.to_owned(),
+            governed_by: Some(GoverningStream {
+                node_kind: kind,
+                node_id: governor.to_owned(),
+                stream_id: stream_id.to_owned(),
+            }),
         })
     }
 
@@ -639,8 +816,9 @@ mod tests {
                 added_later: vec![],
                 resolves: vec![("c2", vec!["s9"])],
                 // Managed is the permanent reason: disabling s9 would not make s-c2 apply.
+                // The refusal names s9, where c2's settings come from.
                 reasons: vec![("c2", "s-c2", "workspace is managed")],
-                self_writes: vec![("c2", managed("c2"))],
+                self_writes: vec![("c2", managed_and_governed("c2", Partner, "p1", "s9"))],
             },
             Case {
                 name: "c: partner descendants stream overrides the OEM admin workspace's own",
@@ -848,6 +1026,121 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("workspace c2 is managed")
+        );
+        assert!(!managed("c2").unwrap_err().to_string().contains("governs"));
+        assert!(
+            managed_and_governed("c2", Partner, "p1", "s9")
+                .unwrap_err()
+                .to_string()
+                .ends_with(
+                    "so it cannot have its own; partner p1 governs it with stream s9: \
+                     change that stream instead"
+                )
+        );
+    }
+
+    /// Every (kind, parent kind) pair and the root case, against DESIGN.md §3 written out.
+    #[test]
+    fn kind_rules() {
+        let allowed = [
+            (Partner, Organization),
+            (Customer, Partner),
+            (Workspace, Organization),
+            (Workspace, Customer),
+        ];
+        for kind in [Organization, Partner, Customer, Workspace] {
+            assert_eq!(
+                kind.check_placement(None).is_ok(),
+                kind == Organization,
+                "{kind} as a root"
+            );
+            for parent in [Organization, Partner, Customer, Workspace] {
+                assert_eq!(
+                    kind.check_placement(Some(("x", parent))).is_ok(),
+                    allowed.contains(&(kind, parent)),
+                    "{kind} under {parent}"
+                );
+            }
+        }
+        let text = |kind: NodeKind, parent: Option<(&str, NodeKind)>| {
+            kind.check_placement(parent).unwrap_err().to_string()
+        };
+        assert_eq!(
+            text(Customer, Some(("ws-1", Workspace))),
+            "a customer must sit under a partner; ws-1 is a workspace (workspaces are leaves)"
+        );
+        assert_eq!(
+            text(Workspace, Some(("p1", Partner))),
+            "a workspace must sit under an organization or a customer; p1 is a partner"
+        );
+        assert_eq!(
+            text(Partner, None),
+            "every root is an organization; a partner must sit under an organization"
+        );
+        assert_eq!(
+            text(Organization, Some(("o2", Organization))),
+            "an organization is a root; it cannot sit under organization o2"
+        );
+    }
+
+    #[test]
+    fn check_shape_sees_the_node_and_its_children() {
+        let mut nodes = automation_hq();
+        nodes.push(node("c1-ws", Some("c1"), Workspace, false));
+        let tree = Tree::new(nodes.clone(), vec![]).unwrap();
+        for n in &nodes {
+            assert_eq!(tree.check_shape(&n.id), Ok(()), "{}", n.id);
+        }
+        assert_eq!(tree.check_shape("nope"), Ok(()));
+
+        // p1 retyped to a customer: its own placement is reported before its children's.
+        let retyped = |id: &str, kind: NodeKind| {
+            let nodes = nodes
+                .iter()
+                .map(|n| {
+                    if n.id == id {
+                        TreeNode { kind, ..n.clone() }
+                    } else {
+                        n.clone()
+                    }
+                })
+                .collect();
+            Tree::new(nodes, vec![]).unwrap()
+        };
+        assert_eq!(
+            retyped("p1", Customer)
+                .check_shape("p1")
+                .unwrap_err()
+                .to_string(),
+            "node p1: a customer must sit under a partner; ahq is an organization"
+        );
+        // c1 moved under the organization as a workspace is placed well itself, but its
+        // child c1-ws would then sit under a workspace.
+        let mut moved = nodes.clone();
+        for n in &mut moved {
+            if n.id == "c1" {
+                n.parent = Some("ahq".into());
+                n.kind = Workspace;
+            }
+        }
+        let tree = Tree::new(moved, vec![]).unwrap();
+        assert_eq!(
+            tree.check_shape("c1").unwrap_err(),
+            ShapeError::MisplacesChild {
+                node_id: "c1".into(),
+                kind: Workspace,
+                child_id: "c1-ws".into(),
+                rule: KindRule::WrongParent {
+                    kind: Workspace,
+                    parent_id: "c1".into(),
+                    parent_kind: Workspace
+                },
+            }
+        );
+        assert_eq!(
+            tree.check_shape("c1").unwrap_err().to_string(),
+            "node c1 cannot be a workspace with its children: child c1-ws: a workspace must \
+             sit under an organization or a customer; c1 is a workspace (workspaces are leaves)"
         );
     }
 
@@ -1057,6 +1350,9 @@ mod tests {
                     tree.check_self_stream_allowed(&w.id).is_ok(),
                     !governed && !w.managed
                 );
+                if let Err(Refusal::Managed { governed_by, .. }) = tree.check_self_stream_allowed(&w.id) {
+                    prop_assert_eq!(governed_by.is_some(), governed);
+                }
             }
         }
     }

@@ -31,7 +31,7 @@ pub struct TestToken {
 
 /// The principals every test config service knows. Scoped admins administer `p1` (a partner)
 /// and `c1` (a customer), the node ids the scenario tests use.
-pub const TOKENS: [TestToken; 6] = [
+pub const TOKENS: [TestToken; 7] = [
     TestToken {
         token: "tok-service-0123456789",
         role: Role::Service,
@@ -43,6 +43,12 @@ pub const TOKENS: [TestToken; 6] = [
         role: Role::PlatformAdmin,
         node: None,
         name: "root@platform",
+    },
+    TestToken {
+        token: "tok-directory-sync-0123456789",
+        role: Role::DirectorySync,
+        node: None,
+        name: "directory-sync",
     },
     TestToken {
         token: "tok-partner-p1-0123456789",
