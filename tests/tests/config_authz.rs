@@ -1016,6 +1016,7 @@ async fn directory_sync_shapes_the_tree_and_nothing_else() {
         .delete_node(pb::DeleteNodeRequest {
             id: "c9".into(),
             cascade: false,
+            ..Default::default()
         })
         .await
         .expect_err("has a child");
@@ -1024,6 +1025,7 @@ async fn directory_sync_shapes_the_tree_and_nothing_else() {
         .delete_node(pb::DeleteNodeRequest {
             id: "c9".into(),
             cascade: true,
+            ..Default::default()
         })
         .await
         .expect("cascade over nodes only")
@@ -1055,9 +1057,12 @@ async fn directory_sync_shapes_the_tree_and_nothing_else() {
         ),
         (
             "delete a stream",
-            sync.delete_stream(pb::DeleteStreamRequest { id: "s-p1".into() })
-                .await
-                .map(drop),
+            sync.delete_stream(pb::DeleteStreamRequest {
+                id: "s-p1".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         ),
         (
             "delete a connection",
@@ -1083,6 +1088,7 @@ async fn directory_sync_shapes_the_tree_and_nothing_else() {
         .delete_node(pb::DeleteNodeRequest {
             id: "p2".into(),
             cascade: true,
+            ..Default::default()
         })
         .await
         .expect_err("p2 holds configuration");
@@ -1097,6 +1103,7 @@ async fn directory_sync_shapes_the_tree_and_nothing_else() {
         .delete_node(pb::DeleteNodeRequest {
             id: "p2".into(),
             cascade: true,
+            ..Default::default()
         })
         .await
         .expect("the platform admin may")
@@ -1279,6 +1286,7 @@ async fn a_missing_id_and_another_tenants_id_get_the_same_answer() {
                 .delete_node(pb::DeleteNodeRequest {
                     id: at.node.clone(),
                     cascade: true,
+                    ..Default::default()
                 })
                 .await
                 .expect("delete the foreign node");
@@ -1336,9 +1344,12 @@ async fn creating_an_id_taken_in_another_tenant_answers_as_for_a_missing_id() {
 
     // The ids freed, p1's admin reads them as missing: the same answer as the creates got.
     let a = &mut s.admin;
-    a.delete_stream(pb::DeleteStreamRequest { id: "s-p2".into() })
-        .await
-        .unwrap();
+    a.delete_stream(pb::DeleteStreamRequest {
+        id: "s-p2".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     a.delete_connection(pb::DeleteConnectionRequest {
         id: "conn-p2".into(),
     })

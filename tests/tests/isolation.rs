@@ -2,7 +2,9 @@
 //! failure can be replayed), 100 000 events through the gateway and router, and every event
 //! is found at exactly the streams `Explain` names for its workspace (narrowed by each
 //! stream's selection) — at no other organization's, no disabled one, no sibling's — and at
-//! each of them once.
+//! each of them once. Some events name a workspace of another organization than the one
+//! they are sent for (never delivered, counted), and some producer ids are used in two
+//! organizations at once (two events, each delivered).
 
 mod common;
 
@@ -52,7 +54,12 @@ async fn random_tree(admin: &mut ConfigClient, rng: &mut StdRng) -> BTreeMap<Str
             for c in 0..rng.random_range(0..4) {
                 let customer = format!("{partner}-c{c}");
                 put(admin, node(&customer, &partner, NodeKind::Customer)).await;
-                nodes.push(customer);
+                nodes.push(customer.clone());
+                for w in 0..rng.random_range(0..3) {
+                    let ws = format!("{customer}-ws{w}");
+                    put(admin, node(&ws, &customer, NodeKind::Workspace)).await;
+                    nodes.push(ws);
+                }
             }
             if rng.random_bool(0.5) {
                 let managed = format!("{partner}-m");
@@ -171,45 +178,113 @@ async fn every_event_reaches_only_the_streams_explain_names_for_its_workspace() 
         })
         .collect();
     let workspaces: Vec<&String> = tree.keys().collect();
-    let mut sent: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    let orgs: Vec<&String> = tree.values().collect::<BTreeSet<_>>().into_iter().collect();
+    // Keyed by (organization, id): the same producer id in two organizations is two events.
+    let mut sent: BTreeMap<(String, String), (String, String, String)> = BTreeMap::new();
+    // Accepted for an organization that is not their workspace's: never delivered.
+    let mut forged: BTreeSet<String> = BTreeSet::new();
+    let event = |id: &str, ws: &str, org: &str, rng: &mut StdRng| {
+        let event_type = *TYPES.choose(rng).unwrap();
+        let mut v = examples[event_type].clone();
+        v["id"] = id.into();
+        v["workspace_id"] = ws.into();
+        v["org_id"] = org.into();
+        let level = if event_type == "log_event" {
+            let level = *LEVELS.choose(rng).unwrap();
+            v["data"]["level"] = level.into();
+            level
+        } else {
+            ""
+        };
+        (v.to_string(), event_type.to_owned(), level.to_owned())
+    };
+    let mut refused_at_gateway = 0;
     for batch in 0..EVENTS / 2000 {
         let mut body = String::new();
+        // Per line of the request: whether it is forged.
+        let mut is_forged = Vec::new();
         for i in 0..2000 {
-            let id = format!("iso-{batch}-{i}");
             let ws = *workspaces.choose(&mut rng).unwrap();
-            let event_type = *TYPES.choose(&mut rng).unwrap();
-            let mut v = examples[event_type].clone();
-            v["id"] = id.clone().into();
-            v["workspace_id"] = ws.clone().into();
-            v["org_id"] = tree[ws].clone().into();
-            let level = if event_type == "log_event" {
-                let level = *LEVELS.choose(&mut rng).unwrap();
-                v["data"]["level"] = level.into();
-                level
+            let org = &tree[ws];
+            let roll: f64 = rng.random();
+            if roll < 0.03 {
+                // A producer of another organization naming this workspace.
+                let other = *orgs
+                    .iter()
+                    .filter(|o| **o != org)
+                    .collect::<Vec<_>>()
+                    .choose(&mut rng)
+                    .unwrap();
+                let id = format!("forged-{batch}-{i}");
+                let (line, _, _) = event(&id, ws, other, &mut rng);
+                body.push_str(&line);
+                body.push('\n');
+                forged.insert(id);
+                is_forged.push(true);
+                continue;
+            }
+            // Mostly unique ids; some shared with an event of another organization in the
+            // same request (ids like `evt-0001` are what unrelated producers send).
+            let id = if roll < 0.06 {
+                format!("shared-{batch}-{}", i % 50)
             } else {
-                ""
+                format!("iso-{batch}-{i}")
             };
-            body.push_str(&v.to_string());
+            if sent.contains_key(&(org.clone(), id.clone())) {
+                continue; // the same id twice in one organization: the property is per org
+            }
+            let (line, event_type, level) = event(&id, ws, org, &mut rng);
+            body.push_str(&line);
             body.push('\n');
-            sent.insert(id, (ws.clone(), event_type.to_owned(), level.to_owned()));
+            is_forged.push(false);
+            sent.insert((org.clone(), id), (ws.clone(), event_type, level));
         }
         let r = post(&p.gateway, body, &[ndjson()]).await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        let results = r.body["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{:?}", r.body));
+        assert_eq!(results.len(), is_forged.len());
+        for (item, forged) in results.iter().zip(&is_forged) {
+            match (*forged, item["status"].as_str()) {
+                (_, Some("accepted")) => {}
+                (true, Some("rejected")) => refused_at_gateway += 1,
+                _ => panic!("{item}"),
+            }
+        }
     }
+    let shared_across_orgs = sent
+        .keys()
+        .filter(|(_, id)| id.starts_with("shared-"))
+        .fold(BTreeMap::<&str, usize>::new(), |mut m, (_, id)| {
+            *m.entry(id).or_default() += 1;
+            m
+        })
+        .values()
+        .filter(|n| **n > 1)
+        .count();
+    assert!(shared_across_orgs > 100, "{shared_across_orgs}");
     // Everything in AUDIT_INGEST routed: these events and the config service's self-audit.
     p.wait_all_processed_within(Duration::from_secs(300)).await;
 
     let js = p.nats.jetstream().await;
-    let mut got: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut got: BTreeMap<(String, String), BTreeMap<String, usize>> = BTreeMap::new();
     for d in deliveries(&js).await {
         let id = d.event_id();
-        if !id.starts_with("iso-") {
+        assert!(
+            !forged.contains(id),
+            "forged event {id} was delivered to {}",
+            d.stream_id()
+        );
+        if !id.starts_with("iso-") && !id.starts_with("shared-") {
             continue; // the config service's self-audit events
         }
         // The delivery carries the event's own tenant, whatever stream it is for.
-        let (ws, _, _) = &sent[id];
+        let key = (d.header(h::ORG_ID).to_owned(), id.to_owned());
+        let (ws, _, _) = sent
+            .get(&key)
+            .unwrap_or_else(|| panic!("delivery of an event never sent: {key:?}"));
         assert_eq!(d.header(h::WORKSPACE_ID), ws, "{id}");
-        *got.entry(id.to_owned())
+        *got.entry(key)
             .or_default()
             .entry(d.stream_id().to_owned())
             .or_default() += 1;
@@ -219,15 +294,14 @@ async fn every_event_reaches_only_the_streams_explain_names_for_its_workspace() 
         want_by_ws.insert(ws.clone(), expected(&mut p.admin, ws).await);
     }
     let (mut deliveries_checked, mut without_stream) = (0, 0);
-    for (id, (ws, event_type, level)) in &sent {
+    for ((org, id), (ws, event_type, level)) in &sent {
         let want = &want_by_ws[ws][&(event_type.clone(), level.clone())];
-        let streams = got.remove(id).unwrap_or_default();
+        let streams = got.remove(&(org.clone(), id.clone())).unwrap_or_default();
         let have: BTreeSet<String> = streams.keys().cloned().collect();
         assert_eq!(&have, want, "{id} ({ws}, {event_type} {level})");
         assert!(streams.values().all(|n| *n == 1), "{id}: {streams:?}");
         // Every stream it reached sits in its own organization's tree (node ids start with
         // their organization's, streams are `s-<node>`).
-        let org = &tree[ws];
         for stream in streams.keys() {
             assert!(
                 stream.starts_with(&format!("s-{org}")),
@@ -245,12 +319,21 @@ async fn every_event_reaches_only_the_streams_explain_names_for_its_workspace() 
     // The random tree really exercised routing both ways.
     assert!(deliveries_checked > EVENTS / 10, "{deliveries_checked}");
     assert!(
-        without_stream > 0 && without_stream < EVENTS,
+        without_stream > 0 && without_stream < sent.len(),
         "{without_stream}"
     );
+    // The forged events were counted as refused (by the router, or the gateway per item).
+    let refused = p
+        .router
+        .metric(r#"auditstream_router_events_unroutable_total{reason="org_mismatch"}"#)
+        .await as usize;
+    assert_eq!(refused + refused_at_gateway, forged.len());
+    assert!(forged.len() > 1000, "{}", forged.len());
     println!(
-        "{} workspaces in {} organizations, {EVENTS} events, {deliveries_checked} deliveries, {without_stream} events for no stream",
+        "{} workspaces in {} organizations, {} events ({} forged, {shared_across_orgs} ids shared across organizations), {deliveries_checked} deliveries, {without_stream} events for no stream",
         tree.len(),
-        tree.values().collect::<BTreeSet<_>>().len()
+        orgs.len(),
+        sent.len() + forged.len(),
+        forged.len(),
     );
 }
