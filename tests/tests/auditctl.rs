@@ -812,10 +812,13 @@ async fn dead_letters_are_listed_and_replayed_and_status_shows_the_counters() {
         r#"{"event": "e2", "pad": "xx"}"#,
         r#"{"event": "e3"}"#,
     ];
+    let key = common::stream_key(&s.admin, "s-h").await;
     let mut seqs = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
         let reason = format!("400 Bad Request: field {i} rejected");
-        seqs.push(common::dead_letter(&js, "s-h", &format!("e{}", i + 1), &reason, body).await);
+        seqs.push(
+            common::dead_letter(&js, ("s-h", &key), &format!("e{}", i + 1), &reason, body).await,
+        );
     }
 
     // Two sink replicas report their counts; the DLQ depth is read live.
@@ -924,7 +927,7 @@ async fn dead_letters_are_listed_and_replayed_and_status_shows_the_counters() {
     // Back on the stream's delivery subject: same body and event headers, a replay id, no
     // error header.
     let deliver =
-        auditstream_bus::subjects::deliver(auditstream_model::SinkType::Http, "s-h").unwrap();
+        auditstream_bus::subjects::deliver(auditstream_model::SinkType::Http, &key).unwrap();
     let out: Vec<_> = auditstream_testkit::read_stream(&js, topology::DELIVER)
         .await
         .into_iter()
@@ -955,7 +958,7 @@ async fn dead_letters_are_listed_and_replayed_and_status_shows_the_counters() {
         .map(|i| {
             (
                 format!("e{}", i + 1),
-                format!("e{}.s-h.replay.{}", i + 1, seqs[i]),
+                format!("e{}.{key}.replay.{}", i + 1, seqs[i]),
                 bodies[i].to_owned(),
             )
         })

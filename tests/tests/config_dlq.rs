@@ -371,12 +371,12 @@ async fn replay(
         .map(|r| r.into_inner().replayed)
 }
 
-/// The delivery messages of `stream_id` in AUDIT_DELIVER.
+/// The delivery messages of the stream with key `stream_key` in AUDIT_DELIVER.
 async fn delivered(
     js: &jetstream::Context,
-    stream_id: &str,
+    stream_key: &str,
 ) -> Vec<jetstream::message::StreamMessage> {
-    let subject = subjects::deliver(SinkType::Http, stream_id).unwrap();
+    let subject = subjects::deliver(SinkType::Http, stream_key).unwrap();
     read_stream(js, topology::DELIVER)
         .await
         .into_iter()
@@ -392,13 +392,17 @@ fn header<'a>(m: &'a jetstream::message::StreamMessage, name: &str) -> Option<&'
 async fn dead_letters_are_listed_in_order_with_paging() {
     let mut s = setup().await;
     let js = s.nats.jetstream().await;
+    let (k1, k2) = (
+        common::stream_key(&s.admin, "s1").await,
+        common::stream_key(&s.admin, "s2").await,
+    );
     let mut seqs = Vec::new();
     for i in 0..5 {
         let body = format!(r#"{{"event": {i}}}"#);
         seqs.push(
             common::dead_letter(
                 &js,
-                "s1",
+                ("s1", &k1),
                 &format!("e{i}"),
                 &format!("400 bad field {i}"),
                 &body,
@@ -406,7 +410,7 @@ async fn dead_letters_are_listed_in_order_with_paging() {
             .await,
         );
         // Another stream's dead letters in between are not s1's.
-        common::dead_letter(&js, "s2", &format!("x{i}"), "413", "{}").await;
+        common::dead_letter(&js, ("s2", &k2), &format!("x{i}"), "413", "{}").await;
     }
 
     let all = list(&mut s.admin, "s1", 0, 0).await.unwrap();
@@ -470,17 +474,21 @@ async fn dead_letters_are_listed_in_order_with_paging() {
 async fn replayed_dead_letters_go_back_to_delivery_and_leave_the_dlq() {
     let mut s = setup().await;
     let js = s.nats.jetstream().await;
+    let (k1, k2) = (
+        common::stream_key(&s.admin, "s1").await,
+        common::stream_key(&s.admin, "s2").await,
+    );
 
-    // e0 was delivered a moment ago under the router's id `e0.s1` (the sink took it off the
+    // e0 was delivered a moment ago under the router's id `e0.<s1's key>` (the sink took it off the
     // work queue), then refused for good: a replay under the same id would be dropped as a
     // duplicate within JetStream's 2-minute window.
-    let deliver = subjects::deliver(SinkType::Http, "s1").unwrap();
+    let deliver = subjects::deliver(SinkType::Http, &k1).unwrap();
     let mut h = HeaderMap::new();
     h.insert(headers::EVENT_ID, "e0");
     let original = auditstream_bus::publish_durable(
         &js,
         deliver.clone(),
-        "e0.s1",
+        &format!("e0.{k1}"),
         h,
         r#"{"event": 0}"#.into(),
         Duration::from_secs(5),
@@ -497,9 +505,11 @@ async fn replayed_dead_letters_go_back_to_delivery_and_leave_the_dlq() {
     let mut seqs = Vec::new();
     for i in 0..4 {
         let body = format!(r#"{{"event": {i}}}"#);
-        seqs.push(common::dead_letter(&js, "s1", &format!("e{i}"), "400 rejected", &body).await);
+        seqs.push(
+            common::dead_letter(&js, ("s1", &k1), &format!("e{i}"), "400 rejected", &body).await,
+        );
     }
-    let other = common::dead_letter(&js, "s2", "x0", "413", "{}").await;
+    let other = common::dead_letter(&js, ("s2", &k2), "x0", "413", "{}").await;
 
     // Write access is needed: the auditor may not, nor may another partner's admin.
     for (role, node) in [(Role::Auditor, None), (Role::PartnerAdmin, Some("p2"))] {
@@ -519,7 +529,7 @@ async fn replayed_dead_letters_go_back_to_delivery_and_leave_the_dlq() {
         );
     }
     assert_eq!(list(&mut s.admin, "s1", 0, 0).await.unwrap().total, 4);
-    assert!(delivered(&js, "s1").await.is_empty());
+    assert!(delivered(&js, &k1).await.is_empty());
 
     // Two by sequence (named twice: replayed once), by the partner admin of p1.
     let mut partner = s.config.client_as(Role::PartnerAdmin, Some("p1")).await;
@@ -538,14 +548,14 @@ async fn replayed_dead_letters_go_back_to_delivery_and_leave_the_dlq() {
         [seqs[1], seqs[3]]
     );
     assert_eq!(left.total, 2);
-    let out = delivered(&js, "s1").await;
+    let out = delivered(&js, &k1).await;
     assert_eq!(out.len(), 2);
     for (m, (i, seq)) in out.iter().zip([(0, seqs[0]), (2, seqs[2])]) {
         let event_id = format!("e{i}");
         assert_eq!(m.payload, format!(r#"{{"event": {i}}}"#).as_bytes());
         assert_eq!(
             header(m, headers::MSG_ID),
-            Some(format!("{event_id}.s1.replay.{seq}").as_str())
+            Some(format!("{event_id}.{k1}.replay.{seq}").as_str())
         );
         for (name, value) in [
             (headers::EVENT_ID, event_id.as_str()),
@@ -569,7 +579,7 @@ async fn replayed_dead_letters_go_back_to_delivery_and_leave_the_dlq() {
     assert_eq!(replay(&mut s.admin, "s1", &[]).await.unwrap(), 2);
     let left = list(&mut s.admin, "s1", 0, 0).await.unwrap();
     assert!(left.dead_letters.is_empty() && left.total == 0, "{left:?}");
-    assert_eq!(delivered(&js, "s1").await.len(), 4);
+    assert_eq!(delivered(&js, &k1).await.len(), 4);
     assert_eq!(list(&mut s.admin, "s2", 0, 0).await.unwrap().total, 1);
     assert_eq!(replay(&mut s.admin, "s1", &[]).await.unwrap(), 0);
 }

@@ -194,11 +194,14 @@ async fn get_status_reads_backlog_and_dlq_depths_from_jetstream() {
                 .unwrap();
         }
     };
-    publish(subjects::backlog(SinkType::S3, "s1").unwrap(), 3).await;
-    publish(subjects::dlq(SinkType::S3, "s1").unwrap(), 2).await;
-    // Other streams' messages do not count.
+    let key = common::stream_key(&admin, "s1").await;
+    publish(subjects::backlog(SinkType::S3, &key).unwrap(), 3).await;
+    publish(subjects::dlq(SinkType::S3, &key).unwrap(), 2).await;
+    // Other streams' messages do not count: another stream, another sink type, and the
+    // stream's reusable id (only its uid names its subjects).
     publish(subjects::backlog(SinkType::S3, "s9").unwrap(), 4).await;
-    publish(subjects::dlq(SinkType::Http, "s1").unwrap(), 5).await;
+    publish(subjects::dlq(SinkType::Http, &key).unwrap(), 5).await;
+    publish(subjects::dlq(SinkType::S3, "s1").unwrap(), 6).await;
 
     let live = status(&mut admin).await;
     assert_eq!((live.backlog_depth, live.dlq_depth), (3, 2));

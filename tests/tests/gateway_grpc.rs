@@ -78,7 +78,11 @@ async fn every_example_lands_over_unary_grpc_with_headers_and_data_bytes_unchang
         let raw: std::collections::HashMap<String, &RawValue> =
             serde_json::from_slice(&msg.payload).unwrap();
         assert_eq!(raw["data"].get().as_bytes(), ev.data_json.as_slice());
-        assert_eq!(header(msg, h::MSG_ID), Some(ev.id.as_str()));
+        // De-duplicated within the organization: `<org>.<id>`.
+        assert_eq!(
+            header(msg, h::MSG_ID),
+            Some(h::ingest_msg_id(&ev.org_id, &ev.id).as_str())
+        );
         assert_eq!(header(msg, h::EVENT_ID), Some(ev.id.as_str()));
         assert_eq!(header(msg, h::ORG_ID), Some(ev.org_id.as_str()));
         assert_eq!(header(msg, h::WORKSPACE_ID), Some(ev.workspace_id.as_str()));

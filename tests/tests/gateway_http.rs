@@ -50,7 +50,10 @@ async fn every_example_lands_on_its_subject_with_headers_and_unchanged_bytes() {
             line.as_bytes(),
             "body bytes unchanged"
         );
-        assert_eq!(header(msg, h::MSG_ID), Some(s("id").as_str()));
+        assert_eq!(
+            header(msg, h::MSG_ID),
+            Some(h::ingest_msg_id(&s("org_id"), &s("id")).as_str())
+        );
         assert_eq!(header(msg, h::EVENT_ID), Some(s("id").as_str()));
         assert_eq!(header(msg, h::ORG_ID), Some(s("org_id").as_str()));
         assert_eq!(
@@ -127,7 +130,10 @@ async fn an_event_without_id_gets_a_uuid_v7_and_keeps_its_bytes() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].payload.as_ref(), body.as_bytes());
     assert_eq!(header(&stored[0], h::EVENT_ID), Some(id.as_str()));
-    assert_eq!(header(&stored[0], h::MSG_ID), Some(id.as_str()));
+    assert_eq!(
+        header(&stored[0], h::MSG_ID),
+        Some(format!("o1.{id}").as_str())
+    );
 }
 
 #[tokio::test]
@@ -460,7 +466,11 @@ async fn events_without_ids_travel_packed_per_organization_and_producer_ids_alon
             let get = |name: &str| headers.get(name).map(|v| v.as_str());
             // Every event keeps its own id, headers and bytes inside the pack.
             assert_eq!(get(h::EVENT_ID), Some(ids[i].as_str()));
-            assert_eq!(get(h::MSG_ID), Some(ids[i].as_str()));
+            let org = subject.split('.').nth(2).unwrap();
+            assert_eq!(
+                get(h::MSG_ID),
+                Some(h::ingest_msg_id(org, &ids[i]).as_str())
+            );
             assert_eq!(get(h::EVENT_TYPE), Some("api_platform"));
             assert!(get(h::RECEIVED_AT).is_some());
             assert_eq!(body.as_ref(), lines[i].as_bytes());
@@ -470,7 +480,7 @@ async fn events_without_ids_travel_packed_per_organization_and_producer_ids_alon
         .iter()
         .find(|m| m.subject.as_str() == "audit.ingest.org-acme.ws-1.api_platform")
         .expect("the event with the producer's id, on its own subject");
-    assert_eq!(header(own, h::MSG_ID), Some("own-1"));
+    assert_eq!(header(own, h::MSG_ID), Some("org-acme.own-1"));
     assert_eq!(own.payload.as_ref(), lines[3].as_bytes());
 
     // Again: the producer's id is recognised; the others get new ids and are new events.

@@ -95,8 +95,9 @@ fn examples_for(workspace: &str, tag: &str) -> String {
             let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
             v["id"] = format!("{tag}-{workspace}-{}", v["event_type"].as_str().unwrap()).into();
             v["workspace_id"] = workspace.into();
-            // A producer cannot steer routing with the envelope's org_id.
-            v["org_id"] = "org-evil".into();
+            // The workspace's own organization: naming another one gets the event refused
+            // (tenant_isolation.rs).
+            v["org_id"] = "org-acme".into();
             v.to_string()
         })
         .collect::<Vec<_>>()
@@ -216,8 +217,17 @@ fn check_delivery(
     example: &serde_json::Value,
 ) {
     let stream = d.stream_id();
-    assert_eq!(d.subject, format!("audit.deliver.s3.{stream}"));
-    assert_eq!(d.header(h::MSG_ID), format!("{id}.{stream}"));
+    // The subject and the de-duplication key name the stream by its uid, never by its
+    // reusable id.
+    let key = d
+        .subject
+        .strip_prefix("audit.deliver.s3.")
+        .unwrap_or_else(|| panic!("{}", d.subject));
+    assert!(
+        key.len() == 32 && key.chars().all(|c| c.is_ascii_hexdigit()),
+        "{key}"
+    );
+    assert_eq!(d.header(h::MSG_ID), format!("{id}.{key}"));
     assert_eq!(d.header(h::WORKSPACE_ID), ws);
     assert_eq!(
         d.header(h::ORG_ID),
@@ -252,14 +262,14 @@ fn check_delivery(
     };
     match event_type {
         "job_status" | "job_details" => {
-            assert_eq!(
-                message["context"]["user_id"], 1234,
-                "the producer's account id is kept"
-            );
+            // Every workspace of this tree is its own account (a customer node, the
+            // partner's admin workspace, a workspace under the organization): the directory
+            // names it, whatever the producer sent (1234 in the example).
+            assert_eq!(message["context"]["user_id"], ws, "the directory's account");
             assert_eq!(message["context"]["user_external_id"], external);
         }
         "user_activity" => {
-            assert_eq!(message["team"]["id"], 1234);
+            assert_eq!(message["team"]["id"], ws);
             assert_eq!(message["team"]["external_id"], external);
             assert_eq!(message["user"]["id"], 991);
             assert_eq!(message["user"]["external_id"], serde_json::Value::Null);
@@ -435,7 +445,13 @@ async fn deliveries_routed_together_are_packed_per_stream() {
     router.stop().await.unwrap();
     let js = nats.jetstream().await;
     let config_url = config.as_ref().unwrap().url();
-    let subject = "audit.deliver.s3.s-ws";
+    let admin = config
+        .as_ref()
+        .unwrap()
+        .client_as(auditstream_config_service::authz::Role::PlatformAdmin, None)
+        .await;
+    let key = common::stream_key(&admin, "s-ws").await;
+    let subject = format!("audit.deliver.s3.{key}");
     let n = 400;
     for (round, max_events) in [(0, 1usize), (1, 100)] {
         // Published before the router runs, so it finds them ready together.
@@ -469,7 +485,7 @@ async fn deliveries_routed_together_are_packed_per_stream() {
         for d in &delivered {
             assert_eq!(d.subject, subject);
             assert_eq!(d.stream_id(), "s-ws");
-            assert_eq!(d.header(h::MSG_ID), format!("{}.s-ws", d.event_id()));
+            assert_eq!(d.header(h::MSG_ID), format!("{}.{key}", d.event_id()));
             assert_eq!(d.body["audit"]["event_id"], d.event_id());
         }
         // The messages that carry this round's events.

@@ -191,8 +191,10 @@ async fn per_event_blobs_are_named_by_event_id_and_stream() {
     let accepted = stack.send(0, "pe", 40, None).await;
     wait_delivered(&azurite, "archive-per-event", &accepted, MINUTE).await;
     let blobs = azurite.blobs("archive-per-event").await;
+    // Named by the stream's uid, which a re-created id never shares.
+    let key = common::stream_key(&stack.admin, "s-0").await;
     for id in &accepted {
-        let name = format!("{PARTITION}{id}.s-0.json");
+        let name = format!("{PARTITION}{id}.{key}.json");
         let blob = blobs
             .iter()
             .find(|b| b.name == name)
@@ -329,7 +331,11 @@ async fn a_resent_event_id_never_replaces_the_stored_blob_and_counts_as_delivere
     let first = stored().await;
     assert_eq!(
         first.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),
-        [format!("{PARTITION}{}.s-0.json", sent[0])]
+        [format!(
+            "{PARTITION}{}.{}.json",
+            sent[0],
+            common::stream_key(&stack.admin, "s-0").await
+        )]
     );
 
     let delivered = "auditstream_sink_events_delivered_total";

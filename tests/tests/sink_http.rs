@@ -241,6 +241,7 @@ async fn a_pack_with_a_refused_event_delivers_the_rest_and_dead_letters_one() {
         status: 400,
     });
     let js = stack.nats.jetstream().await;
+    let key = common::stream_key(&stack.admin, "s-0").await;
     let ids: Vec<String> = (0..50).map(|n| format!("pk-{n}")).collect();
     let mut packer = pack::Packer::new();
     for (n, id) in ids.iter().enumerate() {
@@ -255,7 +256,7 @@ async fn a_pack_with_a_refused_event_delivers_the_rest_and_dead_letters_one() {
         }
         .to_headers();
         h.insert(headers::STREAM_ID, "s-0");
-        h.insert(headers::MSG_ID, format!("{id}.s-0").as_str());
+        h.insert(headers::MSG_ID, format!("{id}.{key}").as_str());
         let name = if n == 17 { "poison-pill" } else { "Dana" };
         let body = format!(r#"{{"user":{{"name":"{name}"}},"audit":{{"event_id":"{id}"}}}}"#);
         packer.push(&h, body.as_bytes());
@@ -265,7 +266,7 @@ async fn a_pack_with_a_refused_event_delivers_the_rest_and_dead_letters_one() {
     let (msg_id, payload) = packer.finish();
     publish_durable(
         &js,
-        "audit.deliver.http.s-0".into(),
+        format!("audit.deliver.http.{key}"),
         &msg_id,
         h,
         payload,
@@ -402,9 +403,11 @@ async fn open_batches_of_1000_streams_stay_within_the_byte_cap() {
         c.batching.max_events = 1000;
     })
     .await;
-    // 1000 more streams on one workspace each, all at receiver 0.
+    // 1000 more streams on one workspace each, all at receiver 0; `keys[n]` names `sm-<n>`
+    // on the bus.
     let mut admin = stack.admin.clone();
     let url = stack.receivers[0].url("/many");
+    let mut keys = Vec::with_capacity(STREAMS);
     for n in 0..STREAMS {
         let ws = format!("m-{n}");
         common::config::put(
@@ -418,6 +421,7 @@ async fn open_batches_of_1000_streams_stay_within_the_byte_cap() {
         )
         .await
         .unwrap();
+        keys.push(common::stream_key(&admin, &format!("sm-{n}")).await);
     }
     // Every stream gets events concurrently, directly on its delivery subject.
     let js = stack.nats.jetstream().await;
@@ -428,6 +432,7 @@ async fn open_batches_of_1000_streams_stay_within_the_byte_cap() {
         let id = format!("mem-{k}");
         all.push(id.clone());
         let js = js.clone();
+        let key = keys[n].clone();
         let payload = format!(
             r#"{{"pad":"{}","audit":{{"event_id":"{id}"}}}}"#,
             String::from_utf8_lossy(&body)
@@ -437,8 +442,8 @@ async fn open_batches_of_1000_streams_stay_within_the_byte_cap() {
             h.insert(auditstream_bus::headers::EVENT_ID, id.as_str());
             auditstream_bus::publish_durable(
                 &js,
-                format!("audit.deliver.http.sm-{n}"),
-                &format!("{id}.sm-{n}"),
+                format!("audit.deliver.http.{key}"),
+                &format!("{id}.{key}"),
                 h,
                 payload.into(),
                 Duration::from_secs(10),

@@ -151,11 +151,12 @@ async fn objects_hold_exactly_the_delivered_ids_under_partitioned_keys_with_sse(
 
     let got = wait_in_bucket(&server, "acme-per-event", &singles, "pe-").await;
     assert_same_ids(&got, &singles);
+    let key = common::stream_key(&stack.admin, "s-1").await;
     for o in server.objects("acme-per-event").await {
         let name = partitioned_name(&o.key, "audit", "ws-1");
         let id = name
-            .strip_suffix(".s-1.json")
-            .expect("a .json object of stream s-1");
+            .strip_suffix(&format!(".{key}.json"))
+            .expect("a .json object of stream s-1 (named by its uid)");
         assert_eq!(
             o.event_ids(),
             [id],
@@ -323,8 +324,9 @@ async fn a_resent_event_id_never_replaces_the_stored_object_and_counts_as_delive
     };
     let first = stored().await;
     assert_eq!(first.len(), 1, "{first:?}");
+    let key = common::stream_key(&stack.admin, "s-0").await;
     assert!(
-        first[0].0.ends_with(&format!("/{}.s-0.json", sent[0])),
+        first[0].0.ends_with(&format!("/{}.{key}.json", sent[0])),
         "{first:?}"
     );
 

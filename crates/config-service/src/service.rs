@@ -435,11 +435,14 @@ impl ConfigService for Service {
         let discarded: std::collections::HashMap<String, (u64, u64)> = {
             let world = self.store.load().await?;
             Self::node(&p, &world, &id)?;
-            p.check_write(&world, &id)?;
+            p.check_directory(&format!("delete node {id}"))?;
+            // Only for a principal that may delete the streams are their depths looked at
+            // (and purged); any other is refused by the transaction below.
             let streams: Vec<&Stream> = world
                 .streams
                 .values()
                 .filter(|s| cascade && world.tree.is_within(&s.node_id, &id))
+                .filter(|_| p.check_write(&world, &id).is_ok())
                 .collect();
             let settled = self
                 .settle_pending(&world, &streams, discard_pending)

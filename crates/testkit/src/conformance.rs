@@ -43,6 +43,8 @@ pub trait StandIn: Send + Sync {
 struct Env {
     _nats: NatsServer,
     js: jetstream::Context,
+    /// The stream's key on the bus (`Stream::key`: its uid).
+    key: String,
     _config: ConfigHarness,
     admin: ConfigClient,
     sink: Option<SinkHarness>,
@@ -90,7 +92,7 @@ async fn env<T: StandIn>(standin: &T, valid: bool) -> (Env, pb::destination::Tar
         .await
         .unwrap();
     let target = standin.target(STREAM).await;
-    admin
+    let key = admin
         .create_stream(pb::CreateStreamRequest {
             stream: Some(pb::Stream {
                 id: STREAM.into(),
@@ -110,7 +112,10 @@ async fn env<T: StandIn>(standin: &T, valid: bool) -> (Env, pb::destination::Tar
             }),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .key()
+        .to_owned();
     let mut sink_config: SinkConfig<T::Config> = test_sink_config(&nats.url(), &config.url());
     sink_config.sink = standin.config();
     let sink = SinkHarness::start(standin.build(&sink_config.sink), sink_config).await;
@@ -118,6 +123,7 @@ async fn env<T: StandIn>(standin: &T, valid: bool) -> (Env, pb::destination::Tar
         Env {
             _nats: nats,
             js,
+            key,
             _config: config,
             admin,
             sink: Some(sink),
@@ -129,11 +135,12 @@ async fn env<T: StandIn>(standin: &T, valid: bool) -> (Env, pb::destination::Tar
 /// Publishes `count` delivery messages for the stream as the router would; returns ids.
 async fn publish<T: StandIn>(
     js: &jetstream::Context,
+    key: &str,
     tag: &str,
     count: usize,
     poison: Option<(usize, &str)>,
 ) -> Vec<String> {
-    let subject = auditstream_bus::subjects::deliver(<T::Sink as Sink>::TYPE, STREAM).unwrap();
+    let subject = auditstream_bus::subjects::deliver(<T::Sink as Sink>::TYPE, key).unwrap();
     let mut ids = Vec::new();
     for n in 0..count {
         let id = format!("{tag}-{n}");
@@ -158,7 +165,7 @@ async fn publish<T: StandIn>(
         publish_durable(
             js,
             subject.clone(),
-            &format!("{id}.{STREAM}"),
+            &format!("{id}.{key}"),
             h,
             body.into(),
             Duration::from_secs(10),
@@ -223,12 +230,12 @@ async fn in_deliver(js: &jetstream::Context) -> u64 {
 /// destination confirmed it: while the stand-in fails, the messages stay in AUDIT_DELIVER.
 pub async fn batching_and_ack_after_confirm<T: StandIn>(standin: &T) {
     let (env, target) = env(standin, true).await;
-    let ids = publish::<T>(&env.js, "batch", 1200, None).await;
+    let ids = publish::<T>(&env.js, &env.key, "batch", 1200, None).await;
     wait_delivered(standin, &target, &ids).await;
     wait_acked(&env.js).await;
 
     standin.set_unavailable(true).await;
-    let held = publish::<T>(&env.js, "held", 30, None).await;
+    let held = publish::<T>(&env.js, &env.key, "held", 30, None).await;
     wait_status(&env.admin, "retrying", |s| {
         s.state() == HealthState::Retrying
     })
@@ -256,7 +263,7 @@ async fn wait_acked(js: &jetstream::Context) {
 /// drain in order, healthy.
 pub async fn broken_backlog_recovery<T: StandIn>(standin: &T) {
     let (mut env, target) = env(standin, false).await;
-    let ids = publish::<T>(&env.js, "broken", 40, None).await;
+    let ids = publish::<T>(&env.js, &env.key, "broken", 40, None).await;
     let broken = wait_status(&env.admin, "broken", |s| {
         s.state() == HealthState::Broken && s.backlog_depth == 40
     })
@@ -301,7 +308,7 @@ pub async fn refused_event_to_dlq<T: StandIn>(standin: &T) {
         return;
     };
     let (env, target) = env(standin, true).await;
-    let ids = publish::<T>(&env.js, "dlq", 25, Some((11, poison))).await;
+    let ids = publish::<T>(&env.js, &env.key, "dlq", 25, Some((11, poison))).await;
     let good: Vec<String> = ids
         .iter()
         .filter(|i| !i.ends_with("-11"))

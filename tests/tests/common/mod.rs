@@ -125,11 +125,25 @@ pub fn event(id: &str, event_type: &str, data: &str) -> String {
     )
 }
 
-/// Dead-letters an event of `stream_id` as a sink would: the rendered body, the event's
-/// headers, the reason, and the sink's own message id. Returns the DLQ sequence.
+/// The key (`Stream::key`, its uid) stream `id` has on the bus: the last token of its
+/// delivery, backlog and DLQ subjects.
+pub async fn stream_key(client: &auditstream_testkit::ConfigClient, id: &str) -> String {
+    client
+        .clone()
+        .get_stream(auditstream_proto::v1::GetStreamRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .key()
+        .to_owned()
+}
+
+/// Dead-letters an event of stream `stream_id` (bus key `stream_key`) as a sink would: the
+/// rendered body, the event's headers, the reason, and the sink's own message id. Returns
+/// the DLQ sequence.
 pub async fn dead_letter(
     js: &async_nats::jetstream::Context,
-    stream_id: &str,
+    (stream_id, stream_key): (&str, &str),
     event_id: &str,
     reason: &str,
     body: &str,
@@ -150,10 +164,10 @@ pub async fn dead_letter(
     h.insert(headers::ERROR, reason);
     h.insert(
         headers::MSG_ID,
-        format!("{event_id}.{stream_id}.dlq").as_str(),
+        format!("{event_id}.{stream_key}.dlq").as_str(),
     );
     js.publish_with_headers(
-        auditstream_bus::subjects::dlq(auditstream_model::SinkType::Http, stream_id).unwrap(),
+        auditstream_bus::subjects::dlq(auditstream_model::SinkType::Http, stream_key).unwrap(),
         h,
         body.to_owned().into(),
     )

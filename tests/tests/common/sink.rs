@@ -276,6 +276,7 @@ impl SinkStack {
         let (line, _) = events(i, "x", 1, None);
         let example: serde_json::Value = serde_json::from_str(&line).unwrap();
         let stream = format!("s-{i}");
+        let key = super::stream_key(&self.admin, &stream).await;
         let mut h = EventMeta {
             event_id,
             org_id: "org",
@@ -289,8 +290,8 @@ impl SinkStack {
         h.insert(headers::STREAM_ID, stream.as_str());
         publish_durable(
             &self.nats.jetstream().await,
-            subjects::deliver(sink, &stream).unwrap(),
-            &format!("{event_id}.{stream}.resent"),
+            subjects::deliver(sink, &key).unwrap(),
+            &format!("{event_id}.{key}.resent"),
             h,
             body.to_owned().into(),
             Duration::from_secs(10),
