@@ -104,25 +104,7 @@ impl TwoOrgs {
 
     /// Waits until the router settled everything in AUDIT_INGEST.
     async fn wait_routed(&self) {
-        let js = self.nats.jetstream().await;
-        let stream = js
-            .get_stream(auditstream_bus::topology::INGEST)
-            .await
-            .unwrap();
-        let deadline = tokio::time::Instant::now() + MINUTE;
-        loop {
-            if let Ok(mut c) = stream
-                .get_consumer::<async_nats::jetstream::consumer::pull::Config>("router")
-                .await
-            {
-                let info = c.info().await.unwrap();
-                if (info.num_pending, info.num_ack_pending) == (0, 0) {
-                    return;
-                }
-            }
-            assert!(tokio::time::Instant::now() < deadline, "router never idle");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_router_idle(&self.nats, MINUTE).await;
     }
 }
 

@@ -84,30 +84,7 @@ impl Pipeline {
     /// consumer has nothing pending and nothing unacked (the gateway packs events, so the
     /// stream's message count is not an event count).
     pub async fn wait_all_processed_within(&self, timeout: Duration) {
-        let js = self.nats.jetstream().await;
-        let stream = js.get_stream(topology::INGEST).await.unwrap();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            // The router creates its consumer as it starts.
-            let state = match stream
-                .get_consumer::<jetstream::consumer::pull::Config>("router")
-                .await
-            {
-                Ok(mut c) => {
-                    let info = c.info().await.unwrap();
-                    Some((info.num_pending, info.num_ack_pending))
-                }
-                Err(_) => None,
-            };
-            if state == Some((0, 0)) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "router: (pending, unacked) = {state:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_router_idle(&self.nats, timeout).await;
     }
 
     /// Waits until the router settled `count` ingested events in all.
@@ -133,6 +110,34 @@ impl Pipeline {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+}
+
+/// Waits until the router's durable consumer has nothing pending and nothing unacked.
+pub async fn wait_router_idle(nats: &NatsServer, timeout: Duration) {
+    let js = nats.jetstream().await;
+    let stream = js.get_stream(topology::INGEST).await.unwrap();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // The router creates its consumer as it starts.
+        let state = match stream
+            .get_consumer::<jetstream::consumer::pull::Config>("router")
+            .await
+        {
+            Ok(mut c) => {
+                let info = c.info().await.unwrap();
+                Some((info.num_pending, info.num_ack_pending))
+            }
+            Err(_) => None,
+        };
+        if state == Some((0, 0)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "router: (pending, unacked) = {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
