@@ -108,9 +108,19 @@ wait_for "http://127.0.0.1:$OPS_PORT/readyz" gateway "${pids[-1]}"
 # --- config service on the embedded SQLite store, with a demo tenant tree ---
 secret() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 [[ -s $RUN_DIR/admin-token ]] || secret 24 > "$RUN_DIR/admin-token"
-[[ -s $RUN_DIR/service-token ]] || secret 24 > "$RUN_DIR/service-token"
+# One config-service token per data-plane service kind: the router cannot fetch secrets and
+# each sink only its own destination type's.
+SERVICE_KINDS="router sink_s3 sink_azure_blob sink_azure_monitor sink_http"
+for kind in $SERVICE_KINDS; do
+  [[ -s $RUN_DIR/service-token-$kind ]] || secret 24 > "$RUN_DIR/service-token-$kind"
+done
+service_token() { cat "$RUN_DIR/service-token-$1"; }
 [[ -s $RUN_DIR/secrets-key ]] || head -c 32 /dev/urandom | base64 > "$RUN_DIR/secrets-key"
 ADMIN_TOKEN=$(cat "$RUN_DIR/admin-token")
+TOKENS_JSON="{\"token\":\"$ADMIN_TOKEN\",\"role\":\"platform_admin\",\"name\":\"local-admin\"}"
+for kind in $SERVICE_KINDS; do
+  TOKENS_JSON+=",{\"token\":\"$(service_token "$kind")\",\"role\":\"service\",\"service\":\"$kind\",\"name\":\"local-$kind\"}"
+done
 cat > "$RUN_DIR/config-service.toml" <<CONF
 grpc_addr = "127.0.0.1:$CONFIG_PORT"
 ops_addr = "127.0.0.1:$CONFIG_OPS"
@@ -128,7 +138,7 @@ active_key = "local"
 allow_insecure_http = true
 allowed_networks = ["127.0.0.0/8"]
 CONF
-AUDITSTREAM_AUTH__TOKENS="[{\"token\":\"$ADMIN_TOKEN\",\"role\":\"platform_admin\",\"name\":\"local-admin\"},{\"token\":\"$(cat "$RUN_DIR/service-token")\",\"role\":\"service\",\"name\":\"local-services\"}]" \
+AUDITSTREAM_AUTH__TOKENS="[$TOKENS_JSON]" \
 AUDITSTREAM_SECRETS__KEYS="{\"local\":\"$(cat "$RUN_DIR/secrets-key")\"}" \
   "$BIN_DIR/auditstream-config-service" --config "$RUN_DIR/config-service.toml" 2>"$RUN_DIR/config-service.log" &
 pids+=($!)
@@ -160,7 +170,7 @@ fi
 
 # --- router: routes every event to the streams that apply, onto AUDIT_DELIVER ---
 AUDITSTREAM_OPS_ADDR=127.0.0.1:$ROUTER_OPS AUDITSTREAM_NATS__URL=$NATS_URL AUDITSTREAM_NATS__ENSURE_TOPOLOGY=false \
-AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(cat "$RUN_DIR/service-token") \
+AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(service_token router) \
 AUDITSTREAM_LOG__FORMAT=text \
   "$BIN_DIR/auditstream-router" 2>"$RUN_DIR/router.log" &
 pids+=($!)
@@ -180,7 +190,7 @@ for sink in s3 azure-blob azure-monitor http; do
   # `auditctl connection targets` / `destination test` work once you add such a destination.
   AUDITSTREAM_OPS_ADDR=127.0.0.1:${SINK_OPS[$sink]} AUDITSTREAM_NATS__URL=$NATS_URL \
   AUDITSTREAM_NATS__ENSURE_TOPOLOGY=false \
-  AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(cat "$RUN_DIR/service-token") \
+  AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(service_token "sink_${sink//-/_}") \
   AUDITSTREAM_LOG__FORMAT=text AUDITSTREAM_BATCHING__MAX_AGE=200ms \
   AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP=true \
     env ${LOCAL_NETWORKS[$sink]:-} "$BIN_DIR/auditstream-sink-$sink" 2>"$RUN_DIR/sink-$sink.log" &

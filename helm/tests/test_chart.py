@@ -65,7 +65,7 @@ EXPECTED_SECRET_ENV = {
 }
 for _name in ("router", "sink-s3", "sink-azure-blob", "sink-azure-monitor", "sink-http"):
     EXPECTED_SECRET_ENV[_name] = {
-        "AUDITSTREAM_CONFIG_SERVICE__TOKEN": ("serviceToken.existingSecret", "serviceToken.key"),
+        "AUDITSTREAM_CONFIG_SERVICE__TOKEN": ("serviceToken.existingSecret", f"serviceToken.keys.{_name}"),
     }
 
 

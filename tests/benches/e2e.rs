@@ -55,7 +55,9 @@ const HALF_LOAD_FOR: Duration = Duration::from_secs(8);
 const STORE: &str = "6GB";
 const TOKEN: &str = "bench-token-0123456789abcdef";
 const ADMIN: &str = "bench-admin-0123456789abcdef";
-const SERVICE: &str = "bench-service-0123456789abcdef";
+/// The config-service tokens of the router and of sink-http (one per service kind).
+const ROUTER_TOKEN: &str = "bench-router-0123456789abcdef";
+const SINK_TOKEN: &str = "bench-sink-http-0123456789abcdef";
 
 /// The streams every service uses, sized for the runs (JetStream reserves `max_bytes` up
 /// front against the server's `max_file_store`, [`STORE`]): the backlog run holds a million
@@ -344,7 +346,8 @@ async fn start_stack(nats: NatsServer) -> Stack {
                 "AUDITSTREAM_AUTH__TOKENS",
                 json!([
                     {"token": ADMIN, "role": "platform_admin", "name": "bench"},
-                    {"token": SERVICE, "role": "service", "name": "bench-services"}
+                    {"token": ROUTER_TOKEN, "role": "service", "service": "router", "name": "bench-router"},
+                    {"token": SINK_TOKEN, "role": "service", "service": "sink_http", "name": "bench-sink-http"}
                 ])
                 .to_string(),
             ),
@@ -358,7 +361,7 @@ async fn start_stack(nats: NatsServer) -> Stack {
         ],
     ));
     wait_ready(config_ops, "config-service").await;
-    let data_plane = |ops: u16| {
+    let data_plane = |ops: u16, token: &str| {
         vec![
             e("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}")),
             e("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false".into()),
@@ -366,7 +369,7 @@ async fn start_stack(nats: NatsServer) -> Stack {
                 "AUDITSTREAM_CONFIG_SERVICE__URL",
                 format!("http://127.0.0.1:{config_grpc}"),
             ),
-            e("AUDITSTREAM_CONFIG_SERVICE__TOKEN", SERVICE.into()),
+            e("AUDITSTREAM_CONFIG_SERVICE__TOKEN", token.into()),
             e("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true".into()),
             e("AUDITSTREAM_SINK__ALLOWED_NETWORKS", "127.0.0.1".into()),
         ]
@@ -374,11 +377,11 @@ async fn start_stack(nats: NatsServer) -> Stack {
     children.push(spawn(
         "router",
         "auditstream-router",
-        data_plane(router_ops),
+        data_plane(router_ops, ROUTER_TOKEN),
     ));
     // A broken destination is probed every 2 s at most, so the drain starts soon after
     // the fix.
-    let mut sink_env = data_plane(sink_ops);
+    let mut sink_env = data_plane(sink_ops, SINK_TOKEN);
     sink_env.push(e("AUDITSTREAM_DELIVERY__PROBE__INITIAL", "500ms".into()));
     sink_env.push(e("AUDITSTREAM_DELIVERY__PROBE__MAX", "2s".into()));
     children.push(spawn("sink-http", "auditstream-sink-http", sink_env));

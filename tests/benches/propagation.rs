@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::authz::{Role, ServiceKind};
 use auditstream_proto::v1::{
     self as pb, AppliesTo, Connection, Destination, EventSelection, Node, NodeKind, S3Credentials,
     S3StaticKeys, S3Target, Stream, connection::Credentials, destination::Target, s3_credentials,
@@ -22,7 +22,7 @@ async fn main() {
     let nats = NatsServer::start();
     let config = ConfigHarness::start(&nats.url(), Database::Sqlite, |_| {}).await;
     let mut admin = config.client_as(Role::PlatformAdmin, None).await;
-    let mut service = config.client_as(Role::Service, None).await;
+    let mut service = config.client_service(ServiceKind::Router).await;
     for (id, parent, kind) in [
         ("org", "", NodeKind::Organization),
         ("p1", "org", NodeKind::Partner),

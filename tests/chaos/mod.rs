@@ -39,7 +39,18 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "chaos-token-0123456789abcdef";
 const ADMIN: &str = "chaos-admin-0123456789abcdef";
-const SERVICE: &str = "chaos-service-0123456789abcdef";
+/// The data-plane service kinds; each presents a config-service token of its own.
+const SERVICE_KINDS: [&str; 5] = [
+    "router",
+    "sink_s3",
+    "sink_azure_blob",
+    "sink_azure_monitor",
+    "sink_http",
+];
+
+fn service_token(kind: &str) -> String {
+    format!("chaos-service-{kind}-0123456789abcdef")
+}
 /// The config service's sealing key (base64 of 32 bytes).
 const SECRETS_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
@@ -277,26 +288,35 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
         log: dir.join(format!("{name}.log")),
         child: None,
     };
-    let data_plane = || {
+    let data_plane = |kind: &str| {
         vec![
             e("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false".into()),
             e(
                 "AUDITSTREAM_CONFIG_SERVICE__URL",
                 format!("http://127.0.0.1:{config_grpc}"),
             ),
-            e("AUDITSTREAM_CONFIG_SERVICE__TOKEN", SERVICE.into()),
+            e("AUDITSTREAM_CONFIG_SERVICE__TOKEN", service_token(kind)),
         ]
     };
-    let mut sink_env = data_plane();
-    sink_env.extend([
-        e("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true".into()),
-        e("AUDITSTREAM_SINK__ALLOWED_NETWORKS", "127.0.0.0/8".into()),
-        // A hung destination costs a request this long, not the 30 s default.
-        e("AUDITSTREAM_SINK__REQUEST_TIMEOUT", "3s".into()),
-        e("AUDITSTREAM_DELIVERY__PROBE__INITIAL", "500ms".into()),
-        e("AUDITSTREAM_DELIVERY__PROBE__MAX", "2s".into()),
-        e("AUDITSTREAM_DELIVERY__BROKEN_AFTER", "5s".into()),
-    ]);
+    let sink_env = |kind: &str| {
+        let mut env = data_plane(kind);
+        env.extend([
+            e("AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP", "true".into()),
+            e("AUDITSTREAM_SINK__ALLOWED_NETWORKS", "127.0.0.0/8".into()),
+            // A hung destination costs a request this long, not the 30 s default.
+            e("AUDITSTREAM_SINK__REQUEST_TIMEOUT", "3s".into()),
+            e("AUDITSTREAM_DELIVERY__PROBE__INITIAL", "500ms".into()),
+            e("AUDITSTREAM_DELIVERY__PROBE__MAX", "2s".into()),
+            e("AUDITSTREAM_DELIVERY__BROKEN_AFTER", "5s".into()),
+        ]);
+        env
+    };
+    let mut tokens = vec![json!({"token": ADMIN, "role": "platform_admin", "name": "chaos"})];
+    for kind in SERVICE_KINDS {
+        tokens.push(
+            json!({"token": service_token(kind), "role": "service", "service": kind, "name": kind}),
+        );
+    }
     vec![
         proc(
             "gateway",
@@ -323,14 +343,7 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
                     "AUDITSTREAM_DATABASE__URL",
                     format!("sqlite://{}?mode=rwc", dir.join("config.db").display()),
                 ),
-                e(
-                    "AUDITSTREAM_AUTH__TOKENS",
-                    json!([
-                        {"token": ADMIN, "role": "platform_admin", "name": "chaos"},
-                        {"token": SERVICE, "role": "service", "name": "chaos-services"}
-                    ])
-                    .to_string(),
-                ),
+                e("AUDITSTREAM_AUTH__TOKENS", Value::Array(tokens).to_string()),
                 e("AUDITSTREAM_SECRETS__ACTIVE_KEY", "chaos".into()),
                 e(
                     "AUDITSTREAM_SECRETS__KEYS",
@@ -340,30 +353,35 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
                 e("AUDITSTREAM_HTTP__ALLOWED_NETWORKS", "127.0.0.0/8".into()),
             ],
         ),
-        proc("router", "auditstream-router", free_port(), data_plane()),
+        proc(
+            "router",
+            "auditstream-router",
+            free_port(),
+            data_plane("router"),
+        ),
         proc(
             "sink-http",
             "auditstream-sink-http",
             free_port(),
-            sink_env.clone(),
+            sink_env("sink_http"),
         ),
         proc(
             "sink-s3",
             "auditstream-sink-s3",
             free_port(),
-            sink_env.clone(),
+            sink_env("sink_s3"),
         ),
         proc(
             "sink-azure-blob",
             "auditstream-sink-azure-blob",
             free_port(),
-            sink_env.clone(),
+            sink_env("sink_azure_blob"),
         ),
         proc(
             "sink-azure-monitor",
             "auditstream-sink-azure-monitor",
             free_port(),
-            sink_env,
+            sink_env("sink_azure_monitor"),
         ),
     ]
     .into_iter()
@@ -738,10 +756,13 @@ async fn probe_full(http: &reqwest::Client, url: &str) -> u16 {
 
 /// The run's secrets, by name: what must never appear in a log line or a status answer.
 fn secrets(stores: &Stores) -> Vec<(&'static str, String)> {
-    vec![
+    let mut secrets: Vec<(&'static str, String)> = SERVICE_KINDS
+        .iter()
+        .map(|kind| ("service token", service_token(kind)))
+        .collect();
+    secrets.extend([
         ("producer token", TOKEN.into()),
         ("admin token", ADMIN.into()),
-        ("service token", SERVICE.into()),
         ("secrets key", SECRETS_KEY.into()),
         ("S3 secret key", stores.s3.secret_key().into()),
         ("Azure storage key", Azurite::KEY.into()),
@@ -749,7 +770,8 @@ fn secrets(stores: &Stores) -> Vec<(&'static str, String)> {
             "Entra client secret",
             stores.monitor.contract().client_secret,
         ),
-    ]
+    ]);
+    secrets
 }
 
 /// `GetStatus` of every stream (what `auditctl stream status` shows), as text.

@@ -743,7 +743,8 @@ async fn streams_and_whole_subtrees_are_deleted() {
 
 // ---------------------------------------------------------------- destinations and dead letters
 
-const SERVICE: &str = "tok-service-0123456789";
+/// sink-http's service token: `s-h` is an HTTP stream.
+const SERVICE: &str = "tok-service-sink-http-0123456789";
 const HTTP_URL: &str = "https://8.8.8.8/ingest";
 
 /// [`seed`], plus the HTTP connection `p1-http` at p1 and the stream `s-h` at c1 using it.

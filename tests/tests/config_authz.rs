@@ -21,7 +21,7 @@
 
 mod common;
 
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::authz::{Role, ServiceKind};
 use auditstream_proto::v1::{
     self as pb, AppliesTo, Connection, HealthState, Node, NodeKind, S3Credentials, Stream,
     StreamStatus, config_service_client::ConfigServiceClient, connection::Credentials,
@@ -449,21 +449,26 @@ async fn call(caller: &mut Caller, rpc: Rpc, at: &Place, id: &str) -> Status {
 
 // --------------------------------------------------------------------------- matrix
 
-/// The principals of the test configuration, in the matrix's column order.
-const PRINCIPALS: [(Role, Option<&str>); 7] = [
-    (Role::Service, None),
-    (Role::PlatformAdmin, None),
-    (Role::DirectorySync, None),
-    (Role::PartnerAdmin, Some("p1")),
-    (Role::PartnerAdmin, Some("p2")),
-    (Role::WorkspaceAdmin, Some("c1")),
-    (Role::Auditor, None),
-];
+/// The principals of the test configuration, in the matrix's column order. The fixture's
+/// connections are S3 ones, so the service column is sink-s3's token (the other service
+/// kinds: `service_kinds_get_only_their_own_data_plane_calls`).
+fn principals() -> [TestToken; 7] {
+    [
+        TestToken::service(ServiceKind::SinkS3),
+        TestToken::of(Role::PlatformAdmin, None),
+        TestToken::of(Role::DirectorySync, None),
+        TestToken::of(Role::PartnerAdmin, Some("p1")),
+        TestToken::of(Role::PartnerAdmin, Some("p2")),
+        TestToken::of(Role::WorkspaceAdmin, Some("c1")),
+        TestToken::of(Role::Auditor, None),
+    ]
+}
 
 fn label(t: &TestToken) -> String {
-    match t.node {
-        Some(n) => format!("{:?} of {n}", t.role),
-        None => format!("{:?}", t.role),
+    match (t.node, t.service) {
+        (Some(n), _) => format!("{:?} of {n}", t.role),
+        (None, Some(kind)) => format!("service {}", kind.as_str()),
+        (None, None) => format!("{:?}", t.role),
     }
 }
 
@@ -571,11 +576,10 @@ async fn each_principal_may_call_each_rpc_as_the_role_table_says() {
         );
     }
     let mut mismatches = Vec::new();
-    for (column, (role, scope)) in PRINCIPALS.iter().enumerate() {
-        let token = TestToken::of(*role, *scope);
+    for (column, token) in principals().iter().enumerate() {
         // A stack per principal; every row that changes something acts on fresh objects.
         let mut s = fixture().await;
-        let mut caller = Caller::as_token(&s, &token).await;
+        let mut caller = Caller::as_token(&s, token).await;
         for (row, (rpc, at, expected)) in MATRIX.iter().enumerate() {
             let at = at.place();
             let id = prepare(&mut s.admin, *rpc, &at, &format!("x{row}")).await;
@@ -584,7 +588,7 @@ async fn each_principal_may_call_each_rpc_as_the_role_table_says() {
                 mismatches.push(format!(
                     "{rpc:?} at {} as {}: expected {:?}, got {:?} ({})",
                     at.node,
-                    label(&token),
+                    label(token),
                     expected[column],
                     got.code(),
                     got.message()
@@ -804,12 +808,12 @@ fn assert_secret_hidden(c: &Connection, who: &str) -> String {
 async fn only_get_destination_returns_secrets() {
     let s = fixture().await;
     let mut fingerprints = Vec::new();
-    for (role, scope) in PRINCIPALS {
-        if scope == Some("p2") {
+    for token in principals() {
+        if token.node == Some("p2") {
             continue; // may not read c1 at all (see the matrix)
         }
-        let mut c = s.config.client_as(role, scope).await;
-        let who = label(&TestToken::of(role, scope));
+        let mut c = s.config.client(token.token).await;
+        let who = label(&token);
         let conn = c
             .get_connection(pb::GetConnectionRequest {
                 id: "conn-c1".into(),
@@ -835,7 +839,7 @@ async fn only_get_destination_returns_secrets() {
     fingerprints.dedup();
     assert_eq!(fingerprints.len(), 1, "one secret, one fingerprint");
 
-    let mut service = s.config.client_as(Role::Service, None).await;
+    let mut service = s.config.client_service(ServiceKind::SinkS3).await;
     for key in [
         Key::StreamId("s-c1".into()),
         Key::ConnectionId("conn-c1".into()),
@@ -854,6 +858,68 @@ async fn only_get_destination_returns_secrets() {
             fingerprints[0]
         );
         assert_eq!(details.stream.is_some(), matches!(key, Key::StreamId(_)));
+    }
+}
+
+/// Service tokens are per kind (L9): every kind loads the routing snapshot, but only the
+/// sink of a destination's own type fetches its secrets or reports its status; the router
+/// does neither.
+#[tokio::test]
+async fn service_kinds_get_only_their_own_data_plane_calls() {
+    let s = fixture().await;
+    for kind in ServiceKind::ALL {
+        let token = TestToken::service(kind);
+        let mut c = s.config.client(token.token).await;
+        c.get_routing_snapshot(pb::GetRoutingSnapshotRequest {})
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", label(&token)));
+        // The fixture's connections and streams are S3 ones.
+        let own = kind == ServiceKind::SinkS3;
+        for key in [
+            Key::StreamId("s-c1".into()),
+            Key::ConnectionId("conn-c1".into()),
+        ] {
+            let got = c
+                .get_destination(pb::GetDestinationRequest {
+                    key: Some(key.clone()),
+                })
+                .await;
+            match got {
+                Ok(d) if own => assert!(d.into_inner().connection.is_some()),
+                Ok(d) => panic!("{} got {key:?}: {:?}", label(&token), d.into_inner()),
+                Err(e) if own => panic!("{}: {e:?}", label(&token)),
+                Err(e) => {
+                    assert_eq!(e.code(), Code::PermissionDenied, "{}", label(&token));
+                    assert!(
+                        e.message()
+                            .contains("fetch secrets of, or report about, s3 destinations"),
+                        "{}: {}",
+                        label(&token),
+                        e.message()
+                    );
+                    assert!(!e.message().contains(SECRET));
+                }
+            }
+        }
+        let report = c
+            .report_status(pb::ReportStatusRequest {
+                status: Some(pb::StreamStatus {
+                    stream_id: "s-c1".into(),
+                    state: pb::HealthState::Healthy as i32,
+                    ..Default::default()
+                }),
+            })
+            .await;
+        assert_eq!(
+            report.map(|_| Code::Ok).unwrap_or_else(|e| e.code()),
+            if own {
+                Code::Ok
+            } else {
+                Code::PermissionDenied
+            },
+            "{}",
+            label(&token)
+        );
     }
 }
 
@@ -1183,8 +1249,8 @@ async fn a_workspace_admin_cannot_scope_a_stream_to_descendants() {
 #[tokio::test]
 async fn list_children_without_a_parent_starts_at_the_callers_scope() {
     let s = fixture().await;
-    for (role, scope) in PRINCIPALS {
-        let mut c = s.config.client_as(role, scope).await;
+    for token in principals() {
+        let mut c = s.config.client(token.token).await;
         let roots: Vec<String> = c
             .list_children(pb::ListChildrenRequest::default())
             .await
@@ -1194,7 +1260,12 @@ async fn list_children_without_a_parent_starts_at_the_callers_scope() {
             .into_iter()
             .map(|n| n.id)
             .collect();
-        assert_eq!(roots, vec![scope.unwrap_or("org").to_owned()], "{role:?}");
+        assert_eq!(
+            roots,
+            vec![token.node.unwrap_or("org").to_owned()],
+            "{}",
+            label(&token)
+        );
     }
 }
 

@@ -10,13 +10,18 @@ use std::time::Duration;
 use async_nats::jetstream;
 use auditstream_bus::{headers, subjects, topology};
 use auditstream_config_client::{ConfigSource, Follower};
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::{
+    authz::{Role, ServiceKind},
+    crypto::Sealer,
+    signing::FeedSigner,
+    store::Store,
+};
 use auditstream_proto::v1::{
     self as pb, AppliesTo::*, ConfigChange, EventSelection, ListTargetsRequest,
     ListTargetsResponse, NodeKind::*, config_change::Change, connection::Credentials,
     get_destination_request::Key, s3_credentials,
 };
-use auditstream_testkit::{TestToken, read_stream};
+use auditstream_testkit::{TestToken, read_stream, test_config_service_config};
 use common::config::*;
 use futures_util::StreamExt;
 use prost::Message;
@@ -26,7 +31,7 @@ use tonic::Code;
 fn service_source(s: &ConfigStack) -> ConfigSource {
     ConfigSource {
         url: s.config.url(),
-        token: TestToken::of(Role::Service, None).token.to_owned(),
+        token: TestToken::service(ServiceKind::Router).token.to_owned(),
         tls: Default::default(),
     }
 }
@@ -52,6 +57,20 @@ async fn feed_revisions(js: &jetstream::Context) -> Vec<u64> {
         .collect()
 }
 
+/// The feed signing key the test's config service uses, read from its database with its
+/// secrets key (what only a config service holds).
+async fn feed_signer(s: &ConfigStack) -> FeedSigner {
+    let store = Store::connect(&s.config.database_url, 1).await.unwrap();
+    let sealer = Sealer::new(&test_config_service_config("", "").secrets).unwrap();
+    FeedSigner::load_or_create(&store, &sealer).await.unwrap()
+}
+
+fn signed(signature: &str) -> async_nats::HeaderMap {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(headers::SIGNATURE, signature);
+    h
+}
+
 async fn wait_until<F: AsyncFn() -> bool>(what: &str, f: F) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !f().await {
@@ -64,7 +83,7 @@ async fn wait_until<F: AsyncFn() -> bool>(what: &str, f: F) {
 }
 
 async fn revision(s: &mut ConfigStack) -> u64 {
-    let mut svc = s.config.client_as(Role::Service, None).await;
+    let mut svc = s.config.client_service(ServiceKind::Router).await;
     svc.get_routing_snapshot(pb::GetRoutingSnapshotRequest {})
         .await
         .unwrap()
@@ -109,7 +128,7 @@ async fn the_feed_carries_every_revision_in_order_and_a_follower_mirrors_the_sna
 
     let view = follower.wait_for(last, Duration::from_secs(15)).await;
     assert_eq!(view.revision, last);
-    let mut svc = s.config.client_as(Role::Service, None).await;
+    let mut svc = s.config.client_service(ServiceKind::Router).await;
     let snap = svc
         .get_routing_snapshot(pb::GetRoutingSnapshotRequest {})
         .await
@@ -139,12 +158,14 @@ async fn a_follower_that_sees_a_gap_resyncs_from_a_snapshot() {
         .snapshots
         .load(std::sync::atomic::Ordering::Relaxed);
 
-    // A revision far ahead of the follower: something was missed.
-    let forged = ConfigChange {
+    // A revision far ahead of the follower, signed with the config service's own key (as
+    // if the follower had missed some): something was missed.
+    let ahead = ConfigChange {
         revision: 9,
         change: Some(Change::NodeDeleted("org".into())),
     };
-    js.publish(subjects::CONFIG_CHANGES, forged.encode_to_vec().into())
+    let (payload, signature) = feed_signer(&s).await.sign(&ahead);
+    js.publish_with_headers(subjects::CONFIG_CHANGES, signed(&signature), payload.into())
         .await
         .unwrap()
         .await
@@ -157,13 +178,78 @@ async fn a_follower_that_sees_a_gap_resyncs_from_a_snapshot() {
             > snapshots
     })
     .await;
-    // The snapshot is the truth: the forged deletion was not applied...
+    // The snapshot is the truth: the uncommitted deletion was not applied...
     assert!(follower.view().nodes.contains_key("org"));
     // ...and real changes keep flowing afterwards.
     put(&mut s.admin, node("w1", "org", Workspace)).await;
     let view = follower.wait_for(2, Duration::from_secs(15)).await;
     assert_eq!(view.revision, 2);
     assert!(view.nodes.contains_key("w1"));
+    shutdown.cancel();
+}
+
+/// Any NATS client that may publish on the feed could send the next revision (H7): a change
+/// that the config service did not sign is ignored and counted, and the genuine change of
+/// that revision is still applied after it.
+#[tokio::test]
+async fn a_forged_next_revision_is_ignored_and_counted() {
+    let mut s = config_stack().await;
+    let js = s.nats.jetstream().await;
+    let shutdown = CancellationToken::new();
+    let follower = Follower::start(service_source(&s), s.nats.connect().await, shutdown.clone());
+    tree(&mut s.admin, &[("org", "", Organization)]).await;
+    put(&mut s.admin, node("w1", "org", Workspace)).await;
+    let view = follower.wait_for(2, Duration::from_secs(15)).await;
+    assert_eq!(view.revision, 2);
+    assert_eq!(view.feed_public_key, feed_signer(&s).await.public_key());
+    let snapshots = follower
+        .stats
+        .snapshots
+        .load(std::sync::atomic::Ordering::Relaxed);
+
+    // Revision 3 deletes w1: unsigned, signed by another key, and with the signature of
+    // another (genuine) change.
+    let forged = ConfigChange {
+        revision: 3,
+        change: Some(Change::NodeDeleted("w1".into())),
+    };
+    let stranger = FeedSigner::from_seed(&[9; 32]).unwrap();
+    let (_, strangers) = stranger.sign(&forged);
+    let (_, borrowed) = feed_signer(&s).await.sign(&ConfigChange {
+        revision: 3,
+        change: Some(Change::NodeDeleted("other".into())),
+    });
+    let mut revision_header = async_nats::HeaderMap::new();
+    revision_header.insert(headers::REVISION, "3");
+    for h in [revision_header, signed(&strangers), signed(&borrowed)] {
+        js.publish_with_headers(subjects::CONFIG_CHANGES, h, forged.encode_to_vec().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    wait_until("three forgeries counted", async || {
+        follower.stats.forged.get() == 3
+    })
+    .await;
+    let view = follower.view();
+    assert_eq!(view.revision, 2, "no forged revision applied");
+    assert!(view.nodes.contains_key("w1"));
+    assert_eq!(
+        follower
+            .stats
+            .snapshots
+            .load(std::sync::atomic::Ordering::Relaxed),
+        snapshots,
+        "a forgery does not make the follower resync"
+    );
+
+    // The genuine revision 3 comes and is applied.
+    put(&mut s.admin, node("w2", "org", Workspace)).await;
+    let view = follower.wait_for(3, Duration::from_secs(15)).await;
+    assert_eq!(view.revision, 3);
+    assert!(view.nodes.contains_key("w1") && view.nodes.contains_key("w2"));
+    assert_eq!(follower.stats.forged.get(), 3);
     shutdown.cancel();
 }
 
@@ -197,7 +283,7 @@ async fn a_rotated_connection_reaches_every_stream_that_uses_it() {
             other => panic!("unexpected credentials {other:?}"),
         }
     };
-    let mut svc = s.config.client_as(Role::Service, None).await;
+    let mut svc = s.config.client_service(ServiceKind::SinkS3).await;
     let destination = async |svc: &mut auditstream_testkit::ConfigClient, stream: &str| {
         secret_of(
             svc.get_destination(pb::GetDestinationRequest {
@@ -298,13 +384,17 @@ async fn secrets_are_write_only_and_absent_from_the_database_and_the_bus() {
         created.secret_fingerprints["s3.static_keys.secret_access_key"].starts_with("hmac-sha256:")
     );
 
-    // No caller but the service role gets it back.
-    for (role, node) in [
-        (Role::PlatformAdmin, None),
-        (Role::Auditor, None),
-        (Role::Service, None),
+    // No caller but the sink of the connection's type gets it back: not an admin, not the
+    // router, not another sink type.
+    for token in [
+        TestToken::of(Role::PlatformAdmin, None),
+        TestToken::of(Role::Auditor, None),
+        TestToken::service(ServiceKind::Router),
+        TestToken::service(ServiceKind::SinkAzureBlob),
+        TestToken::service(ServiceKind::SinkS3),
     ] {
-        let mut c = s.config.client_as(role, node).await;
+        let mut c = s.config.client(token.token).await;
+        let role = token.name;
         let got = c
             .get_connection(pb::GetConnectionRequest { id: "conn".into() })
             .await
@@ -325,9 +415,15 @@ async fn secrets_are_write_only_and_absent_from_the_database_and_the_bus() {
                 key: Some(Key::ConnectionId("conn".into())),
             })
             .await;
-        match role {
-            Role::Service => assert!(format!("{:?}", destination.unwrap()).contains(SECRET)),
-            _ => assert_eq!(destination.unwrap_err().code(), Code::PermissionDenied),
+        match token.service {
+            Some(ServiceKind::SinkS3) => {
+                assert!(format!("{:?}", destination.unwrap()).contains(SECRET))
+            }
+            _ => assert_eq!(
+                destination.unwrap_err().code(),
+                Code::PermissionDenied,
+                "{role}"
+            ),
         }
     }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::authz::{Role, ServiceKind};
 use auditstream_proto::v1::{self as pb, AppliesTo::*, HealthState, NodeKind::*};
 use auditstream_sink_core::retry::Backoff;
 use auditstream_testkit::{ConfigClient, ConfigHarness, Database, NatsServer, SmtpServer};
@@ -38,7 +38,7 @@ async fn setup(smtp_port: u16) -> (NatsServer, ConfigHarness, ConfigClient) {
     create_stream(&mut admin, s3_stream("s1", "ws", SelfOnly, "conn"))
         .await
         .unwrap();
-    let service = config.client_as(Role::Service, None).await;
+    let service = config.client_service(ServiceKind::SinkS3).await;
     (nats, config, service)
 }
 

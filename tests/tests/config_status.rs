@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use auditstream_bus::subjects;
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::authz::{Role, ServiceKind};
 use auditstream_model::SinkType;
 use auditstream_proto::v1::{self as pb, AppliesTo::*, HealthState, NodeKind::*, StreamStatus};
 use auditstream_testkit::{ConfigClient, ConfigHarness, Database, NatsServer, SmtpServer};
@@ -35,7 +35,7 @@ async fn setup(
     create_stream(&mut admin, s3_stream("s1", "ws", SelfOnly, "conn"))
         .await
         .unwrap();
-    let service = config.client_as(Role::Service, None).await;
+    let service = config.client_service(ServiceKind::SinkS3).await;
     (nats, config, admin, service)
 }
 

@@ -15,6 +15,7 @@ use std::{collections::HashSet, time::Duration};
 use auditstream_bus::headers as h;
 use auditstream_config_service::authz::Role;
 use auditstream_gateway::auth::ProducerToken;
+use auditstream_model::SinkType;
 use auditstream_proto::v1::{self as pb, NodeKind::*};
 use auditstream_sink_http::HttpSink;
 use auditstream_testkit::{
@@ -96,7 +97,7 @@ async fn two_orgs() -> TwoOrgs {
 
 impl TwoOrgs {
     async fn start_sink(&mut self) {
-        let mut c = test_sink_config(&self.nats.url(), &self.config.url());
+        let mut c = test_sink_config(SinkType::Http, &self.nats.url(), &self.config.url());
         c.sink = loopback_http();
         let sink = HttpSink::new(c.sink.clone()).unwrap();
         self.sink = Some(SinkHarness::start(sink, c).await);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use auditstream_bus::topology::INGEST;
 use auditstream_config_client::{ConfigSource, Follower};
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::authz::{Role, ServiceKind};
 use auditstream_proto::{
     tls::{ClientTls, ServerTls},
     v1::{IngestEvent, IngestRequest, ingest_service_client::IngestServiceClient},
@@ -148,7 +148,7 @@ async fn the_config_service_requires_client_certificates_when_told_to() {
     let follower = Follower::start(
         ConfigSource {
             url: url.clone(),
-            token: TestToken::of(Role::Service, None).token.to_owned(),
+            token: TestToken::service(ServiceKind::Router).token.to_owned(),
             tls: with_cert,
         },
         nats.connect().await,

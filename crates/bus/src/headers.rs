@@ -26,6 +26,9 @@ pub const RECEIVED_AT: &str = "Auditstream-Received-At";
 pub const STREAM_ID: &str = "Auditstream-Stream-Id";
 /// The config revision a change event carries.
 pub const REVISION: &str = "Auditstream-Revision";
+/// A config change's Ed25519 signature (base64 of 64 bytes) over its payload, by the config
+/// service's feed key (`RoutingSnapshot.feed_public_key`).
+pub const SIGNATURE: &str = "Auditstream-Signature";
 /// A request-reply error answer (the body then holds nothing).
 pub const ERROR: &str = "Auditstream-Error";
 /// W3C trace context, so one trace spans gateway → router → sink.

@@ -6,6 +6,11 @@
 //! `last + 1` means something was missed, so the view is replaced by a fresh snapshot. While
 //! config-service is unreachable the last view stays in force (last known good).
 //!
+//! The feed is signed (H7): a change whose `Auditstream-Signature` does not verify against
+//! the snapshot's `feed_public_key` is ignored and counted (`forged`), so a NATS client that
+//! is not the config service cannot inject a revision, and the genuine one is still applied
+//! when it comes.
+//!
 //! Ordering argument: the feed consumer is created *before* the snapshot is fetched, and a
 //! change is published only after it committed. So every revision newer than the snapshot
 //! reaches the consumer, and older ones are recognised and skipped.
@@ -16,17 +21,20 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
-use auditstream_bus::{subjects, topology};
+use auditstream_bus::{headers, subjects, topology};
 use auditstream_proto::v1::{
     ConfigChange, GetRoutingSnapshotRequest, Node, RoutingSnapshot, Stream, config_change::Change,
     config_service_client::ConfigServiceClient,
 };
+use base64::Engine as _;
 use futures_util::StreamExt;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use prost::Message;
+use ring::signature::{ED25519, UnparsedPublicKey};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
@@ -44,6 +52,9 @@ pub struct ConfigView {
     pub connection_versions: BTreeMap<String, u64>,
     /// False until the first snapshot arrived.
     pub synced: bool,
+    /// The key the feed's changes must be signed with (from the snapshot); empty: a config
+    /// service that does not sign, whose changes are taken unsigned.
+    pub feed_public_key: Vec<u8>,
 }
 
 impl ConfigView {
@@ -65,6 +76,7 @@ impl ConfigView {
             streams: s.streams.into_iter().map(|s| (s.id.clone(), s)).collect(),
             connection_versions,
             synced: true,
+            feed_public_key: s.feed_public_key,
         }
     }
 
@@ -147,6 +159,24 @@ pub struct FollowerStats {
     pub snapshots: AtomicU64,
     /// Changes applied from the feed.
     pub applied: AtomicU64,
+    /// Changes on the feed that were not signed by the config service: ignored.
+    pub forged: Counter,
+}
+
+/// How often, at most, a change that fails verification makes the follower load a fresh
+/// snapshot, in case the feed key itself changed. Bounds what a forger can make a follower
+/// ask of the config service.
+const KEY_RECHECK: Duration = Duration::from_secs(60);
+
+/// Whether `signature` (the `Auditstream-Signature` header: base64) is `public_key`'s
+/// Ed25519 signature of `payload`.
+pub fn verify_change(public_key: &[u8], payload: &[u8], signature: &str) -> bool {
+    let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+        return false;
+    };
+    UnparsedPublicKey::new(&ED25519, public_key)
+        .verify(payload, &signature)
+        .is_ok()
 }
 
 /// A running follower. Dropping it does not stop it; cancel the token passed to `start`.
@@ -173,6 +203,18 @@ impl Follower {
             shutdown,
         ));
         Follower { view, stats }
+    }
+
+    /// Registers the follower's metrics (`auditstream_config_follower_*`) in a service's
+    /// registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry
+            .sub_registry_with_prefix("auditstream_config_follower")
+            .register(
+                "changes_forged",
+                "Config changes on the feed without a valid config-service signature (ignored)",
+                self.stats.forged.clone(),
+            );
     }
 
     /// The current view.
@@ -244,9 +286,8 @@ async fn follow_once(
     // Created before the snapshot (see the module doc). Also after a reconnect: changes made
     // while the consumer was gone are only in the snapshot. If config-service cannot be
     // reached, the error keeps the current view in force and the caller retries.
-    let mut view = snapshot(source).await?;
-    stats.snapshots.fetch_add(1, Ordering::Relaxed);
-    tx.send_replace(Arc::new(view.clone()));
+    let mut view = reload(source, stats, tx).await?;
+    let mut loaded_at = Instant::now();
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -257,13 +298,42 @@ async fn follow_once(
             Some(Err(e)) => return Err(format!("feed: {e}")),
             None => return Err("feed ended".into()),
         };
+        // Verified before anything else is read, so a forgery cannot even cause a resync.
+        if !view.feed_public_key.is_empty() {
+            let signature = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(headers::SIGNATURE))
+                .map(|v| v.as_str());
+            if !signature.is_some_and(|s| verify_change(&view.feed_public_key, &message.payload, s))
+            {
+                let forged = stats.forged.inc() + 1;
+                if forged <= 10 || forged.is_multiple_of(1000) {
+                    tracing::warn!(
+                        forged,
+                        revision = message
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get(headers::REVISION))
+                            .map(|v| v.as_str())
+                            .unwrap_or(""),
+                        "ignoring a config change that the config service did not sign"
+                    );
+                }
+                if loaded_at.elapsed() >= KEY_RECHECK {
+                    // Perhaps the feed key changed: the snapshot has the current one.
+                    view = reload(source, stats, tx).await?;
+                    loaded_at = Instant::now();
+                }
+                continue;
+            }
+        }
         let change = match ConfigChange::decode(message.payload.as_ref()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "undecodable config change; resyncing");
-                view = snapshot(source).await?;
-                stats.snapshots.fetch_add(1, Ordering::Relaxed);
-                tx.send_replace(Arc::new(view.clone()));
+                view = reload(source, stats, tx).await?;
+                loaded_at = Instant::now();
                 continue;
             }
         };
@@ -276,9 +346,8 @@ async fn follow_once(
                 got = change.revision,
                 "config feed gap; loading a fresh snapshot"
             );
-            view = snapshot(source).await?;
-            stats.snapshots.fetch_add(1, Ordering::Relaxed);
-            tx.send_replace(Arc::new(view.clone()));
+            view = reload(source, stats, tx).await?;
+            loaded_at = Instant::now();
             if change.revision != view.revision + 1 {
                 // Already covered by the snapshot, or ahead of anything committed (not a
                 // real change): nothing to apply.
@@ -289,6 +358,18 @@ async fn follow_once(
         stats.applied.fetch_add(1, Ordering::Relaxed);
         tx.send_replace(Arc::new(view.clone()));
     }
+}
+
+/// Loads a fresh snapshot and publishes it as the current view.
+async fn reload(
+    source: &ConfigSource,
+    stats: &FollowerStats,
+    tx: &watch::Sender<Arc<ConfigView>>,
+) -> Result<ConfigView, String> {
+    let view = snapshot(source).await?;
+    stats.snapshots.fetch_add(1, Ordering::Relaxed);
+    tx.send_replace(Arc::new(view.clone()));
+    Ok(view)
 }
 
 async fn snapshot(source: &ConfigSource) -> Result<ConfigView, String> {

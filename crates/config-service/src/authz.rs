@@ -3,7 +3,8 @@
 //!
 //! | role | reads | writes | data plane |
 //! |---|---|---|---|
-//! | `service` | everything | nothing | snapshot, destinations with secrets, status reports |
+//! | `service` of kind `router` | everything | nothing | the routing snapshot |
+//! | `service` of kind `sink_<type>` | everything | nothing | the routing snapshot; destinations with secrets and status reports, of streams and connections of its own destination type only |
 //! | `platform_admin` | everything | everything | no |
 //! | `directory_sync` | everything | the tenant directory: creates, moves, deletes nodes (not their streams or connections), sets every node field | no |
 //! | `partner_admin` of N | N's subtree | connections, streams (`descendants` too) and the name and contacts of the nodes in N's subtree | no |
@@ -16,6 +17,10 @@
 //! node below N, so it needs a principal that may read them all: never a `workspace_admin`
 //! ([`Principal::check_descendants_stream`]).
 //!
+//! A `service` token names the one service kind that presents it ([`ServiceKind`], L9): a
+//! router's token cannot fetch secrets, and sink-s3's cannot fetch an Azure connection's, so a
+//! compromised data-plane pod yields only what its own kind already handles.
+//!
 //! An id the caller may not read gets the answer of an id that does not exist, in code and
 //! text ([`Principal::unknown`]), so other tenants' ids cannot be probed. Principals that read
 //! everything are told NOT_FOUND instead.
@@ -23,6 +28,8 @@
 use auditstream_telemetry::Secret;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+
+use auditstream_model::SinkType;
 
 use crate::{error::ServiceError, store::World};
 
@@ -38,6 +45,55 @@ pub enum Role {
     Auditor,
 }
 
+/// The data-plane service a `service` token stands for; each kind gets only the data-plane
+/// calls it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Router,
+    SinkS3,
+    SinkAzureBlob,
+    SinkAzureMonitor,
+    SinkHttp,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 5] = [
+        ServiceKind::Router,
+        ServiceKind::SinkS3,
+        ServiceKind::SinkAzureBlob,
+        ServiceKind::SinkAzureMonitor,
+        ServiceKind::SinkHttp,
+    ];
+
+    /// The sink kind of destination type `t`.
+    pub fn sink(t: SinkType) -> ServiceKind {
+        match t {
+            SinkType::S3 => ServiceKind::SinkS3,
+            SinkType::AzureBlob => ServiceKind::SinkAzureBlob,
+            SinkType::AzureMonitor => ServiceKind::SinkAzureMonitor,
+            SinkType::Http => ServiceKind::SinkHttp,
+        }
+    }
+
+    /// The destination type a sink kind delivers to; `None` for the router.
+    pub fn sink_type(self) -> Option<SinkType> {
+        SinkType::ALL
+            .into_iter()
+            .find(|t| ServiceKind::sink(*t) == self)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Router => "router",
+            ServiceKind::SinkS3 => "sink_s3",
+            ServiceKind::SinkAzureBlob => "sink_azure_blob",
+            ServiceKind::SinkAzureMonitor => "sink_azure_monitor",
+            ServiceKind::SinkHttp => "sink_http",
+        }
+    }
+}
+
 /// One `[[auth.tokens]]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +103,10 @@ pub struct TokenConfig {
     /// The node a `partner_admin` or `workspace_admin` administers.
     #[serde(default)]
     pub node: Option<String>,
+    /// The service kind a `service` token stands for (required for that role, refused for
+    /// the others): each kind of data-plane service presents a token of its own.
+    #[serde(default)]
+    pub service: Option<ServiceKind>,
     /// Shown as the actor in self-audit events and logs, e.g. an e-mail or a service name.
     pub name: String,
 }
@@ -56,6 +116,8 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub node: Option<String>,
+    /// For `service` principals.
+    pub service: Option<ServiceKind>,
 }
 
 pub struct Authenticator {
@@ -84,6 +146,28 @@ impl Authenticator {
                     }
                 ));
             }
+            let needs_kind = t.role == Role::Service;
+            if needs_kind != t.service.is_some() {
+                return Err(format!(
+                    "auth.tokens: {:?} ({:?}) {}",
+                    t.name,
+                    t.role,
+                    if needs_kind {
+                        "needs `service`, the kind of service that presents it: router, sink_s3, sink_azure_blob, sink_azure_monitor or sink_http (one token per kind)"
+                    } else {
+                        "must not name a service kind"
+                    }
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &tokens {
+            if !seen.insert(t.token.expose()) {
+                return Err(format!(
+                    "auth.tokens: the token of {:?} is also another entry's; every principal needs its own",
+                    t.name
+                ));
+            }
         }
         Ok(Authenticator { tokens })
     }
@@ -109,6 +193,7 @@ impl Authenticator {
             name: t.name.clone(),
             role: t.role,
             node: t.node.clone(),
+            service: t.service,
         })
     }
 }
@@ -126,7 +211,10 @@ impl Principal {
         match (&self.role, &self.node) {
             (Role::PartnerAdmin, Some(n)) => format!("partner_admin of {n}"),
             (Role::WorkspaceAdmin, Some(n)) => format!("workspace_admin of {n}"),
-            (Role::Service, _) => "service".into(),
+            (Role::Service, _) => match self.service {
+                Some(kind) => format!("service {}", kind.as_str()),
+                None => "service".into(),
+            },
             (Role::PlatformAdmin, _) => "platform_admin".into(),
             (Role::DirectorySync, _) => "directory_sync".into(),
             (Role::Auditor, _) => "auditor".into(),
@@ -231,12 +319,25 @@ impl Principal {
         }
     }
 
-    /// Data-plane RPCs: the routing snapshot, destinations with secrets, status reports.
+    /// The routing snapshot: every service kind.
     pub fn check_service(&self) -> Result<(), ServiceError> {
         if self.role == Role::Service {
             Ok(())
         } else {
             Err(self.denied("call data-plane RPCs"))
+        }
+    }
+
+    /// Destinations with secrets and status reports of destination type `t`: only the sink
+    /// of that type (L9).
+    pub fn check_sink_of(&self, t: Option<SinkType>) -> Result<(), ServiceError> {
+        self.check_service()?;
+        match (self.service.and_then(ServiceKind::sink_type), t) {
+            (Some(own), Some(t)) if own == t => Ok(()),
+            (_, t) => Err(self.denied(&format!(
+                "fetch secrets of, or report about, {} destinations",
+                t.map_or("these", |t| t.as_str())
+            ))),
         }
     }
 

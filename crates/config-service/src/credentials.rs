@@ -130,3 +130,14 @@ pub fn sink_type(conn: &Connection) -> Option<SinkType> {
         Credentials::Http(_) => SinkType::Http,
     })
 }
+
+/// The destination type of a stream's target.
+pub fn target_type(target: &auditstream_proto::v1::destination::Target) -> SinkType {
+    use auditstream_proto::v1::destination::Target;
+    match target {
+        Target::S3(_) => SinkType::S3,
+        Target::AzureBlob(_) => SinkType::AzureBlob,
+        Target::AzureMonitor(_) => SinkType::AzureMonitor,
+        Target::Http(_) => SinkType::Http,
+    }
+}

@@ -1,6 +1,8 @@
 //! The change-feed publisher: drains the `changes` outbox in revision order to AUDIT_CONTROL
 //! (`audit.ctl.config`), and the self-audit events stored with each change to AUDIT_INGEST.
 //!
+//! Each change is signed ([`crate::signing`]) so followers can tell it from a forgery.
+//!
 //! A change is marked published only after JetStream acknowledged it, so a crash or NATS
 //! outage delays the feed but never leaves a gap; `Nats-Msg-Id = config-rev-<n>` makes a
 //! re-publish after a crash (or by a second replica) harmless.
@@ -10,15 +12,15 @@ use std::{sync::Arc, time::Duration};
 use async_nats::{HeaderMap, jetstream};
 use auditstream_bus::{headers, headers::EventMeta, publish_durable, subjects};
 use auditstream_model::{Limits, validate_envelope};
-use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::ServiceError, store::Store};
+use crate::{error::ServiceError, signing::FeedSigner, store::Store};
 
 pub async fn run_publisher(
     store: Arc<Store>,
     js: jetstream::Context,
+    signer: Arc<FeedSigner>,
     committed: Arc<Notify>,
     timeout: Duration,
     metrics: Arc<crate::metrics::Metrics>,
@@ -26,7 +28,7 @@ pub async fn run_publisher(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match publish_pending(&store, &js, timeout, &metrics).await {
+        match publish_pending(&store, &js, &signer, timeout, &metrics).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(error = %e, "change feed not published yet; will retry");
@@ -45,6 +47,7 @@ pub async fn run_publisher(
 async fn publish_pending(
     store: &Store,
     js: &jetstream::Context,
+    signer: &FeedSigner,
     timeout: Duration,
     metrics: &crate::metrics::Metrics,
 ) -> Result<(), ServiceError> {
@@ -57,14 +60,16 @@ async fn publish_pending(
             for event in &change.audit {
                 publish_audit(js, event, change.revision, timeout).await?;
             }
+            let (payload, signature) = signer.sign(&change.change);
             let mut h = HeaderMap::new();
             h.insert(headers::REVISION, change.revision.to_string().as_str());
+            h.insert(headers::SIGNATURE, signature.as_str());
             publish_durable(
                 js,
                 subjects::CONFIG_CHANGES.to_owned(),
                 &format!("config-rev-{}", change.revision),
                 h,
-                change.change.encode_to_vec().into(),
+                payload.into(),
                 timeout,
             )
             .await

@@ -20,6 +20,7 @@ pub mod feed;
 pub mod metrics;
 pub mod notify;
 pub mod service;
+pub mod signing;
 mod sink_rpc;
 pub mod status;
 pub mod store;
@@ -64,6 +65,11 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    let signer = Arc::new(
+        signing::FeedSigner::load_or_create(&store, &sealer)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let nats = connect(&config.nats, "auditstream-config-service")
         .await
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
@@ -91,6 +97,7 @@ pub async fn run(
     let publisher = tokio::spawn(feed::run_publisher(
         store.clone(),
         js.clone(),
+        signer.clone(),
         committed.clone(),
         config.nats.publish_timeout,
         metrics.clone(),
@@ -100,6 +107,7 @@ pub async fn run(
     let service = service::Service {
         store,
         sealer,
+        feed_public_key: signer.public_key(),
         auth,
         policy,
         committed,

@@ -28,6 +28,8 @@ use crate::{
 pub struct Service {
     pub(crate) store: Arc<Store>,
     pub(crate) sealer: Arc<Sealer>,
+    /// Handed to followers in the snapshot, to verify the signed change feed.
+    pub(crate) feed_public_key: Vec<u8>,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) policy: Arc<Policy>,
     /// Wakes the change-feed publisher after every commit.
@@ -1136,6 +1138,7 @@ impl ConfigService for Service {
                 .values()
                 .map(|s| Self::present(&world, s))
                 .collect(),
+            feed_public_key: self.feed_public_key.clone(),
         }))
     }
 
@@ -1168,7 +1171,10 @@ impl ConfigService for Service {
             Some(Key::ConnectionId(id)) => (None, id),
             None => return Err(invalid("key", "stream_id or connection_id is required").into()),
         };
-        let connection = self.open(Self::connection(&p, &world, &connection_id)?)?;
+        let stored = Self::connection(&p, &world, &connection_id)?;
+        // Only the sink of the connection's type gets its secrets (L9).
+        p.check_sink_of(crate::credentials::sink_type(&stored.public))?;
+        let connection = self.open(stored)?;
         Ok(Response::new(DestinationDetails {
             stream,
             connection: Some(connection),
@@ -1184,6 +1190,13 @@ impl ConfigService for Service {
             .ok_or_else(|| Status::from(invalid("status", "required")))?;
         let world = self.store.load().await?;
         let stream = Self::stream(&p, &world, &status.stream_id)?;
+        p.check_sink_of(
+            stream
+                .destination
+                .as_ref()
+                .and_then(|d| d.target.as_ref())
+                .map(crate::credentials::target_type),
+        )?;
         // A sink still working off a deleted stream of the same id reports about another
         // stream: its counts and health must not become the new stream's.
         if !status.stream_uid.is_empty() && status.stream_uid != stream.key() {

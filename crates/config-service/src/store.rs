@@ -27,6 +27,9 @@ use sqlx::{
 
 use crate::{crypto::Sealed, error::ServiceError};
 
+/// The `feed_keys` row of the feed signing key (also its AAD when sealed).
+pub const FEED_KEY_ROW: &str = "feed-signing-key";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -49,7 +52,7 @@ impl Backend {
 
     fn migrator(self) -> Migrator {
         // One schema for both backends; only the binary column type is spelled differently.
-        const MIGRATIONS: [(i64, &str, &str); 3] = [
+        const MIGRATIONS: [(i64, &str, &str); 4] = [
             (1, "initial", include_str!("../migrations/0001_initial.sql")),
             (
                 2,
@@ -60,6 +63,11 @@ impl Backend {
                 3,
                 "status counters",
                 include_str!("../migrations/0003_status_counters.sql"),
+            ),
+            (
+                4,
+                "feed signing key",
+                include_str!("../migrations/0004_feed_signing_key.sql"),
             ),
         ];
         let migrations = MIGRATIONS
@@ -350,6 +358,29 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// The sealed feed signing key, stored as `sealed` unless a replica stored one first:
+    /// every replica ends up with the first one stored.
+    pub async fn feed_signing_key(&self, sealed: Sealed) -> Result<Sealed, ServiceError> {
+        sqlx::query(
+            "INSERT INTO feed_keys (id, sealed, key_id) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(FEED_KEY_ROW)
+        .bind(sealed.blob)
+        .bind(sealed.key_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        let row = sqlx::query("SELECT sealed, key_id FROM feed_keys WHERE id = $1")
+            .bind(FEED_KEY_ROW)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(Sealed {
+            blob: row.try_get(0).map_err(db)?,
+            key_id: row.try_get(1).map_err(db)?,
+        })
     }
 
     /// The oldest unpublished changes, in revision order.

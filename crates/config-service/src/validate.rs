@@ -400,12 +400,7 @@ pub fn destination(
             "a target is required: s3, azure_blob, azure_monitor or http",
         )
     })?;
-    let target_type = match target {
-        Target::S3(_) => SinkType::S3,
-        Target::AzureBlob(_) => SinkType::AzureBlob,
-        Target::AzureMonitor(_) => SinkType::AzureMonitor,
-        Target::Http(_) => SinkType::Http,
-    };
+    let target_type = crate::credentials::target_type(target);
     if target_type != connection_type {
         return Err(invalid(
             field,

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::authz::{Role, ServiceKind};
 use auditstream_proto::v1::{
     self as pb, Connection, NodeKind, S3Credentials, S3StaticKeys,
     config_service_client::ConfigServiceClient, connection::Credentials,
@@ -54,7 +54,7 @@ async fn secrets_never_reach_the_logs() {
     let (grpc, ops) = (free_port(), free_port());
     let tokens: Vec<serde_json::Value> = TOKENS
         .iter()
-        .map(|t| serde_json::json!({"token": t.token, "role": t.role, "node": t.node, "name": t.name}))
+        .map(|t| serde_json::json!({"token": t.token, "role": t.role, "node": t.node, "service": t.service, "name": t.name}))
         .collect();
     let child = Command::new(BIN)
         .env_clear()
@@ -100,8 +100,8 @@ async fn secrets_never_reach_the_logs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let client = async |role: Role| {
-        let token = TestToken::of(role, None).token;
+    let client = async |token: TestToken| {
+        let token = token.token;
         let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
             .unwrap()
             .connect()
@@ -113,7 +113,7 @@ async fn secrets_never_reach_the_logs() {
             Ok(r)
         })
     };
-    let mut admin = client(Role::PlatformAdmin).await;
+    let mut admin = client(TestToken::of(Role::PlatformAdmin, None)).await;
     let org = pb::Node {
         id: "org".into(),
         kind: NodeKind::Organization as i32,
@@ -146,7 +146,7 @@ async fn secrets_never_reach_the_logs() {
         .unwrap_err();
     assert!(err.message().contains("access_key_id"), "{}", err.message());
     assert!(!err.message().contains(FIRST));
-    let mut service = client(Role::Service).await;
+    let mut service = client(TestToken::service(ServiceKind::SinkS3)).await;
     let details = service
         .get_destination(pb::GetDestinationRequest {
             key: Some(Key::ConnectionId("conn".into())),

@@ -421,6 +421,52 @@ async fn status_updates_never_lose_concurrent_increments(url: String) {
     );
 }
 
+/// Config-service replicas starting at once all end up signing the feed with one key: the
+/// first one stored.
+async fn replicas_share_the_first_feed_signing_key(url: String) {
+    use auditstream_config_service::{
+        crypto::{Sealer, SecretsConfig},
+        signing::FeedSigner,
+    };
+    let mut secrets = SecretsConfig {
+        active_key: "k1".into(),
+        ..Default::default()
+    };
+    secrets.keys.insert(
+        "k1".into(),
+        auditstream_telemetry::Secret::new("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+    );
+    let sealer = Arc::new(Sealer::new(&secrets).unwrap());
+    let store = Arc::new(Store::connect(&url, 8).await.unwrap());
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let (store, sealer) = (store.clone(), sealer.clone());
+            tokio::spawn(async move {
+                FeedSigner::load_or_create(&store, &sealer)
+                    .await
+                    .unwrap()
+                    .public_key()
+            })
+        })
+        .collect();
+    let mut keys = Vec::new();
+    for s in starts {
+        keys.push(s.await.unwrap());
+    }
+    keys.dedup();
+    assert_eq!(keys.len(), 1, "one key for every replica");
+    assert_eq!(keys[0].len(), 32);
+    let again = Store::connect(&url, 1).await.unwrap();
+    assert_eq!(
+        FeedSigner::load_or_create(&again, &sealer)
+            .await
+            .unwrap()
+            .public_key(),
+        keys[0],
+        "and it survives a restart"
+    );
+}
+
 macro_rules! store_suite {
     ($($test:ident),* $(,)?) => {
         mod on_sqlite {
@@ -450,4 +496,5 @@ store_suite!(
     a_tree_from_before_the_kind_rules_still_loads,
     the_mail_outbox_retries_until_sent,
     status_updates_never_lose_concurrent_increments,
+    replicas_share_the_first_feed_signing_key,
 );

@@ -60,6 +60,7 @@ pub async fn run(
         nats.clone(),
         shutdown.clone(),
     );
+    follower.register_metrics(&mut registry);
     let (table_tx, table_rx) = watch::channel::<Option<Arc<RoutingTable>>>(None);
     tokio::spawn(keep_table(
         follower,

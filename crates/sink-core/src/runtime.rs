@@ -188,6 +188,7 @@ pub async fn run<S: Sink, C>(
         nats.clone(),
         shutdown.clone(),
     );
+    follower.register_metrics(&mut registry);
     // At least one KiB, and within what a semaphore can count.
     let spill_kib = (config.delivery.max_spill_bytes / 1024).clamp(1, 1 << 30);
     let rt = Arc::new(Runtime {

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use auditstream_config_service::{
     ConfigServiceConfig, Listeners,
-    authz::{Role, TokenConfig},
+    authz::{Role, ServiceKind, TokenConfig},
 };
 use auditstream_proto::v1::config_service_client::ConfigServiceClient;
 use auditstream_telemetry::Secret;
@@ -26,62 +26,121 @@ pub struct TestToken {
     pub token: &'static str,
     pub role: Role,
     pub node: Option<&'static str>,
+    /// For `service` tokens: the one kind of data-plane service that presents it.
+    pub service: Option<ServiceKind>,
     pub name: &'static str,
+}
+
+const fn service_token(token: &'static str, kind: ServiceKind, name: &'static str) -> TestToken {
+    TestToken {
+        token,
+        role: Role::Service,
+        node: None,
+        service: Some(kind),
+        name,
+    }
+}
+
+const fn admin_token(
+    token: &'static str,
+    role: Role,
+    node: Option<&'static str>,
+    name: &'static str,
+) -> TestToken {
+    TestToken {
+        token,
+        role,
+        node,
+        service: None,
+        name,
+    }
 }
 
 /// The principals every test config service knows. Scoped admins administer `p1` (a partner)
 /// and `c1` (a customer), the node ids the scenario tests use.
-pub const TOKENS: [TestToken; 7] = [
-    TestToken {
-        token: "tok-service-0123456789",
-        role: Role::Service,
-        node: None,
-        name: "router",
-    },
-    TestToken {
-        token: "tok-platform-0123456789",
-        role: Role::PlatformAdmin,
-        node: None,
-        name: "root@platform",
-    },
-    TestToken {
-        token: "tok-directory-sync-0123456789",
-        role: Role::DirectorySync,
-        node: None,
-        name: "directory-sync",
-    },
-    TestToken {
-        token: "tok-partner-p1-0123456789",
-        role: Role::PartnerAdmin,
-        node: Some("p1"),
-        name: "admin@p1",
-    },
-    TestToken {
-        token: "tok-partner-p2-0123456789",
-        role: Role::PartnerAdmin,
-        node: Some("p2"),
-        name: "admin@p2",
-    },
-    TestToken {
-        token: "tok-workspace-c1-0123456789",
-        role: Role::WorkspaceAdmin,
-        node: Some("c1"),
-        name: "admin@c1",
-    },
-    TestToken {
-        token: "tok-auditor-0123456789",
-        role: Role::Auditor,
-        node: None,
-        name: "auditor",
-    },
+pub const TOKENS: [TestToken; 11] = [
+    service_token(
+        "tok-service-router-0123456789",
+        ServiceKind::Router,
+        "router",
+    ),
+    service_token(
+        "tok-service-sink-s3-0123456789",
+        ServiceKind::SinkS3,
+        "sink-s3",
+    ),
+    service_token(
+        "tok-service-sink-azure-blob-0123456789",
+        ServiceKind::SinkAzureBlob,
+        "sink-azure-blob",
+    ),
+    service_token(
+        "tok-service-sink-azure-monitor-0123456789",
+        ServiceKind::SinkAzureMonitor,
+        "sink-azure-monitor",
+    ),
+    service_token(
+        "tok-service-sink-http-0123456789",
+        ServiceKind::SinkHttp,
+        "sink-http",
+    ),
+    admin_token(
+        "tok-platform-0123456789",
+        Role::PlatformAdmin,
+        None,
+        "root@platform",
+    ),
+    admin_token(
+        "tok-directory-sync-0123456789",
+        Role::DirectorySync,
+        None,
+        "directory-sync",
+    ),
+    admin_token(
+        "tok-partner-p1-0123456789",
+        Role::PartnerAdmin,
+        Some("p1"),
+        "admin@p1",
+    ),
+    admin_token(
+        "tok-partner-p2-0123456789",
+        Role::PartnerAdmin,
+        Some("p2"),
+        "admin@p2",
+    ),
+    admin_token(
+        "tok-workspace-c1-0123456789",
+        Role::WorkspaceAdmin,
+        Some("c1"),
+        "admin@c1",
+    ),
+    admin_token("tok-auditor-0123456789", Role::Auditor, None, "auditor"),
 ];
 
 impl TestToken {
+    /// The token of a human or directory principal; for `service` use [`TestToken::service`].
     pub fn of(role: Role, node: Option<&str>) -> TestToken {
+        assert!(
+            role != Role::Service,
+            "service tokens are per kind: TestToken::service(kind)"
+        );
         *TOKENS
             .iter()
             .find(|t| t.role == role && t.node == node)
             .expect("a test token for that principal")
+    }
+
+    /// The token of data-plane service `kind`.
+    pub fn service(kind: ServiceKind) -> TestToken {
+        *TOKENS
+            .iter()
+            .find(|t| t.service == Some(kind))
+            .expect("a test token for every service kind")
+    }
+
+    /// The token of the sink for destination type `t`.
+    pub fn sink(t: auditstream_model::SinkType) -> TestToken {
+        TestToken::service(ServiceKind::sink(t))
     }
 }
 
@@ -106,6 +165,7 @@ pub fn test_config_service_config(nats_url: &str, database_url: &str) -> ConfigS
             token: Secret::new(t.token),
             role: t.role,
             node: t.node.map(str::to_owned),
+            service: t.service,
             name: t.name.to_owned(),
         })
         .collect();
@@ -238,6 +298,11 @@ impl ConfigHarness {
     /// A client for the principal with `role` (and `node`, for scoped admins).
     pub async fn client_as(&self, role: Role, node: Option<&str>) -> ConfigClient {
         self.client(TestToken::of(role, node).token).await
+    }
+
+    /// A client for data-plane service `kind`.
+    pub async fn client_service(&self, kind: ServiceKind) -> ConfigClient {
+        self.client(TestToken::service(kind).token).await
     }
 }
 

@@ -116,7 +116,8 @@ async fn env<T: StandIn>(standin: &T, valid: bool) -> (Env, pb::destination::Tar
         .into_inner()
         .key()
         .to_owned();
-    let mut sink_config: SinkConfig<T::Config> = test_sink_config(&nats.url(), &config.url());
+    let mut sink_config: SinkConfig<T::Config> =
+        test_sink_config(<T::Sink as Sink>::TYPE, &nats.url(), &config.url());
     sink_config.sink = standin.config();
     let sink = SinkHarness::start(standin.build(&sink_config.sink), sink_config).await;
     (

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::authz::ServiceKind;
 use auditstream_router::{Listeners, RouterConfig};
 use auditstream_telemetry::Secret;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -17,7 +17,7 @@ pub fn test_router_config(nats_url: &str, config_url: &str) -> RouterConfig {
     c.nats.topology = small_topology();
     c.nats.publish_timeout = Duration::from_secs(2);
     c.config_service.url = config_url.to_owned();
-    c.config_service.token = Secret::new(TestToken::of(Role::Service, None).token);
+    c.config_service.token = Secret::new(TestToken::service(ServiceKind::Router).token);
     c.consumer.retry_delay = Duration::from_millis(200);
     c.shutdown_grace = Duration::from_secs(2);
     c

@@ -3,7 +3,6 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use auditstream_config_service::authz::Role;
 use auditstream_sink_core::{Listeners, Sink, SinkConfig, retry::Backoff};
 use auditstream_telemetry::Secret;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -13,13 +12,18 @@ use crate::{TestToken, small_topology};
 
 /// A sink configuration for tests: short batching, retry, probe and status intervals, so
 /// the scenarios run in seconds (the defaults are for production).
-pub fn test_sink_config<C: Default>(nats_url: &str, config_url: &str) -> SinkConfig<C> {
+/// `sink_type` picks the config-service token of that sink kind.
+pub fn test_sink_config<C: Default>(
+    sink_type: auditstream_model::SinkType,
+    nats_url: &str,
+    config_url: &str,
+) -> SinkConfig<C> {
     let mut c = SinkConfig::<C>::default();
     c.nats.url = nats_url.to_owned();
     c.nats.topology = small_topology();
     c.nats.publish_timeout = Duration::from_secs(2);
     c.config_service.url = config_url.to_owned();
-    c.config_service.token = Secret::new(TestToken::of(Role::Service, None).token);
+    c.config_service.token = Secret::new(TestToken::sink(sink_type).token);
     c.config_service.timeout = Duration::from_secs(2);
     c.consumer.retry_delay = Duration::from_millis(200);
     c.consumer.ack_wait = Duration::from_secs(10);

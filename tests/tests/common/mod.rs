@@ -204,9 +204,23 @@ pub fn built_bin(name: &str) -> std::path::PathBuf {
     bin
 }
 
+/// The config-service token of the data-plane binary `bin` (each kind presents its own).
+pub fn data_plane_token(bin: &str) -> &'static str {
+    use auditstream_config_service::authz::ServiceKind;
+    let kind = match bin.strip_prefix("auditstream-") {
+        Some("router") => ServiceKind::Router,
+        Some("sink-s3") => ServiceKind::SinkS3,
+        Some("sink-azure-blob") => ServiceKind::SinkAzureBlob,
+        Some("sink-azure-monitor") => ServiceKind::SinkAzureMonitor,
+        Some("sink-http") => ServiceKind::SinkHttp,
+        _ => panic!("{bin} is not a data-plane binary"),
+    };
+    auditstream_testkit::TestToken::service(kind).token
+}
+
 /// A router or sink binary (`make test` builds it) with the settings every data-plane
 /// service needs: its ops port, NATS (topology already ensured by the test) and the config
-/// service with the `service` role's token; no inherited environment. Callers add their own
+/// service with its kind's `service` token; no inherited environment. Callers add their own
 /// settings and spawn it.
 pub fn data_plane(bin: &str, nats: &str, config: &str, ops: u16) -> std::process::Command {
     let mut cmd = std::process::Command::new(built_bin(bin));
@@ -215,14 +229,7 @@ pub fn data_plane(bin: &str, nats: &str, config: &str, ops: u16) -> std::process
         .env("AUDITSTREAM_NATS__URL", nats)
         .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
         .env("AUDITSTREAM_CONFIG_SERVICE__URL", config)
-        .env(
-            "AUDITSTREAM_CONFIG_SERVICE__TOKEN",
-            auditstream_testkit::TestToken::of(
-                auditstream_config_service::authz::Role::Service,
-                None,
-            )
-            .token,
-        )
+        .env("AUDITSTREAM_CONFIG_SERVICE__TOKEN", data_plane_token(bin))
         .stdout(std::process::Stdio::null());
     cmd
 }

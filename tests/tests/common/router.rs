@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use auditstream_bus::{headers, headers::EventMeta, pack, publish_durable, subjects, topology};
-use auditstream_config_service::authz::Role;
+use auditstream_config_service::authz::{Role, ServiceKind};
 use auditstream_proto::v1 as pb;
 use auditstream_testkit::{
     ConfigClient, ConfigHarness, Database, GatewayHarness, NatsServer, RouterHarness,
@@ -45,7 +45,7 @@ pub async fn pipeline_sized(
     })
     .await;
     let mut admin = config.client_as(Role::PlatformAdmin, None).await;
-    let service = config.client_as(Role::Service, None).await;
+    let service = config.client_service(ServiceKind::Router).await;
     setup(&mut admin).await;
     let mut gateway_config = test_gateway_config(&nats.url());
     size(&mut gateway_config.nats.topology);

@@ -247,7 +247,7 @@ impl SinkStack {
         C: Default + Send + 'static,
         S: auditstream_sink_core::Sink,
     {
-        let mut sink_config = test_sink_config::<C>(&self.nats.url(), &self.config.url());
+        let mut sink_config = test_sink_config::<C>(S::TYPE, &self.nats.url(), &self.config.url());
         sink_config.sink = sink;
         tweak(&mut sink_config);
         let sink = build(&sink_config.sink);
