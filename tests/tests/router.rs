@@ -334,14 +334,28 @@ async fn routing_survives_a_config_service_outage_and_resyncs_after_a_missed_rev
     p.router.wait_revision(revision).await;
     let snapshots = p.router.metric("auditstream_router_config_snapshots").await;
 
-    // A revision far ahead: the router notices the gap and loads a fresh snapshot.
-    let forged = pb::ConfigChange {
+    // A revision far ahead, signed with the config service's own feed key (as if the router
+    // had missed some): it notices the gap and loads a fresh snapshot.
+    let ahead = pb::ConfigChange {
         revision: revision + 10,
         change: Some(pb::config_change::Change::StreamDeleted("s-ws".into())),
     };
-    js.publish(
+    let signer = {
+        use auditstream_config_service::{crypto::Sealer, signing::FeedSigner, store::Store};
+        let url = &p.config.as_ref().unwrap().database_url;
+        let store = Store::connect(url, 1).await.unwrap();
+        let secrets = auditstream_testkit::test_config_service_config("", "").secrets;
+        FeedSigner::load_or_create(&store, &Sealer::new(&secrets).unwrap())
+            .await
+            .unwrap()
+    };
+    let (payload, signature) = signer.sign(&ahead);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(auditstream_bus::headers::SIGNATURE, signature.as_str());
+    js.publish_with_headers(
         auditstream_bus::subjects::CONFIG_CHANGES,
-        prost::Message::encode_to_vec(&forged).into(),
+        headers,
+        payload.into(),
     )
     .await
     .unwrap()
