@@ -12,16 +12,14 @@ use auditstream_bus::{headers, subjects, topology};
 use auditstream_config_client::{ConfigSource, Follower};
 use auditstream_config_service::{
     authz::{Role, ServiceKind},
-    crypto::Sealer,
     signing::FeedSigner,
-    store::Store,
 };
 use auditstream_proto::v1::{
     self as pb, AppliesTo::*, ConfigChange, EventSelection, ListTargetsRequest,
     ListTargetsResponse, NodeKind::*, config_change::Change, connection::Credentials,
     get_destination_request::Key, s3_credentials,
 };
-use auditstream_testkit::{TestToken, read_stream, test_config_service_config};
+use auditstream_testkit::{TestToken, read_stream};
 use common::config::*;
 use futures_util::StreamExt;
 use prost::Message;
@@ -57,12 +55,8 @@ async fn feed_revisions(js: &jetstream::Context) -> Vec<u64> {
         .collect()
 }
 
-/// The feed signing key the test's config service uses, read from its database with its
-/// secrets key (what only a config service holds).
 async fn feed_signer(s: &ConfigStack) -> FeedSigner {
-    let store = Store::connect(&s.config.database_url, 1).await.unwrap();
-    let sealer = Sealer::new(&test_config_service_config("", "").secrets).unwrap();
-    FeedSigner::load_or_create(&store, &sealer).await.unwrap()
+    s.config.feed_signer().await
 }
 
 fn signed(signature: &str) -> async_nats::HeaderMap {

@@ -340,15 +340,7 @@ async fn routing_survives_a_config_service_outage_and_resyncs_after_a_missed_rev
         revision: revision + 10,
         change: Some(pb::config_change::Change::StreamDeleted("s-ws".into())),
     };
-    let signer = {
-        use auditstream_config_service::{crypto::Sealer, signing::FeedSigner, store::Store};
-        let url = &p.config.as_ref().unwrap().database_url;
-        let store = Store::connect(url, 1).await.unwrap();
-        let secrets = auditstream_testkit::test_config_service_config("", "").secrets;
-        FeedSigner::load_or_create(&store, &Sealer::new(&secrets).unwrap())
-            .await
-            .unwrap()
-    };
+    let signer = p.config.as_ref().unwrap().feed_signer().await;
     let (payload, signature) = signer.sign(&ahead);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(auditstream_bus::headers::SIGNATURE, signature.as_str());

@@ -300,6 +300,17 @@ impl ConfigHarness {
         self.client(TestToken::of(role, node).token).await
     }
 
+    /// The change feed's signing key this service uses, read from its database with its
+    /// secrets key (what only a config service holds): to sign a change as it would.
+    pub async fn feed_signer(&self) -> auditstream_config_service::signing::FeedSigner {
+        use auditstream_config_service::{crypto::Sealer, signing::FeedSigner, store::Store};
+        let store = Store::connect(&self.database_url, 1).await.expect("store");
+        let sealer = Sealer::new(&test_config_service_config("", "").secrets).expect("key");
+        FeedSigner::load_or_create(&store, &sealer)
+            .await
+            .expect("feed key")
+    }
+
     /// A client for data-plane service `kind`.
     pub async fn client_service(&self, kind: ServiceKind) -> ConfigClient {
         self.client(TestToken::service(kind).token).await
