@@ -484,6 +484,7 @@ impl Stores {
                 "lg-org-3",
                 "monitor",
                 Credentials::AzureMonitor(pb::AzureMonitorCredentials {
+                    ingestion_endpoint: self.monitor.ingestion_endpoint(),
                     method: Some(pb::azure_monitor_credentials::Method::ClientCredentials(
                         pb::AzureClientCredentials {
                             tenant_id: contract.tenant_id.clone(),

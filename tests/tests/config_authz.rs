@@ -1517,6 +1517,8 @@ async fn explain_shows_a_tenant_nothing_of_its_ancestors_settings() {
                 auth: Some(pb::http_credentials::Auth::Bearer(pb::HttpBearerAuth {
                     token: SECRET.into(),
                 })),
+                origin: "https://8.8.8.8".into(),
+                ..Default::default()
             })),
             ..Default::default()
         },

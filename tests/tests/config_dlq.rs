@@ -29,6 +29,8 @@ use tokio::sync::mpsc;
 use tonic::Code;
 
 const URL: &str = "https://8.8.8.8/ingest";
+/// The origin the HTTP connection's token is bound to.
+const ORIGIN: &str = "https://8.8.8.8";
 
 fn http_connection(id: &str, node: &str) -> Connection {
     Connection {
@@ -39,6 +41,8 @@ fn http_connection(id: &str, node: &str) -> Connection {
             auth: Some(http_credentials::Auth::Bearer(HttpBearerAuth {
                 token: SECRET.into(),
             })),
+            origin: ORIGIN.into(),
+            ..Default::default()
         })),
         ..Default::default()
     }
@@ -184,9 +188,9 @@ async fn test_destination_asks_the_sink_with_the_destination_filled_in() {
     assert_eq!(got.stream_id, "s1");
     assert_eq!(got.destination, Some(http_destination("p1-http", URL)));
 
-    // An unsaved destination on a saved connection, by the partner admin who may read it.
+    // An unsaved destination on a saved connection, by the partner admin who may change it.
     let mut partner = s.config.client_as(Role::PartnerAdmin, Some("p1")).await;
-    let forbidden = "https://8.8.4.4/forbidden";
+    let forbidden = "https://8.8.8.8/forbidden";
     let answer = test(
         &mut partner,
         "",
@@ -210,7 +214,7 @@ async fn test_destination_asks_the_sink_with_the_destination_filled_in() {
     let err = test(
         &mut s.admin,
         "",
-        Some(http_destination("p1-http", "https://8.8.4.4/refuse")),
+        Some(http_destination("p1-http", "https://8.8.8.8/refuse")),
     )
     .await
     .unwrap_err();
@@ -218,13 +222,35 @@ async fn test_destination_asks_the_sink_with_the_destination_filled_in() {
     assert_eq!(err.message(), "the HTTP sink cannot test this preset yet");
     assert_eq!(
         url_of(asked.recv().await.unwrap().destination.as_ref()),
-        "https://8.8.4.4/refuse"
+        "https://8.8.8.8/refuse"
     );
 
-    // Read access is enough (auditor); other subtrees are refused before anything is sent.
+    // A saved stream may be tested with read access (auditor); an unsaved destination sends
+    // the connection's secret somewhere new, so it needs write access on the connection (H2).
     let mut auditor = s.config.client_as(Role::Auditor, None).await;
     assert!(test(&mut auditor, "s2", None).await.unwrap().ok);
     assert_eq!(asked.recv().await.unwrap().stream_id, "s2");
+    let err = test(&mut auditor, "", Some(http_destination("p1-http", URL)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    // Not even a writer can send the connection's token to another origin.
+    let err = test(
+        &mut partner,
+        "",
+        Some(http_destination("p1-http", "https://8.8.4.4/ingest")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().starts_with(
+            "destination.http.url: https://8.8.4.4 is not the connection's origin https://8.8.8.8"
+        ),
+        "{}",
+        err.message()
+    );
+    // Other subtrees are refused before anything is sent.
     let mut other = s.config.client_as(Role::PartnerAdmin, Some("p2")).await;
     for (stream, destination) in [("s1", None), ("", Some(http_destination("p1-http", URL)))] {
         let err = test(&mut other, stream, destination).await.unwrap_err();

@@ -10,8 +10,8 @@ use auditstream_proto::v1::{
     self as pb, AppliesTo, AzureBlobCredentials, AzureBlobTarget, AzureClientCredentials,
     AzureMonitorCredentials, AzureMonitorTarget, AzureSasToken, AzureSharedKey, Batching,
     Connection, Destination, EventSelection, HttpBasicAuth, HttpBearerAuth, HttpCredentials,
-    HttpHeaderAuth, HttpNoAuth, HttpTarget, LegacyDataCollector, Node, NodeKind, S3AssumeRole,
-    S3Credentials, S3Target, ServerSideEncryption, Stream, azure_blob_credentials,
+    HttpHeaderAuth, HttpNoAuth, HttpTarget, HttpUrlAuth, LegacyDataCollector, Node, NodeKind,
+    S3AssumeRole, S3Credentials, S3Target, ServerSideEncryption, Stream, azure_blob_credentials,
     azure_monitor_credentials, connection::Credentials, destination::Target, http_credentials,
     s3_credentials,
 };
@@ -69,12 +69,14 @@ fn valid_connection(kind: Kind, id: &str) -> Connection {
             })),
         }),
         Kind::Monitor => Credentials::AzureMonitor(AzureMonitorCredentials {
+            ingestion_endpoint: "https://8.8.8.8".into(),
             method: Some(azure_monitor_credentials::Method::ClientCredentials(
                 client_credentials(),
             )),
         }),
         Kind::Http => Credentials::Http(HttpCredentials {
             auth: Some(http_credentials::Auth::None(HttpNoAuth {})),
+            ..Default::default()
         }),
     };
     Connection {
@@ -211,8 +213,19 @@ fn monitor_creds(c: &mut Connection) -> &mut AzureMonitorCredentials {
     }
 }
 
+fn http_creds(c: &mut Connection) -> &mut HttpCredentials {
+    match c.credentials.as_mut() {
+        Some(Credentials::Http(x)) => x,
+        other => panic!("not HTTP credentials: {other:?}"),
+    }
+}
+
 fn http_auth(c: &mut Connection, auth: http_credentials::Auth) {
-    c.credentials = Some(Credentials::Http(HttpCredentials { auth: Some(auth) }));
+    c.credentials = Some(Credentials::Http(HttpCredentials {
+        auth: Some(auth),
+        origin: "https://8.8.8.8".into(),
+        ..Default::default()
+    }));
 }
 
 // ---------------------------------------------------------------------- assertions
@@ -647,9 +660,102 @@ async fn create_connection_refuses_each_broken_rule_with_its_field() {
         (
             "HTTP without auth",
             Kind::Http,
-            |c| c.credentials = Some(Credentials::Http(HttpCredentials { auth: None })),
+            |c| c.credentials = Some(Credentials::Http(HttpCredentials::default())),
             "connection.http",
             &["auth is required: none, basic, bearer or header"],
+        ),
+        (
+            "HTTP credentials without an origin",
+            Kind::Http,
+            |c| {
+                http_auth(
+                    c,
+                    http_credentials::Auth::Bearer(HttpBearerAuth {
+                        token: SECRET.into(),
+                    }),
+                );
+                http_creds(c).origin.clear();
+            },
+            "connection.http.origin",
+            &["required with credentials"],
+        ),
+        (
+            "HTTP origin with a path",
+            Kind::Http,
+            |c| {
+                http_auth(
+                    c,
+                    http_credentials::Auth::Bearer(HttpBearerAuth {
+                        token: SECRET.into(),
+                    }),
+                );
+                http_creds(c).origin = "https://8.8.8.8/ingest".into();
+            },
+            "connection.http.origin",
+            &["must be an origin", "e.g. https://8.8.8.8"],
+        ),
+        (
+            "HTTP origin on a private address",
+            Kind::Http,
+            |c| {
+                http_auth(
+                    c,
+                    http_credentials::Auth::Bearer(HttpBearerAuth {
+                        token: SECRET.into(),
+                    }),
+                );
+                http_creds(c).origin = "https://10.0.0.1".into();
+            },
+            "connection.http.origin",
+            &["10.0.0.1 is a private address"],
+        ),
+        (
+            "HTTP url auth with an origin",
+            Kind::Http,
+            |c| {
+                http_auth(
+                    c,
+                    http_credentials::Auth::Url(HttpUrlAuth {
+                        url: "https://8.8.8.8/receiver/v1/http/SECRET".into(),
+                    }),
+                );
+            },
+            "connection.http.origin",
+            &["leave empty with url auth"],
+        ),
+        (
+            "HTTP url auth that is not a URL (never repeated)",
+            Kind::Http,
+            |c| {
+                http_auth(
+                    c,
+                    http_credentials::Auth::Url(HttpUrlAuth {
+                        url: "collector-token-not-a-url".into(),
+                    }),
+                );
+                http_creds(c).origin.clear();
+            },
+            "connection.http.url.url",
+            &["is not an absolute https URL"],
+        ),
+        (
+            "HTTP sealed header with a line break",
+            Kind::Http,
+            |c| {
+                http_creds(c)
+                    .headers
+                    .insert("DD-API-KEY".into(), "abc\r\nX-Injected: 1".into());
+                http_creds(c).origin = "https://8.8.8.8".into();
+            },
+            "connection.http.headers.DD-API-KEY",
+            &["must not contain control characters"],
+        ),
+        (
+            "Azure Monitor without an ingestion endpoint",
+            Kind::Monitor,
+            |c| monitor_creds(c).ingestion_endpoint.clear(),
+            "connection.azure_monitor.ingestion_endpoint",
+            &["required"],
         ),
         (
             "HTTP basic user name with a colon",
@@ -1294,6 +1400,22 @@ async fn create_stream_refuses_each_broken_rule_with_its_field() {
             "stream.destination.http.headers.X Source",
             &["\"X Source\" is not a valid HTTP header name"],
         ),
+        (
+            "HTTP request header in the target (values can authenticate)",
+            Kind::Http,
+            |s| {
+                http(s).headers.insert("DD-API-KEY".into(), "abc".into());
+            },
+            "stream.destination.http.headers.DD-API-KEY",
+            &["belong in the connection's http.headers, where their values are sealed"],
+        ),
+        (
+            "Azure Monitor target on another endpoint than its connection's",
+            Kind::Monitor,
+            |s| monitor(s).ingestion_endpoint = "https://8.8.4.4/".into(),
+            "stream.destination.azure_monitor.ingestion_endpoint",
+            &["https://8.8.4.4 is not the connection's ingestion endpoint https://8.8.8.8"],
+        ),
     ];
     let mut failures = Vec::new();
     for (i, (rule, kind, change, field, texts)) in cases.iter().enumerate() {
@@ -1346,7 +1468,7 @@ async fn valid_streams_of_every_type_are_accepted() {
     http(&mut v6).url = "https://[2606:4700:4700::1111]:8443/services/collector".into();
     http(&mut v6)
         .headers
-        .insert("X-Source".into(), "auditstream".into());
+        .insert("auditstream-framing".into(), "ndjson".into());
     create_stream(a, v6).await.expect("public IPv6 literal");
 }
 

@@ -32,6 +32,7 @@ fn loopback_monitor() -> AzureMonitorSinkConfig {
 fn credentials(standin: &AzureMonitorStandIn, secret: &str) -> Credentials {
     let contract = standin.contract();
     Credentials::AzureMonitor(pb::AzureMonitorCredentials {
+        ingestion_endpoint: standin.ingestion_endpoint(),
         method: Some(Method::ClientCredentials(pb::AzureClientCredentials {
             tenant_id: contract.tenant_id,
             client_id: contract.client_id,

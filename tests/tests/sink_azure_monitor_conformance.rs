@@ -34,6 +34,7 @@ impl conformance::StandIn for Monitor {
     fn credentials(&self, valid: bool) -> pb::connection::Credentials {
         let contract = self.0.contract();
         pb::connection::Credentials::AzureMonitor(pb::AzureMonitorCredentials {
+            ingestion_endpoint: self.0.ingestion_endpoint(),
             method: Some(pb::azure_monitor_credentials::Method::ClientCredentials(
                 pb::AzureClientCredentials {
                     tenant_id: contract.tenant_id,

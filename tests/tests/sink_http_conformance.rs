@@ -57,7 +57,7 @@ impl conformance::StandIn for Receiver {
 
     fn credentials(&self, valid: bool) -> pb::connection::Credentials {
         let token = if valid { GOOD_TOKEN } else { BAD_TOKEN };
-        http_connection("unused", "unused", token)
+        http_connection("unused", "unused", token, &self.receiver.url("/"))
             .credentials
             .unwrap()
     }

@@ -60,7 +60,12 @@ async fn two_orgs() -> TwoOrgs {
         .await;
         create_connection(
             &mut admin,
-            http_connection(&format!("c-{org}"), &format!("org-{org}"), GOOD_TOKEN),
+            http_connection(
+                &format!("c-{org}"),
+                &format!("org-{org}"),
+                GOOD_TOKEN,
+                &receiver.url("/"),
+            ),
         )
         .await;
         create_stream(
@@ -261,7 +266,7 @@ async fn the_same_producer_id_in_two_organizations_is_two_events() {
 async fn recreate_s_a(p: &mut TwoOrgs, connection: &str, url: &str) -> pb::Stream {
     create_connection(
         &mut p.admin,
-        http_connection(connection, "org-a", GOOD_TOKEN),
+        http_connection(connection, "org-a", GOOD_TOKEN, url),
     )
     .await;
     create_stream(&mut p.admin, http_stream("s-a", "ws-a", connection, url))

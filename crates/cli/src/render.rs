@@ -434,25 +434,40 @@ fn credentials_summary(c: Option<&Credentials>) -> String {
                 None => "no method".into(),
             });
         }
-        Some(Credentials::AzureMonitor(monitor)) => parts.push(match &monitor.method {
-            Some(azure_monitor_credentials::Method::ClientCredentials(cc)) => {
-                format!(
-                    "client credentials (tenant {}, client {})",
-                    cc.tenant_id, cc.client_id
-                )
+        Some(Credentials::AzureMonitor(monitor)) => {
+            push_labeled(&mut parts, "endpoint", &monitor.ingestion_endpoint);
+            parts.push(match &monitor.method {
+                Some(azure_monitor_credentials::Method::ClientCredentials(cc)) => {
+                    format!(
+                        "client credentials (tenant {}, client {})",
+                        cc.tenant_id, cc.client_id
+                    )
+                }
+                Some(azure_monitor_credentials::Method::LegacyDataCollector(l)) => {
+                    format!("legacy data collector (workspace {})", l.workspace_id)
+                }
+                None => "no method".into(),
+            })
+        }
+        Some(Credentials::Http(http)) => {
+            push_labeled(&mut parts, "origin", &http.origin);
+            parts.push(match &http.auth {
+                Some(http_credentials::Auth::None(_)) => "no auth".into(),
+                Some(http_credentials::Auth::Basic(b)) => {
+                    format!("basic auth (user {})", b.username)
+                }
+                Some(http_credentials::Auth::Bearer(_)) => "bearer token".into(),
+                Some(http_credentials::Auth::Header(h)) => format!("header {}", h.name),
+                // The URL is the secret: only its fingerprint is ever shown.
+                Some(http_credentials::Auth::Url(_)) => "secret URL".into(),
+                None => "no auth method".into(),
+            });
+            let mut names: Vec<&String> = http.headers.keys().collect();
+            names.sort();
+            for name in names {
+                parts.push(format!("sealed header {name}"));
             }
-            Some(azure_monitor_credentials::Method::LegacyDataCollector(l)) => {
-                format!("legacy data collector (workspace {})", l.workspace_id)
-            }
-            None => "no method".into(),
-        }),
-        Some(Credentials::Http(http)) => parts.push(match &http.auth {
-            Some(http_credentials::Auth::None(_)) => "no auth".into(),
-            Some(http_credentials::Auth::Basic(b)) => format!("basic auth (user {})", b.username),
-            Some(http_credentials::Auth::Bearer(_)) => "bearer token".into(),
-            Some(http_credentials::Auth::Header(h)) => format!("header {}", h.name),
-            None => "no auth method".into(),
-        }),
+        }
         None => {}
     }
     parts.join(", ")

@@ -2,15 +2,19 @@
 //! service uses it to seal, blank, fingerprint and carry over secrets on update.
 
 use auditstream_model::SinkType;
+
+use crate::error::{ServiceError, invalid};
 use auditstream_proto::v1::{
     AzureClientCredentials, Connection, S3StaticKeys, azure_blob_credentials,
     azure_monitor_credentials, connection::Credentials, http_credentials, s3_credentials,
 };
 
 /// Mutable references to every secret string of the connection's credential method, with
-/// the field path shown in `secret_fingerprints`.
-pub fn secret_slots(conn: &mut Connection) -> Vec<(&'static str, &mut String)> {
-    let mut slots = Vec::new();
+/// the field path shown in `secret_fingerprints` (`http.headers.<name>` for each sealed
+/// header, so an update can keep or replace them one by one).
+pub fn secret_slots(conn: &mut Connection) -> Vec<(String, &mut String)> {
+    let mut slots: Vec<(&'static str, &mut String)> = Vec::new();
+    let mut headers: Vec<(String, &mut String)> = Vec::new();
     match conn.credentials.as_mut() {
         Some(Credentials::S3(s3)) => match s3.method.as_mut() {
             Some(s3_credentials::Method::StaticKeys(k)) => {
@@ -47,21 +51,33 @@ pub fn secret_slots(conn: &mut Connection) -> Vec<(&'static str, &mut String)> {
             )),
             None => {}
         },
-        Some(Credentials::Http(h)) => match h.auth.as_mut() {
-            Some(http_credentials::Auth::Basic(b)) => {
-                slots.push(("http.basic.password", &mut b.password))
+        Some(Credentials::Http(h)) => {
+            headers = h
+                .headers
+                .iter_mut()
+                .map(|(name, value)| (format!("http.headers.{name}"), value))
+                .collect();
+            match h.auth.as_mut() {
+                Some(http_credentials::Auth::Basic(b)) => {
+                    slots.push(("http.basic.password", &mut b.password))
+                }
+                Some(http_credentials::Auth::Bearer(b)) => {
+                    slots.push(("http.bearer.token", &mut b.token))
+                }
+                Some(http_credentials::Auth::Header(h)) => {
+                    slots.push(("http.header.value", &mut h.value))
+                }
+                Some(http_credentials::Auth::Url(u)) => slots.push(("http.url.url", &mut u.url)),
+                Some(http_credentials::Auth::None(_)) | None => {}
             }
-            Some(http_credentials::Auth::Bearer(b)) => {
-                slots.push(("http.bearer.token", &mut b.token))
-            }
-            Some(http_credentials::Auth::Header(h)) => {
-                slots.push(("http.header.value", &mut h.value))
-            }
-            Some(http_credentials::Auth::None(_)) | None => {}
-        },
+        }
         None => {}
     }
     slots
+        .into_iter()
+        .map(|(path, value)| (path.to_owned(), value))
+        .chain(headers)
+        .collect()
 }
 
 fn static_keys<'a>(
@@ -118,6 +134,7 @@ pub fn method(conn: &Connection) -> Option<&'static str> {
             http_credentials::Auth::Basic(_) => "http.basic",
             http_credentials::Auth::Bearer(_) => "http.bearer",
             http_credentials::Auth::Header(_) => "http.header",
+            http_credentials::Auth::Url(_) => "http.url",
         },
     })
 }
@@ -139,5 +156,66 @@ pub fn target_type(target: &auditstream_proto::v1::destination::Target) -> SinkT
         Target::AzureBlob(_) => SinkType::AzureBlob,
         Target::AzureMonitor(_) => SinkType::AzureMonitor,
         Target::Http(_) => SinkType::Http,
+    }
+}
+
+/// Write-only secrets on update: an empty secret keeps the stored one of the same path,
+/// while the method and every identity field (where the secret goes,
+/// [`auditstream_proto::binding::identity`]) are unchanged. When the identity changes, a
+/// stored secret is never carried over: the caller must enter it again, so whoever may
+/// change a connection's endpoint must also know its secret.
+pub fn keep_stored_secrets(full: &mut Connection, old: &Connection) -> Result<(), ServiceError> {
+    if method(full) != method(old) {
+        return Ok(());
+    }
+    let mut previous = old.clone();
+    let previous: std::collections::HashMap<String, String> = secret_slots(&mut previous)
+        .into_iter()
+        .map(|(path, v)| (path, v.clone()))
+        .collect();
+    let (was, now) = (
+        auditstream_proto::binding::identity(old),
+        auditstream_proto::binding::identity(full),
+    );
+    let mut changed: Vec<&str> = was
+        .iter()
+        .zip(&now)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| a.0)
+        .collect();
+    // A URL-borne credential is its own endpoint: a new URL takes no stored header with it.
+    if let (Some(http_credentials::Auth::Url(new)), Some(Credentials::Http(h))) =
+        (http_auth(full), old.credentials.as_ref())
+        && let Some(http_credentials::Auth::Url(stored)) = &h.auth
+        && !new.url.is_empty()
+        && new.url != stored.url
+    {
+        changed.push("http.url.url");
+    }
+    for (path, value) in secret_slots(full) {
+        let Some(stored) = previous.get(&path).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if !value.is_empty() {
+            continue;
+        }
+        if let Some(field) = changed.first() {
+            return Err(invalid(
+                &format!("connection.{path}"),
+                format!(
+                    "connection.{field} changed, so enter this secret again in the same update: \
+                     a stored secret is only ever sent where it was given for"
+                ),
+            ));
+        }
+        value.clone_from(stored);
+    }
+    Ok(())
+}
+
+fn http_auth(conn: &Connection) -> Option<&http_credentials::Auth> {
+    match conn.credentials.as_ref()? {
+        Credentials::Http(h) => h.auth.as_ref(),
+        _ => None,
     }
 }

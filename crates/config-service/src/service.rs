@@ -189,11 +189,11 @@ impl Service {
     /// Checks that `stream` may use its connection: it exists and the caller may read it (one
     /// answer for both), it is stored at the stream's node or an ancestor, and it is of the
     /// target's type.
-    fn check_connection_use(
-        world: &World,
+    fn check_connection_use<'w>(
+        world: &'w World,
         principal: &Principal,
         stream: &Stream,
-    ) -> Result<SinkType, ServiceError> {
+    ) -> Result<&'w StoredConnection, ServiceError> {
         let cid = stream
             .destination
             .as_ref()
@@ -213,7 +213,22 @@ impl Service {
                 stream.id, conn.public.node_id, stream.node_id,
             )));
         }
-        Self::connection_sink(conn)
+        Self::connection_sink(conn)?;
+        Ok(conn)
+    }
+
+    /// [`Self::check_connection_use`] and the endpoint binding, inside the transaction: the
+    /// connection may have moved since the stream was validated.
+    fn check_connection_binding(
+        world: &World,
+        principal: &Principal,
+        stream: &Stream,
+    ) -> Result<(), ServiceError> {
+        let conn = Self::check_connection_use(world, principal, stream)?;
+        match &stream.destination {
+            Some(d) => validate::binding("stream.destination", d, &conn.public),
+            None => Ok(()),
+        }
     }
 
     /// The destination type of a connection.
@@ -285,8 +300,8 @@ impl Service {
         principal: &Principal,
         stream: &Stream,
     ) -> Result<(), ServiceError> {
-        let sink = Self::check_connection_use(world, principal, stream)?;
-        let urls = validate::stream(stream, sink, &self.policy)?;
+        let conn = Self::check_connection_use(world, principal, stream)?;
+        let urls = validate::stream(stream, &conn.public, &self.policy)?;
         validate::check_addresses(&urls, &self.policy).await
     }
 
@@ -519,6 +534,13 @@ impl ConfigService for Service {
         conn.version = 1;
         conn.revision = 0;
         conn.secret_fingerprints.clear();
+        {
+            // Authorize before validating (L1): no DNS lookups, and no word about addresses,
+            // for a caller who may not write here.
+            let world = self.store.load().await?;
+            Self::node(&p, &world, &conn.node_id)?;
+            p.check_write(&world, &conn.node_id)?;
+        }
         let (_, urls) = validate::connection(&conn, &self.policy)?;
         validate::check_addresses(&urls, &self.policy).await?;
         let stored = self.seal(conn);
@@ -609,20 +631,6 @@ impl ConfigService for Service {
         if full.name.is_empty() {
             full.name = old_full.name.clone();
         }
-        // Write-only secrets: an empty secret with an unchanged method keeps the stored one.
-        if credentials::method(&full) == credentials::method(&old_full) {
-            let mut previous = old_full.clone();
-            let previous: std::collections::HashMap<&str, String> =
-                credentials::secret_slots(&mut previous)
-                    .into_iter()
-                    .map(|(path, v)| (path, v.clone()))
-                    .collect();
-            for (path, value) in credentials::secret_slots(&mut full) {
-                if value.is_empty() {
-                    value.clone_from(&previous[path]);
-                }
-            }
-        }
         if credentials::sink_type(&full) != credentials::sink_type(&old_full) {
             return Err(invalid(
                 "connection.credentials",
@@ -630,6 +638,7 @@ impl ConfigService for Service {
             )
             .into());
         }
+        credentials::keep_stored_secrets(&mut full, &old_full)?;
         let (_, urls) = validate::connection(&full, &self.policy)?;
         validate::check_addresses(&urls, &self.policy).await?;
         let expected_version = old.public.version;
@@ -644,7 +653,7 @@ impl ConfigService for Service {
                         stored.public.id
                     )));
                 }
-                let audit = world
+                let users: Vec<&Stream> = world
                     .streams
                     .values()
                     .filter(|s| {
@@ -652,6 +661,22 @@ impl ConfigService for Service {
                             .as_ref()
                             .is_some_and(|d| d.connection_id == stored.public.id)
                     })
+                    .collect();
+                // A new endpoint must still hold every stream that uses the connection: a
+                // secret never follows a stream to a host it was not given for.
+                for s in &users {
+                    if let Some(d) = &s.destination {
+                        validate::binding("stream.destination", d, &stored.public).map_err(|e| {
+                            ServiceError::FailedPrecondition(format!(
+                                "stream {} uses this connection and would no longer be under its endpoint: {}; point the stream elsewhere first",
+                                if p.check_read(world, &s.node_id).is_ok() { s.id.as_str() } else { "(one you may not read)" },
+                                e
+                            ))
+                        })?;
+                    }
+                }
+                let audit = users
+                    .into_iter()
                     .map(|s| audit::destination_updated(world, &p, s))
                     .collect();
                 Ok(Plan {
@@ -732,7 +757,7 @@ impl ConfigService for Service {
                 // Re-checked inside the transaction: the world may have moved since.
                 Self::node(&p, world, &stream.node_id)?;
                 p.check_write(world, &stream.node_id)?;
-                Self::check_connection_use(world, &p, &stream)?;
+                Self::check_connection_binding(world, &p, &stream)?;
                 if let Some(existing) = world.streams.get(&stream.id) {
                     return Err(taken(&p, world, "stream", &stream.id, &existing.node_id));
                 }
@@ -822,7 +847,7 @@ impl ConfigService for Service {
                     )));
                 }
                 p.check_write(world, &new.node_id)?;
-                Self::check_connection_use(world, &p, &new)?;
+                Self::check_connection_binding(world, &p, &new)?;
                 Self::check_scope_rules(world, &p, &new)?;
                 let mutations = vec![Mutation::PutStream(new.clone())];
                 let after = world.with(&mutations)?;
@@ -1049,10 +1074,14 @@ impl ConfigService for Service {
                     .into());
                 }
                 let conn = Self::connection(&p, &world, &destination.connection_id)?;
+                // Testing an unsaved destination sends the connection's secret: only those
+                // who may change the connection may choose where (H2).
+                p.check_write(&world, &conn.public.node_id)?;
                 let sink = Self::connection_sink(conn)?;
                 // The same rules as a saved stream's destination, addresses included: the
                 // sink is about to connect there.
-                let urls = validate::destination("destination", &destination, sink, &self.policy)?;
+                let urls =
+                    validate::destination("destination", &destination, &conn.public, &self.policy)?;
                 validate::check_addresses(&urls, &self.policy).await?;
                 (sink, Some(destination))
             }

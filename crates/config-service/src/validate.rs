@@ -6,10 +6,13 @@ use std::net::IpAddr;
 
 use auditstream_model::{
     EventType, LogLevel, SinkType,
+    binding::parse_origin,
     destination::{self as rules, Host, HttpUrl, NetworkAllowList},
+    http_settings,
     template::Template,
     validate_id,
 };
+use auditstream_proto::binding;
 use auditstream_proto::v1::{
     AppliesTo, Connection, Destination, Node, NodeKind, ServerSideEncryption, Stream,
     azure_blob_credentials, azure_monitor_credentials, connection::Credentials,
@@ -109,6 +112,9 @@ pub fn node(node: &Node) -> Result<(), ServiceError> {
     }
     Ok(())
 }
+
+/// Most sealed headers a connection may carry.
+const MAX_CONNECTION_HEADERS: usize = 32;
 
 /// Checks a connection whose secrets are already merged (on update, empty secrets were
 /// filled from the stored ones). Returns its destination type and the URLs to resolve.
@@ -228,6 +234,18 @@ pub fn connection(
                     )?
                 }
             }
+            // Where the Entra token minted from the secret may go (its binding).
+            let field = "connection.azure_monitor.ingestion_endpoint";
+            if m.ingestion_endpoint.is_empty() {
+                return Err(invalid(
+                    field,
+                    "required: the data collection endpoint's origin, e.g. \
+                     https://my-dce.westeurope-1.ingest.monitor.azure.com (the token minted \
+                     from the client secret is sent only there)",
+                ));
+            }
+            let endpoint = parse_origin(field, &m.ingestion_endpoint, policy.allow_insecure_http)?;
+            urls.push((field.to_owned(), endpoint));
             SinkType::AzureMonitor
         }
         Some(Credentials::Http(h)) => {
@@ -262,6 +280,46 @@ pub fn connection(
                         ));
                     }
                 }
+                Some(http_credentials::Auth::Url(u)) => {
+                    let field = "connection.http.url.url";
+                    urls.push((field.to_owned(), secret_url(field, &u.url, policy)?));
+                    if !h.origin.is_empty() {
+                        return Err(invalid(
+                            "connection.http.origin",
+                            "leave empty with url auth: the URL itself is where requests go",
+                        ));
+                    }
+                }
+            }
+            if h.headers.len() > MAX_CONNECTION_HEADERS {
+                return Err(invalid(
+                    "connection.http.headers",
+                    format!("at most {MAX_CONNECTION_HEADERS} headers"),
+                ));
+            }
+            for (name, value) in &h.headers {
+                let field = format!("connection.http.headers.{name}");
+                header_name(&field, name)?;
+                required(&field, value)?;
+                if value.chars().any(|c| c.is_control() && c != '\t') {
+                    return Err(invalid(&field, "must not contain control characters"));
+                }
+            }
+            let field = "connection.http.origin";
+            if h.origin.is_empty() {
+                if binding::http_has_secret(h)
+                    && !matches!(h.auth, Some(http_credentials::Auth::Url(_)))
+                {
+                    return Err(invalid(
+                        field,
+                        "required with credentials: the scheme, host and port they may be sent \
+                         to, e.g. https://http-inputs.example.com (streams of this connection \
+                         must use URLs of this origin)",
+                    ));
+                }
+            } else {
+                let origin = parse_origin(field, &h.origin, policy.allow_insecure_http)?;
+                urls.push((field.to_owned(), origin));
             }
             SinkType::Http
         }
@@ -303,15 +361,28 @@ fn header_name(field: &str, name: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Parses a URL that is itself a credential: an error never repeats it.
+fn secret_url(field: &str, value: &str, policy: &Policy) -> Result<HttpUrl, ServiceError> {
+    rules::parse_http_url(field, value, policy.allow_insecure_http).map_err(|e| {
+        let message = if e.message.contains(value) {
+            "is not an absolute https URL".to_owned()
+        } else {
+            e.message
+        };
+        invalid(field, message)
+    })
+}
+
 fn url(field: &str, value: &str, policy: &Policy) -> Result<(String, HttpUrl), ServiceError> {
     let parsed = rules::parse_http_url(field, value, policy.allow_insecure_http)?;
     Ok((field.to_owned(), parsed))
 }
 
-/// Checks a stream against the type of its connection. Returns the URLs to resolve.
+/// Checks a stream against its connection (its public part: the binding is not secret).
+/// Returns the URLs to resolve.
 pub fn stream(
     stream: &Stream,
-    connection_type: SinkType,
+    connection: &Connection,
     policy: &Policy,
 ) -> Result<Vec<(String, HttpUrl)>, ServiceError> {
     id("stream.id", &stream.id)?;
@@ -380,18 +451,22 @@ pub fn stream(
         .destination
         .as_ref()
         .ok_or_else(|| invalid("stream.destination", "required: a connection and a target"))?;
-    self::destination("stream.destination", destination, connection_type, policy)
+    self::destination("stream.destination", destination, connection, policy)
 }
 
-/// Checks a destination (a stream's, or one tested before it is saved) against the type of
-/// its connection; `field` is its path in the request (`stream.destination`, `destination`).
-/// Returns the URLs to resolve.
+/// Checks a destination (a stream's, or one tested before it is saved) against its
+/// connection: the type, and the endpoint binding (the target lies under what the
+/// connection's secret was given for). `field` is its path in the request
+/// (`stream.destination`, `destination`). Returns the URLs to resolve.
 pub fn destination(
     field: &str,
     destination: &Destination,
-    connection_type: SinkType,
+    connection: &Connection,
     policy: &Policy,
 ) -> Result<Vec<(String, HttpUrl)>, ServiceError> {
+    let connection_type = crate::credentials::sink_type(connection).ok_or_else(|| {
+        ServiceError::Internal(format!("connection {} has no credentials", connection.id))
+    })?;
     let f = |sub: &str| format!("{field}.{sub}");
     required(&f("connection_id"), &destination.connection_id)?;
     let target = destination.target.as_ref().ok_or_else(|| {
@@ -437,11 +512,11 @@ pub fn destination(
             rules::validate_key_prefix(&f("azure_blob.prefix"), &t.prefix)?;
         }
         Target::AzureMonitor(t) => {
-            urls.push(url(
-                &f("azure_monitor.ingestion_endpoint"),
-                &t.ingestion_endpoint,
-                policy,
-            )?);
+            let field = f("azure_monitor.ingestion_endpoint");
+            // Empty: the connection's endpoint, checked with the connection.
+            if !t.ingestion_endpoint.is_empty() {
+                urls.push(url(&field, &t.ingestion_endpoint, policy)?);
+            }
             rules::validate_dcr_immutable_id(
                 &f("azure_monitor.dcr_immutable_id"),
                 &t.dcr_immutable_id,
@@ -450,7 +525,11 @@ pub fn destination(
             rules::validate_log_type(&f("azure_monitor.log_type"), &t.log_type)?;
         }
         Target::Http(t) => {
-            urls.push(url(&f("http.url"), &t.url, policy)?);
+            let field = f("http.url");
+            // With url auth the URL is the connection's, checked with the connection.
+            if !t.url.is_empty() {
+                urls.push(url(&field, &t.url, policy)?);
+            }
             for name in t.headers.keys() {
                 let header = f(&format!("http.headers.{name}"));
                 header_name(&header, name)?;
@@ -460,10 +539,40 @@ pub fn destination(
                         "credentials belong in the connection (http.bearer, http.basic or http.header), where they are encrypted",
                     ));
                 }
+                if !http_settings::is_setting(name) {
+                    return Err(invalid(
+                        &header,
+                        "request headers belong in the connection's http.headers, where their \
+                         values are sealed (a header value can authenticate); a target keeps \
+                         only sink settings (auditstream-framing, dd-*, splunk-*)",
+                    ));
+                }
             }
         }
     }
+    // Last, so that a malformed URL gets its own message first.
+    self::binding(field, destination, connection)?;
     Ok(urls)
+}
+
+/// Checks that `destination` lies under what its connection's secret was given for
+/// ([`auditstream_proto::binding`]); the sinks apply the same rule before they send.
+pub fn binding(
+    field: &str,
+    destination: &Destination,
+    connection: &Connection,
+) -> Result<(), ServiceError> {
+    match (&destination.target, &connection.credentials) {
+        (Some(Target::Http(t)), Some(Credentials::Http(h))) => {
+            binding::check_http(&format!("{field}.http.url"), h, t)?;
+        }
+        (Some(Target::AzureMonitor(t)), Some(Credentials::AzureMonitor(m))) => {
+            binding::monitor_endpoint(&format!("{field}.azure_monitor.ingestion_endpoint"), m, t)?;
+        }
+        // S3 and Blob targets name only a bucket or container: bound by construction.
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Resolves every URL host and applies the address rules to each address it resolves to.

@@ -152,6 +152,7 @@ pub async fn setup(
             "receiver",
             pb::connection::Credentials::Http(pb::HttpCredentials {
                 auth: Some(pb::http_credentials::Auth::None(pb::HttpNoAuth {})),
+                ..Default::default()
             }),
             pb::destination::Target::Http(pb::HttpTarget {
                 url: format!("{}/{org_id}", receiver_url.trim_end_matches('/')),

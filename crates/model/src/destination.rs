@@ -660,7 +660,7 @@ fn whatwg_ipv4(host: &str) -> Option<Ipv4Addr> {
     u32::try_from(value).ok().map(Ipv4Addr::from)
 }
 
-fn host_text(host: &Host) -> String {
+pub(crate) fn host_text(host: &Host) -> String {
     match host {
         Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]"),
         Host::Ip(IpAddr::V4(ip)) => ip.to_string(),

@@ -5,11 +5,13 @@
 //! ID rule for everything that becomes a NATS subject token, and the size and nesting
 //! limits. It does no I/O: the gateway and config-service call it, and so will the router.
 
+pub mod binding;
 pub mod body;
 pub mod catalog;
 pub mod destination;
 pub mod envelope;
 pub mod event_type;
+pub mod http_settings;
 pub mod ids;
 pub mod limits;
 pub mod log;

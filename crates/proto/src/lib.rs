@@ -1,9 +1,11 @@
 //! Generated types for Auditstream's gRPC contracts (`proto/auditstream/v1`).
 //!
-//! This crate owns code generation, and the TLS settings of the gRPC transport ([`tls`])
-//! that every server and client shares; validation and behaviour live in `model` and the
-//! services.
+//! This crate owns code generation, the TLS settings of the gRPC transport ([`tls`])
+//! that every server and client shares, and the one reading of a connection's endpoint
+//! binding from the wire types ([`binding`]) that the config service and the sinks share;
+//! other validation and behaviour live in `model` and the services.
 
+pub mod binding;
 pub mod tls;
 
 /// `auditstream.v1`: the ingest API (and, in later versions, the config API).

@@ -162,8 +162,8 @@ impl Sink for AzureMonitorSink {
             Some(T::AzureMonitor(t)) => t,
             other => return Err(wrong_target(SinkType::AzureMonitor, other.as_ref())),
         };
-        let credentials = match &connection.credentials {
-            Some(Credentials::AzureMonitor(m)) => m.method.as_ref(),
+        let monitor = match &connection.credentials {
+            Some(Credentials::AzureMonitor(m)) => m,
             _ => {
                 return Err(Answer::configuration(
                     "the destination's connection is not an Azure Monitor connection",
@@ -171,7 +171,7 @@ impl Sink for AzureMonitorSink {
                 ));
             }
         };
-        let client = match credentials {
+        let client = match monitor.method.as_ref() {
             Some(Method::ClientCredentials(c)) => c,
             Some(Method::LegacyDataCollector(_)) => {
                 return Err(Answer::configuration(
@@ -213,9 +213,18 @@ impl Sink for AzureMonitorSink {
                 ));
             }
         }
+        // The Entra token goes only to the endpoint the connection names (its binding).
+        let bound = auditstream_proto::binding::monitor_endpoint(ENDPOINT_FIELD, monitor, target)
+            .map_err(|e| {
+            Answer::configuration(
+                e.to_string(),
+                "set the connection's ingestion endpoint (the DCE's logs ingestion URL) and \
+                     leave the destination's empty or equal to it",
+            )
+        })?;
         let (endpoint, endpoint_host) = self.url(
             ENDPOINT_FIELD,
-            &target.ingestion_endpoint,
+            &bound.url,
             "destination's ingestion endpoint (the DCE's or DCR's logs ingestion URL)",
         )?;
         let authority = if client.authority_host.trim().is_empty() {
@@ -301,9 +310,19 @@ mod tests {
     }
 
     fn connection(method: Option<Method>) -> pb::Connection {
+        connection_at(
+            "https://dce-x.westeurope-1.ingest.monitor.azure.com",
+            method,
+        )
+    }
+
+    fn connection_at(endpoint: &str, method: Option<Method>) -> pb::Connection {
         pb::Connection {
             credentials: Some(pb::connection::Credentials::AzureMonitor(
-                pb::AzureMonitorCredentials { method },
+                pb::AzureMonitorCredentials {
+                    method,
+                    ingestion_endpoint: endpoint.into(),
+                },
             )),
             ..Default::default()
         }
@@ -356,11 +375,19 @@ mod tests {
         );
         assert_eq!(d.caps.max_events, 10_000);
         assert!(d.caps.max_bytes + d.caps.max_events < 1_000_000);
+        // A destination may leave the endpoint to its connection.
+        let same = sink
+            .build(&destination(""), &connection(client_credentials()))
+            .unwrap();
+        assert_eq!(same.uri, d.uri);
         // Two streams of one app share one token source.
         let again = sink
             .build(
-                &destination("https://other.ingest.monitor.azure.com"),
-                &connection(client_credentials()),
+                &destination(""),
+                &connection_at(
+                    "https://other.ingest.monitor.azure.com",
+                    client_credentials(),
+                ),
             )
             .unwrap();
         assert!(Arc::ptr_eq(&d.tokens, &again.tokens));
@@ -375,6 +402,18 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.class, Class::Configuration);
         assert!(err.detail.starts_with(ENDPOINT_FIELD), "{err:?}");
+        // The token never goes to an endpoint the connection does not name.
+        let err = sink
+            .build(&destination("https://attacker.example/"), &good)
+            .unwrap_err();
+        assert!(
+            err.detail
+                .contains("not the connection's ingestion endpoint"),
+            "{err:?}"
+        );
+        let unbound = connection_at("", client_credentials());
+        let err = sink.build(&destination(""), &unbound).unwrap_err();
+        assert!(err.detail.contains("no ingestion endpoint"), "{err:?}");
 
         let legacy = connection(Some(Method::LegacyDataCollector(
             pb::LegacyDataCollector::default(),

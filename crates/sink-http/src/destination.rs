@@ -198,11 +198,13 @@ impl HttpDestination {
 
     fn credentials_hint(&self, status: u16) -> String {
         let host = &self.target.host;
-        if self.target.preset == Preset::SumoLogic && self.target.auth == AuthKind::None {
+        if self.target.auth == AuthKind::Url
+            || (self.target.preset == Preset::SumoLogic && self.target.auth == AuthKind::None)
+        {
             return format!(
-                "Sumo Logic refused the request (HTTP {status}): the HTTP source's URL carries \
+                "the endpoint refused the request (HTTP {status}): the connection's URL carries \
                  its credentials; it may have been regenerated or the source deleted, so copy \
-                 the source's URL again"
+                 the source's URL again into the connection (url auth)"
             );
         }
         let what = match (&self.target.auth, &self.target.preset) {
@@ -217,6 +219,7 @@ impl HttpDestination {
                      none: add {suggestion} to the connection"
                 );
             }
+            (AuthKind::Url, _) => unreachable!("answered above"),
             (AuthKind::Basic, _) => "user name and password".to_owned(),
             (AuthKind::Bearer, Preset::Datadog) => "API key (sent as DD-API-KEY)".to_owned(),
             (AuthKind::Bearer, Preset::SplunkHec(_)) => "HEC token".to_owned(),

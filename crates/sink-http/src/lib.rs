@@ -146,9 +146,10 @@ impl Sink for HttpSink {
             Some(T::Http(http)) => http,
             other => return Err(wrong_target(SinkType::Http, other.as_ref())),
         };
-        let auth = match &connection.credentials {
-            Some(Credentials::Http(c)) => c.auth.as_ref(),
-            None => None,
+        let none = pb::HttpCredentials::default();
+        let credentials = match &connection.credentials {
+            Some(Credentials::Http(c)) => c,
+            None => &none,
             Some(_) => {
                 return Err(Answer::configuration(
                     "the destination's connection is not an HTTP connection",
@@ -156,7 +157,7 @@ impl Sink for HttpSink {
                 ));
             }
         };
-        let target = Target::new(http, auth, self.config.allow_insecure_http)
+        let target = Target::new(http, credentials, self.config.allow_insecure_http)
             .map_err(|u| Answer::configuration(u.detail, u.hint))?;
         let caps = target.preset.caps(&self.config);
         let (max_body, _) = target.preset.limits(&self.config);

@@ -13,28 +13,12 @@ use crate::preset::{Framing, Preset, SplunkFields};
 
 pub(crate) const URL_FIELD: &str = "destination.http.url";
 
-/// Pseudo-settings: keys of the target's `headers` map that configure the sink and are never
-/// sent as headers, with the presets they apply to.
-const FRAMING: &str = "auditstream-framing";
-const DD_SOURCE: &str = "dd-source";
-const DD_SERVICE: &str = "dd-service";
-const DD_TAGS: &str = "dd-tags";
-const DD_HOSTNAME: &str = "dd-hostname";
-const SPLUNK_SOURCETYPE: &str = "splunk-sourcetype";
-const SPLUNK_INDEX: &str = "splunk-index";
-const SPLUNK_HOST: &str = "splunk-host";
-const SPLUNK_SOURCE: &str = "splunk-source";
-const PSEUDO: [(&str, &str); 9] = [
-    (FRAMING, "generic"),
-    (DD_SOURCE, "datadog"),
-    (DD_SERVICE, "datadog"),
-    (DD_TAGS, "datadog"),
-    (DD_HOSTNAME, "datadog"),
-    (SPLUNK_SOURCETYPE, "splunk_hec"),
-    (SPLUNK_INDEX, "splunk_hec"),
-    (SPLUNK_HOST, "splunk_hec"),
-    (SPLUNK_SOURCE, "splunk_hec"),
-];
+// Pseudo-settings: keys of the target's `headers` map that configure the sink and are never
+// sent as headers, with the presets they apply to (one list, shared with the config service).
+use auditstream_model::http_settings::{
+    DD_HOSTNAME, DD_SERVICE, DD_SOURCE, DD_TAGS, FRAMING, SETTINGS as PSEUDO, SPLUNK_HOST,
+    SPLUNK_INDEX, SPLUNK_SOURCE, SPLUNK_SOURCETYPE,
+};
 
 /// Headers the sink sets itself.
 const SET_BY_SINK: [&str; 12] = [
@@ -87,6 +71,8 @@ fn unusable(detail: impl Into<String>, hint: impl Into<String>) -> Unusable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AuthKind {
     None,
+    /// The URL is the credential (Sumo Logic's HTTP source URL).
+    Url,
     Basic,
     Bearer,
     Header(String),
@@ -105,14 +91,37 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// Reads `target` with its connection's `credentials`. The URL is chosen by the
+    /// endpoint binding ([`auditstream_proto::binding::http_url`]): a secret only goes to
+    /// the connection's origin (or its own URL, for URL-borne credentials).
     pub(crate) fn new(
         target: &pb::HttpTarget,
-        credentials: Option<&pb::http_credentials::Auth>,
+        credentials: &pb::HttpCredentials,
         allow_insecure_http: bool,
     ) -> Result<Target, Unusable> {
-        let url = parse_http_url(URL_FIELD, &target.url, allow_insecure_http).map_err(|e| {
+        let url_borne = matches!(credentials.auth, Some(pb::http_credentials::Auth::Url(_)));
+        let bound =
+            auditstream_proto::binding::http_url(URL_FIELD, credentials, target).map_err(|e| {
+                // A URL-borne credential's parse error could quote the URL: never repeat it.
+                let detail =
+                    if url_borne && e.field == auditstream_proto::binding::URL_CREDENTIAL_FIELD {
+                        "the connection's URL (its credential) is not a usable URL".to_owned()
+                    } else {
+                        e.message
+                    };
+                unusable(
+                    detail,
+                    "correct the destination's URL or the connection's origin (a connection's \
+                     secret is only sent to the origin it was given for)",
+                )
+            })?;
+        let url = parse_http_url(URL_FIELD, &bound.url, allow_insecure_http).map_err(|e| {
             unusable(
-                e.message,
+                if url_borne {
+                    "the connection's URL (its credential) is not a usable https URL".to_owned()
+                } else {
+                    e.message
+                },
                 "correct the destination's URL (the service's HTTPS intake URL)",
             )
         })?;
@@ -167,7 +176,16 @@ impl Target {
         };
 
         let mut headers = settings.headers;
-        let (auth, auth_header) = auth_header(&preset, credentials)?;
+        for (name, value) in connection_headers(&credentials.headers)? {
+            if headers.iter().any(|(n, _)| *n == name) {
+                return Err(unusable(
+                    format!("header {name} is set both by the destination and by its connection"),
+                    format!("remove {name} from the destination's headers"),
+                ));
+            }
+            headers.push((name, value));
+        }
+        let (auth, auth_header) = auth_header(&preset, credentials.auth.as_ref())?;
         if let Some((name, value)) = auth_header {
             if headers.iter().any(|(n, _)| *n == name) {
                 return Err(unusable(
@@ -279,6 +297,42 @@ impl Settings {
     }
 }
 
+/// The connection's sealed headers, as sensitive header values (never logged by hyper).
+fn connection_headers(
+    map: &HashMap<String, String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, Unusable> {
+    let mut entries: Vec<(&String, &String)> = map.iter().collect();
+    entries.sort();
+    let mut out: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    for (key, value) in entries {
+        let name = HeaderName::from_bytes(key.trim().as_bytes()).map_err(|_| {
+            unusable(
+                format!("connection header name {key:?} is not a valid HTTP header name"),
+                "correct the connection's header name",
+            )
+        })?;
+        if SET_BY_SINK.contains(&name.as_str()) {
+            return Err(unusable(
+                format!("connection header {name} is set by the sink"),
+                format!("remove {name} from the connection's headers"),
+            ));
+        }
+        let mut value = header_value(value).ok_or_else(|| {
+            // Never quote the value: it is a secret.
+            unusable(
+                format!("the value of connection header {name} is not a valid header value"),
+                "header values may contain printable ASCII characters only",
+            )
+        })?;
+        value.set_sensitive(true);
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(twice(key));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 /// A header value of printable ASCII (and tabs): what every service reads the same way.
 fn header_value(value: &str) -> Option<HeaderValue> {
     value
@@ -360,6 +414,7 @@ fn auth_header(
     };
     match credentials {
         None | Some(Auth::None(_)) => Ok((AuthKind::None, None)),
+        Some(Auth::Url(_)) => Ok((AuthKind::Url, None)),
         Some(Auth::Basic(basic)) => {
             if basic.username.contains(':') {
                 return Err(unusable(
@@ -455,6 +510,19 @@ mod tests {
             .collect()
     }
 
+    /// `Target::new` with `auth` bound to the target URL's origin.
+    fn new(target: &pb::HttpTarget, auth: Option<&Auth>, allow: bool) -> Result<Target, Unusable> {
+        let origin = parse_http_url("u", &target.url, true)
+            .map(|u| auditstream_model::binding::origin(&u))
+            .unwrap_or_default();
+        let credentials = pb::HttpCredentials {
+            auth: auth.cloned(),
+            origin,
+            ..Default::default()
+        };
+        Target::new(target, &credentials, allow)
+    }
+
     fn bearer(token: &str) -> Auth {
         Auth::Bearer(pb::HttpBearerAuth {
             token: token.into(),
@@ -465,39 +533,39 @@ mod tests {
     fn auth_headers_per_preset() {
         let url = "https://logs.example.com/in";
         let generic = target(pb::HttpPreset::Generic, url, &[]);
-        let t = Target::new(&generic, Some(&bearer("t0k")), false).unwrap();
+        let t = new(&generic, Some(&bearer("t0k")), false).unwrap();
         assert_eq!(sent(&t), [("authorization".into(), "Bearer t0k".into())]);
         assert!(t.headers[0].1.is_sensitive());
 
         let splunk = target(pb::HttpPreset::SplunkHec, url, &[]);
-        let t = Target::new(&splunk, Some(&bearer("hec")), false).unwrap();
+        let t = new(&splunk, Some(&bearer("hec")), false).unwrap();
         assert_eq!(sent(&t), [("authorization".into(), "Splunk hec".into())]);
 
         let datadog = target(pb::HttpPreset::Datadog, url, &[]);
-        let t = Target::new(&datadog, Some(&bearer("key")), false).unwrap();
+        let t = new(&datadog, Some(&bearer("key")), false).unwrap();
         assert_eq!(sent(&t), [("dd-api-key".into(), "key".into())]);
         let header = Auth::Header(pb::HttpHeaderAuth {
             name: "DD-API-KEY".into(),
             value: "key2".into(),
         });
-        let t = Target::new(&datadog, Some(&header), false).unwrap();
+        let t = new(&datadog, Some(&header), false).unwrap();
         assert_eq!(sent(&t), [("dd-api-key".into(), "key2".into())]);
 
         let basic = Auth::Basic(pb::HttpBasicAuth {
             username: "user".into(),
             password: "pass".into(),
         });
-        let t = Target::new(&generic, Some(&basic), false).unwrap();
+        let t = new(&generic, Some(&basic), false).unwrap();
         assert_eq!(
             sent(&t),
             [("authorization".into(), "Basic dXNlcjpwYXNz".into())]
         );
-        let t = Target::new(&generic, Some(&Auth::None(pb::HttpNoAuth {})), false).unwrap();
+        let t = new(&generic, Some(&Auth::None(pb::HttpNoAuth {})), false).unwrap();
         assert!(t.headers.is_empty() && t.auth == AuthKind::None);
 
-        let err = Target::new(&generic, Some(&bearer(" ")), false).unwrap_err();
+        let err = new(&generic, Some(&bearer(" ")), false).unwrap_err();
         assert_eq!(err.detail, "the connection's token is empty");
-        let err = Target::new(&generic, Some(&bearer("a\nb")), false).unwrap_err();
+        let err = new(&generic, Some(&bearer("a\nb")), false).unwrap_err();
         assert!(
             !err.detail.contains("a\nb") && !err.hint.contains("a\nb"),
             "{err:?}"
@@ -507,7 +575,7 @@ mod tests {
     #[test]
     fn pseudo_settings_are_not_sent() {
         let url = "https://http-intake.logs.datadoghq.eu/api/v2/logs";
-        let t = Target::new(
+        let t = new(
             &target(
                 pb::HttpPreset::Datadog,
                 url,
@@ -527,7 +595,7 @@ mod tests {
             "https://http-intake.logs.datadoghq.eu/api/v2/logs?ddsource=audit&service=auditstream&ddtags=env%3Aprod%2Cteam%3Asec"
         );
         // The URL's own parameters stay; defaults are not added over them.
-        let t = Target::new(
+        let t = new(
             &target(
                 pb::HttpPreset::Datadog,
                 &format!("{url}?ddsource=x&service=y"),
@@ -538,7 +606,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.uri.query(), Some("ddsource=x&service=y"));
-        let err = Target::new(
+        let err = new(
             &target(
                 pb::HttpPreset::Datadog,
                 &format!("{url}?ddsource=x"),
@@ -550,7 +618,7 @@ mod tests {
         .unwrap_err();
         assert!(err.detail.contains("both"), "{err:?}");
 
-        let t = Target::new(
+        let t = new(
             &target(
                 pb::HttpPreset::Generic,
                 "https://a.example/x",
@@ -563,7 +631,7 @@ mod tests {
         assert_eq!(t.preset, Preset::Generic(Framing::Ndjson));
         assert!(t.headers.is_empty());
 
-        let t = Target::new(
+        let t = new(
             &target(
                 pb::HttpPreset::SplunkHec,
                 "https://splunk.example:8088/services/collector/event",
@@ -580,7 +648,7 @@ mod tests {
         );
 
         // A setting of another preset is refused, not silently sent as a header.
-        let err = Target::new(
+        let err = new(
             &target(
                 pb::HttpPreset::SumoLogic,
                 "https://a.example/x",
@@ -591,7 +659,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.detail.contains("splunk_hec"), "{err:?}");
-        let err = Target::new(
+        let err = new(
             &target(
                 pb::HttpPreset::Generic,
                 "https://a.example/x",
@@ -607,12 +675,12 @@ mod tests {
     #[test]
     fn unusable_targets_say_what_to_fix() {
         let t = |url: &str, headers: &[(&str, &str)]| {
-            Target::new(&target(pb::HttpPreset::Generic, url, headers), None, false)
+            new(&target(pb::HttpPreset::Generic, url, headers), None, false)
         };
         let err = t("http://logs.example.com/in", &[]).unwrap_err();
         assert!(err.detail.contains("unencrypted"), "{err:?}");
         assert!(
-            Target::new(
+            new(
                 &target(pb::HttpPreset::Generic, "http://logs.example.com/in", &[]),
                 None,
                 true

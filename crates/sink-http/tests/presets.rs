@@ -78,6 +78,11 @@ impl<'a> Dest<'a> {
             id: "c-1".into(),
             credentials: Some(pb::connection::Credentials::Http(pb::HttpCredentials {
                 auth: self.auth.clone(),
+                // Bound to the receiver the test sends to.
+                origin: auditstream_model::destination::parse_http_url("u", &self.url, true)
+                    .map(|u| auditstream_model::binding::origin(&u))
+                    .unwrap_or_default(),
+                headers: Default::default(),
             })),
             ..Default::default()
         };

@@ -47,7 +47,8 @@ pub fn loopback_http() -> HttpSinkConfig {
     }
 }
 
-pub fn http_connection(id: &str, node: &str, token: &str) -> pb::Connection {
+/// A bearer-token connection bound to the origin of `url` (the receiver it may send to).
+pub fn http_connection(id: &str, node: &str, token: &str, url: &str) -> pb::Connection {
     pb::Connection {
         id: id.into(),
         node_id: node.into(),
@@ -56,9 +57,17 @@ pub fn http_connection(id: &str, node: &str, token: &str) -> pb::Connection {
             auth: Some(http_credentials::Auth::Bearer(pb::HttpBearerAuth {
                 token: token.into(),
             })),
+            origin: origin_of(url),
+            ..Default::default()
         })),
         ..Default::default()
     }
+}
+
+/// `scheme://host:port` of `url`.
+pub fn origin_of(url: &str) -> String {
+    let parsed = auditstream_model::destination::parse_http_url("url", url, true).unwrap();
+    auditstream_model::binding::origin(&parsed)
 }
 
 pub fn http_stream(id: &str, node: &str, connection: &str, url: &str) -> pb::Stream {
@@ -106,7 +115,9 @@ pub async fn stack_without_sink(tokens: &[&str]) -> SinkStack {
         let receiver = HttpReceiver::start().await;
         let stream = http_stream("", "", "", &receiver.url(&format!("/intake/s-{i}")));
         destinations.push((
-            http_connection("", "", token).credentials.unwrap(),
+            http_connection("", "", token, &receiver.url("/"))
+                .credentials
+                .unwrap(),
             stream.destination.unwrap().target.unwrap(),
         ));
         receivers.push(receiver);
@@ -362,9 +373,24 @@ impl SinkStack {
         }
     }
 
+    /// Replaces the connection's token, keeping its origin.
     pub async fn set_token(&mut self, connection: &str, token: &str) {
-        let credentials = http_connection(connection, "", token).credentials.unwrap();
-        self.set_credentials(connection, credentials).await;
+        let stored = self
+            .admin
+            .get_connection(pb::GetConnectionRequest {
+                id: connection.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(connection::Credentials::Http(mut http)) = stored.credentials else {
+            panic!("{connection} is not an HTTP connection");
+        };
+        http.auth = Some(http_credentials::Auth::Bearer(pb::HttpBearerAuth {
+            token: token.into(),
+        }));
+        self.set_credentials(connection, connection::Credentials::Http(http))
+            .await;
     }
 
     /// Replaces a connection's credentials through the config service.
