@@ -434,7 +434,7 @@ async fn replicas_share_the_first_feed_signing_key(url: String) {
     };
     secrets.keys.insert(
         "k1".into(),
-        auditstream_telemetry::Secret::new("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+        auditstream_telemetry::Secret::new("qis5xz5uXA56/mtMkLGPqHielWs0WF5VyGXLKOFpCPg="),
     );
     let sealer = Arc::new(Sealer::new(&secrets).unwrap());
     let store = Arc::new(Store::connect(&url, 8).await.unwrap());
