@@ -15,8 +15,7 @@ use auditstream_proto::v1::{
     GetConnectionRequest, GetNodeRequest, GetRoutingSnapshotRequest, GetStatusRequest,
     GetStreamRequest, ListChildrenRequest, ListConnectionsRequest, ListDeadLettersRequest,
     ListStreamsRequest, ListTargetsRequest, ReplayDeadLettersRequest, ResealRequest,
-    SetStreamEnabledRequest,
-    config_service_client::ConfigServiceClient,
+    SetStreamEnabledRequest, config_service_client::ConfigServiceClient,
 };
 use clap::Parser;
 use serde::Serialize;

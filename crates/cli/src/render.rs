@@ -7,8 +7,8 @@ use auditstream_proto::v1::{
     AppliesTo, Batching, Compression, Connection, DeleteNodeResponse, Destination,
     DestinationDetails, EventSelection, ExplainResponse, HealthState, HttpPreset,
     ListConnectionsResponse, ListDeadLettersResponse, ListNodesResponse, ListStreamsResponse,
-    ListTargetsResponse, Node, NodeKind, ResealResponse, ObjectFormat, RoutingSnapshot, ServerSideEncryption,
-    Stream, StreamStatus, TestDestinationResponse, azure_blob_credentials,
+    ListTargetsResponse, Node, NodeKind, ObjectFormat, ResealResponse, RoutingSnapshot,
+    ServerSideEncryption, Stream, StreamStatus, TestDestinationResponse, azure_blob_credentials,
     azure_monitor_credentials, connection::Credentials, destination::Target, http_credentials,
     s3_credentials,
 };

@@ -346,7 +346,10 @@ mod tests {
             .into(),
         };
         let zeros = Sealer::new(&with(&[0u8; 32])).unwrap_err();
-        assert!(zeros.contains("secrets.keys.k is one byte repeated"), "{zeros}");
+        assert!(
+            zeros.contains("secrets.keys.k is one byte repeated"),
+            "{zeros}"
+        );
         assert!(Sealer::new(&with(&[7u8; 32])).is_err());
         // An ASCII phrase has too few distinct bytes.
         let phrase = Sealer::new(&with(b"local-only-demo-key-not-secret!!")).unwrap_err();
@@ -383,7 +386,11 @@ mod tests {
         let rotated = Sealer::new(&config("k2", &[("k1", 1), ("k2", 2)])).unwrap();
         let moved = rotated.reseal(&sealed, "c").unwrap().expect("resealed");
         assert_eq!(moved.key_id, "k2");
-        assert_eq!(rotated.reseal(&moved, "c").unwrap(), None, "already current");
+        assert_eq!(
+            rotated.reseal(&moved, "c").unwrap(),
+            None,
+            "already current"
+        );
         let only_k2 = Sealer::new(&config("k2", &[("k2", 2)])).unwrap();
         assert_eq!(only_k2.open(&moved, "c").unwrap(), b"v1");
     }

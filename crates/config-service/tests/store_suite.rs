@@ -517,7 +517,10 @@ async fn reseal_moves_every_sealed_row_to_the_active_key(url: String) {
         .unwrap();
     let revision = store.revision().await.unwrap();
     // Warm the world cache with the old ciphertexts: Reseal must not leave it stale.
-    assert_eq!(store.load().await.unwrap().connections["a"].sealed.key_id, "k1");
+    assert_eq!(
+        store.load().await.unwrap().connections["a"].sealed.key_id,
+        "k1"
+    );
 
     let rotated = sealer("k2", &["k1", "k2"]);
     assert_eq!(
@@ -602,7 +605,10 @@ async fn the_fingerprint_key_of_an_existing_database_keeps_its_fingerprints(url:
     );
     // Stored: a rotation (another active key) loads the same one.
     let rotated = sealer("k2", &["k1", "k2"]);
-    assert_eq!(load_fingerprint_key(&store, &rotated).await.unwrap(), stored);
+    assert_eq!(
+        load_fingerprint_key(&store, &rotated).await.unwrap(),
+        stored
+    );
 
     let (_guard, fresh_url) = sqlite().await;
     let fresh = Store::connect(&fresh_url, 1).await.unwrap();
