@@ -434,9 +434,15 @@ impl Store {
                     blob: row.try_get(1).map_err(db)?,
                     key_id: row.try_get(2).map_err(db)?,
                 };
-                let resealed = sealer
-                    .reseal(&sealed, &id)
-                    .map_err(|e| ServiceError::Internal(format!("{table} row {id}: {e}")))?;
+                let resealed = sealer.reseal(&sealed, &id).map_err(|e| match e {
+                    // The operator's to fix, and nothing secret to hide: say which.
+                    crate::crypto::CryptoError::UnknownKey(key) => {
+                        ServiceError::FailedPrecondition(format!(
+                            "{table} row {id} is sealed with key {key:?}, which secrets.keys lacks; configure it again and reseal (nothing was resealed)"
+                        ))
+                    }
+                    e => ServiceError::Internal(format!("{table} row {id}: {e}")),
+                })?;
                 let Some(resealed) = resealed else {
                     counts.already_current += 1;
                     continue;

@@ -578,6 +578,23 @@ async fn reseal_moves_every_sealed_row_to_the_active_key(url: String) {
         old.fingerprint("secret-of-a"),
         "fingerprints do not change with the secrets key"
     );
+    // A row whose key is not configured stops the reseal, saying which, and changes nothing.
+    let err = store
+        .reseal(&sealer("k1", &["k1"]))
+        .await
+        .expect_err("k2 is missing");
+    assert!(
+        matches!(&err, ServiceError::FailedPrecondition(m) if m.contains("connections row a is sealed with key \"k2\", which secrets.keys lacks")),
+        "{err:?}"
+    );
+    assert!(
+        store
+            .sealed_key_ids()
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, _, key)| key == "k2")
+    );
 }
 
 /// A database from before the stored fingerprint key (connections, no key row) gets the key
