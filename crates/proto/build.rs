@@ -5,7 +5,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // prost-build finds protoc through the PROTOC variable.
     unsafe_env_set("PROTOC", protoc);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not with `env!`: worktrees that share one target directory share this
+    // compiled build script, and a path baked in at compile time would make every worktree
+    // generate code from the .proto files of whichever worktree compiled it first.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files =
         ["auditstream/v1/ingest.proto", "auditstream/v1/config.proto"].map(|f| root.join(f));
     for f in &files {

@@ -354,7 +354,7 @@ async fn start_stack(nats: NatsServer) -> Stack {
             e("AUDITSTREAM_SECRETS__ACTIVE_KEY", "bench".into()),
             e(
                 "AUDITSTREAM_SECRETS__KEYS",
-                json!({"bench": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}).to_string(),
+                json!({"bench": "JMnO8wqj774c+NSE+UuHYKpcrNJr4DHKRVKUQbdX2IA="}).to_string(),
             ),
             e("AUDITSTREAM_HTTP__ALLOW_INSECURE_HTTP", "true".into()),
             e("AUDITSTREAM_HTTP__ALLOWED_NETWORKS", "127.0.0.0/8".into()),

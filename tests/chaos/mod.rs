@@ -52,7 +52,7 @@ fn service_token(kind: &str) -> String {
     format!("chaos-service-{kind}-0123456789abcdef")
 }
 /// The config service's sealing key (base64 of 32 bytes).
-const SECRETS_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const SECRETS_KEY: &str = "JMnO8wqj774c+NSE+UuHYKpcrNJr4DHKRVKUQbdX2IA=";
 
 /// What the destination does during an outage window.
 #[derive(Debug, Clone, Copy)]

@@ -752,7 +752,8 @@ async fn seed_http(url: &str, files: &Files) {
     seed(url, files).await;
     let creds = files.write(
         "http-creds.json",
-        &serde_json::json!({"http": {"bearer": {"token": SECRET}}}).to_string(),
+        &serde_json::json!({"http": {"bearer": {"token": SECRET}, "origin": "https://8.8.8.8"}})
+            .to_string(),
     );
     ok(
         url,
@@ -1043,7 +1044,7 @@ async fn destination_test_prints_the_sinks_answer() {
     // the answer is printed and the command fails.
     let unsaved = files.write(
         "unsaved.json",
-        r#"{"http": {"url": "https://8.8.4.4/forbidden"}}"#,
+        r#"{"http": {"url": "https://8.8.8.8/forbidden"}}"#,
     );
     let argv = [
         "auditctl",
@@ -1073,7 +1074,7 @@ async fn destination_test_prints_the_sinks_answer() {
         &[
             "ok: no",
             "result: configuration",
-            "detail: https://8.8.4.4/forbidden via p1-http ()",
+            "detail: https://8.8.8.8/forbidden via p1-http ()",
             "hint: check the token",
         ],
     );

@@ -642,6 +642,8 @@ async fn updates_that_add_secret_slots_or_replace_a_url_credential_are_answered(
     let nats = NatsServer::start();
     let config = ConfigHarness::start(&nats.url(), Database::Sqlite, |c| {
         c.http.allowed_networks = vec!["127.0.0.0/8".into()];
+        // An assume-role without source keys calls STS as the platform.
+        c.connections.platform_identity_nodes = vec!["p1".into()];
     })
     .await;
     let mut admin = tree(&config).await;

@@ -80,6 +80,9 @@ pub enum Command {
     /// Destination health reports (data plane; service token).
     #[command(subcommand)]
     Status(StatusCommand),
+    /// Re-encrypt every stored secret with the active secrets key, so older keys can be
+    /// removed from the configuration (platform_admin).
+    Reseal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -587,6 +590,7 @@ mod tests {
             matches!(parse(&["explain", "w1"]).command, Command::Explain { workspace } if workspace == "w1")
         );
         assert!(matches!(parse(&["snapshot"]).command, Command::Snapshot));
+        assert!(matches!(parse(&["reseal"]).command, Command::Reseal));
         let Command::Destination(d) = parse(&["destination", "--stream", "s1"]).command else {
             panic!()
         };

@@ -14,8 +14,8 @@ use auditstream_proto::v1::{
     DeleteConnectionRequest, DeleteNodeRequest, DeleteStreamRequest, ExplainRequest,
     GetConnectionRequest, GetNodeRequest, GetRoutingSnapshotRequest, GetStatusRequest,
     GetStreamRequest, ListChildrenRequest, ListConnectionsRequest, ListDeadLettersRequest,
-    ListStreamsRequest, ListTargetsRequest, ReplayDeadLettersRequest, SetStreamEnabledRequest,
-    config_service_client::ConfigServiceClient,
+    ListStreamsRequest, ListTargetsRequest, ReplayDeadLettersRequest, ResealRequest,
+    SetStreamEnabledRequest, config_service_client::ConfigServiceClient,
 };
 use clap::Parser;
 use serde::Serialize;
@@ -279,6 +279,7 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
                 })
             )
         }
+        Command::Reseal => show!(conn, out, reseal(ResealRequest {})),
         Command::Snapshot => show!(
             conn,
             out,

@@ -7,8 +7,8 @@ use auditstream_proto::v1::{
     AppliesTo, Batching, Compression, Connection, DeleteNodeResponse, Destination,
     DestinationDetails, EventSelection, ExplainResponse, HealthState, HttpPreset,
     ListConnectionsResponse, ListDeadLettersResponse, ListNodesResponse, ListStreamsResponse,
-    ListTargetsResponse, Node, NodeKind, ObjectFormat, RoutingSnapshot, ServerSideEncryption,
-    Stream, StreamStatus, TestDestinationResponse, azure_blob_credentials,
+    ListTargetsResponse, Node, NodeKind, ObjectFormat, ResealResponse, RoutingSnapshot,
+    ServerSideEncryption, Stream, StreamStatus, TestDestinationResponse, azure_blob_credentials,
     azure_monitor_credentials, connection::Credentials, destination::Target, http_credentials,
     s3_credentials,
 };
@@ -84,6 +84,20 @@ impl Render for ListTargetsResponse {
             return writeln!(out, "(no targets)");
         }
         self.targets.iter().try_for_each(|t| writeln!(out, "{t}"))
+    }
+}
+
+impl Render for ResealResponse {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        fields(
+            out,
+            "",
+            &[
+                ("resealed", self.resealed.to_string()),
+                ("already current", self.already_current.to_string()),
+                ("active key", self.active_key.clone()),
+            ],
+        )
     }
 }
 
@@ -406,6 +420,10 @@ fn credentials_summary(c: Option<&Credentials>) -> String {
             parts.push(match &s3.method {
                 Some(s3_credentials::Method::StaticKeys(k)) => {
                     format!("static keys {}", k.access_key_id)
+                }
+                Some(s3_credentials::Method::AssumeRole(r)) if !r.external_id.is_empty() => {
+                    // What the customer puts in the role's trust policy.
+                    format!("assume role {} external id {}", r.role_arn, r.external_id)
                 }
                 Some(s3_credentials::Method::AssumeRole(r)) => {
                     format!("assume role {}", r.role_arn)

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | `service` of kind `router` | everything | nothing | the routing snapshot |
 //! | `service` of kind `sink_<type>` | everything | nothing | the routing snapshot; destinations with secrets and status reports, of streams and connections of its own destination type only |
-//! | `platform_admin` | everything | everything | no |
+//! | `platform_admin` | everything | everything, and `Reseal` | no |
 //! | `directory_sync` | everything | the tenant directory: creates, moves, deletes nodes (not their streams or connections), sets every node field | no |
 //! | `partner_admin` of N | N's subtree | connections, streams (`descendants` too) and the name and contacts of the nodes in N's subtree | no |
 //! | `workspace_admin` of N | N | N's own `self` streams and connections, and N's name/contacts, only while N is neither governed nor managed | no |
@@ -338,6 +338,16 @@ impl Principal {
                 "fetch secrets of, or report about, {} destinations",
                 t.map_or("these", |t| t.as_str())
             ))),
+        }
+    }
+
+    /// Operations on the service itself, such as resealing every tenant's secrets: only
+    /// `platform_admin`.
+    pub fn check_platform_admin(&self, what: &str) -> Result<(), ServiceError> {
+        if self.role == Role::PlatformAdmin {
+            Ok(())
+        } else {
+            Err(self.denied(&format!("{what}: only platform_admin may")))
         }
     }
 

@@ -6,7 +6,11 @@ use auditstream_bus::NatsConfig;
 use auditstream_telemetry::{logging::LogConfig, service::ServiceConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::{authz::TokenConfig, crypto::SecretsConfig, validate::HttpPolicyConfig};
+use crate::{
+    authz::TokenConfig,
+    crypto::SecretsConfig,
+    validate::{ConnectionsConfig, HttpPolicyConfig},
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +26,8 @@ pub struct ConfigServiceConfig {
     pub auth: AuthConfig,
     pub secrets: SecretsConfig,
     pub http: HttpPolicyConfig,
+    /// Where connections may use the platform's own cloud identity (H6).
+    pub connections: ConnectionsConfig,
     /// E-mail to scope admins when a destination breaks and recovers.
     pub notifications: crate::notify::NotifyConfig,
     /// Longest wait for a sink to answer ListTargets or TestDestination (and for JetStream's
@@ -62,6 +68,7 @@ impl Default for ConfigServiceConfig {
             auth: AuthConfig::default(),
             secrets: SecretsConfig::default(),
             http: HttpPolicyConfig::default(),
+            connections: ConnectionsConfig::default(),
             notifications: crate::notify::NotifyConfig::default(),
             request_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),

@@ -55,16 +55,26 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let sealer = Arc::new(crypto::Sealer::new(&config.secrets).map_err(anyhow::Error::msg)?);
+    let sealer = crypto::Sealer::new(&config.secrets).map_err(anyhow::Error::msg)?;
     let auth = Arc::new(
         authz::Authenticator::new(config.auth.tokens.clone()).map_err(anyhow::Error::msg)?,
     );
-    let policy = Arc::new(validate::Policy::new(&config.http).map_err(anyhow::Error::msg)?);
+    let policy = Arc::new(
+        validate::Policy::new(&config.http)
+            .map_err(anyhow::Error::msg)?
+            .with_platform_identity_nodes(&config.connections),
+    );
     let store = Arc::new(
         store::Store::connect(&config.database.url, config.database.max_connections)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    // Fingerprints use a stored key of their own, which rotations of the secrets key leave
+    // alone (L3).
+    let fingerprint_key = crypto::load_fingerprint_key(&store, &sealer)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sealer = Arc::new(sealer.with_fingerprint_key(fingerprint_key));
     let signer = Arc::new(
         signing::FeedSigner::load_or_create(&store, &sealer)
             .await

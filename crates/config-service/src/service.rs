@@ -541,6 +541,7 @@ impl ConfigService for Service {
             Self::node(&p, &world, &conn.node_id)?;
             p.check_write(&world, &conn.node_id)?;
         }
+        credentials::assign_external_id(&mut conn, None)?;
         let (_, urls) = validate::connection(&conn, &self.policy)?;
         validate::check_addresses(&urls, &self.policy).await?;
         let stored = self.seal(conn);
@@ -548,6 +549,7 @@ impl ConfigService for Service {
             self.commit(|world| {
                 Self::node(&p, world, &stored.public.node_id)?;
                 p.check_write(world, &stored.public.node_id)?;
+                validate::platform_identity(&stored.public, &world.tree, &self.policy)?;
                 if let Some(existing) = world.connections.get(&stored.public.id) {
                     return Err(taken(
                         &p,
@@ -641,6 +643,9 @@ impl ConfigService for Service {
         credentials::keep_stored_secrets(&mut full, &old_full)?;
         let (_, urls) = validate::connection(&full, &self.policy)?;
         validate::check_addresses(&urls, &self.policy).await?;
+        // H6: the service's external id, and the platform's identity only where allowed.
+        credentials::assign_external_id(&mut full, Some(&old_full))?;
+        validate::platform_identity(&full, &world.tree, &self.policy)?;
         let expected_version = old.public.version;
         full.version = expected_version + 1;
         let stored = self.seal(full);
@@ -732,6 +737,9 @@ impl ConfigService for Service {
         let world = self.store.load().await?;
         let id = request.into_inner().connection_id;
         let conn = Self::connection(&p, &world, &id)?;
+        // Never list with an identity the caller could not save, e.g. a default_chain
+        // connection stored before the platform-identity rule (H6).
+        validate::platform_identity(&conn.public, &world.tree, &self.policy)?;
         let sink = Self::connection_sink(conn)?;
         reply(crate::sink_rpc::list_targets(&self.nats, sink, &id, self.request_timeout).await)
     }
@@ -1207,6 +1215,24 @@ impl ConfigService for Service {
         Ok(Response::new(DestinationDetails {
             stream,
             connection: Some(connection),
+        }))
+    }
+
+    async fn reseal(&self, request: Request<pb::ResealRequest>) -> Rpc<pb::ResealResponse> {
+        let p = self.principal(&request)?;
+        p.check_platform_admin("reseal the stored secrets")?;
+        let counts = self.store.reseal(&self.sealer).await?;
+        tracing::info!(
+            actor = %p.name,
+            active_key = self.sealer.active_key_id(),
+            resealed = counts.resealed,
+            already_current = counts.already_current,
+            "stored secrets resealed with the active key"
+        );
+        Ok(Response::new(pb::ResealResponse {
+            resealed: counts.resealed,
+            already_current: counts.already_current,
+            active_key: self.sealer.active_key_id().to_owned(),
         }))
     }
 

@@ -25,7 +25,10 @@ use sqlx::{
     migrate::{Migration, MigrationType, Migrator},
 };
 
-use crate::{crypto::Sealed, error::ServiceError};
+use crate::{
+    crypto::{Sealed, Sealer},
+    error::ServiceError,
+};
 
 /// The `feed_keys` row of the feed signing key (also its AAD when sealed).
 pub const FEED_KEY_ROW: &str = "feed-signing-key";
@@ -90,6 +93,13 @@ impl Backend {
             .collect();
         Migrator::with_migrations(migrations)
     }
+}
+
+/// What `Reseal` did: rows sealed again with the active key, and rows that already were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResealCounts {
+    pub resealed: u64,
+    pub already_current: u64,
 }
 
 /// A connection as stored: public fields (secrets blanked, fingerprints set) and the sealed
@@ -363,17 +373,24 @@ impl Store {
     /// The sealed feed signing key, stored as `sealed` unless a replica stored one first:
     /// every replica ends up with the first one stored.
     pub async fn feed_signing_key(&self, sealed: Sealed) -> Result<Sealed, ServiceError> {
+        self.service_key(FEED_KEY_ROW, sealed).await
+    }
+
+    /// The sealed key of the service itself kept in row `row` of `feed_keys` (the feed
+    /// signing key, the fingerprint key), stored as `sealed` unless a replica stored one
+    /// first: every replica ends up with the first one stored.
+    pub async fn service_key(&self, row: &str, sealed: Sealed) -> Result<Sealed, ServiceError> {
         sqlx::query(
             "INSERT INTO feed_keys (id, sealed, key_id) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(FEED_KEY_ROW)
+        .bind(row)
         .bind(sealed.blob)
         .bind(sealed.key_id)
         .execute(&self.pool)
         .await
         .map_err(db)?;
         let row = sqlx::query("SELECT sealed, key_id FROM feed_keys WHERE id = $1")
-            .bind(FEED_KEY_ROW)
+            .bind(row)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
@@ -381,6 +398,92 @@ impl Store {
             blob: row.try_get(0).map_err(db)?,
             key_id: row.try_get(1).map_err(db)?,
         })
+    }
+
+    /// Whether any connection is stored (a database from before the stored fingerprint key).
+    pub async fn has_connections(&self) -> Result<bool, ServiceError> {
+        Ok(sqlx::query("SELECT id FROM connections LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .is_some())
+    }
+
+    /// Re-encrypts every sealed row (connections and the service's own keys in `feed_keys`)
+    /// that is not under the active key, in one transaction that holds the writer lock, so no
+    /// concurrent write can put back a row sealed with an older key. The plaintext, versions
+    /// and revision stay as they are (nothing changes for the data plane), so no change is
+    /// published. A row that does not open fails the whole call and nothing is written.
+    pub async fn reseal(&self, sealer: &Sealer) -> Result<ResealCounts, ServiceError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("UPDATE meta SET value = value WHERE key = 'revision'")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut counts = ResealCounts::default();
+        for table in ["connections", "feed_keys"] {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id, sealed, key_id FROM {table} ORDER BY id"
+            )))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            for row in rows {
+                let id: String = row.try_get(0).map_err(db)?;
+                let sealed = Sealed {
+                    blob: row.try_get(1).map_err(db)?,
+                    key_id: row.try_get(2).map_err(db)?,
+                };
+                let resealed = sealer.reseal(&sealed, &id).map_err(|e| match e {
+                    // The operator's to fix, and nothing secret to hide: say which.
+                    crate::crypto::CryptoError::UnknownKey(key) => {
+                        ServiceError::FailedPrecondition(format!(
+                            "{table} row {id} is sealed with key {key:?}, which secrets.keys lacks; configure it again and reseal (nothing was resealed)"
+                        ))
+                    }
+                    e => ServiceError::Internal(format!("{table} row {id}: {e}")),
+                })?;
+                let Some(resealed) = resealed else {
+                    counts.already_current += 1;
+                    continue;
+                };
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET sealed = $2, key_id = $3 WHERE id = $1"
+                )))
+                .bind(id.as_str())
+                .bind(resealed.blob)
+                .bind(resealed.key_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                counts.resealed += 1;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        // The cached world holds the old ciphertexts and the revision did not move.
+        *self.cache.lock().expect("not poisoned") = None;
+        Ok(counts)
+    }
+
+    /// Key ids of every sealed row, `(table, row id, key id)`: what `Reseal` leaves behind.
+    pub async fn sealed_key_ids(&self) -> Result<Vec<(String, String, String)>, ServiceError> {
+        let mut out = Vec::new();
+        for table in ["connections", "feed_keys"] {
+            for row in sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id, key_id FROM {table} ORDER BY id"
+            )))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            {
+                out.push((
+                    table.to_owned(),
+                    row.try_get(0).map_err(db)?,
+                    row.try_get(1).map_err(db)?,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// The oldest unpublished changes, in revision order.

@@ -33,9 +33,21 @@ pub struct HttpPolicyConfig {
     pub allowed_networks: Vec<String>,
 }
 
+/// Operator settings for connections (`connections` in the configuration).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Nodes at which (and below which) an S3 connection may use the platform's own AWS
+    /// identity: `default_chain`, or `assume_role` without `source_keys` (STS called as the
+    /// sink pod). Empty: nowhere.
+    pub platform_identity_nodes: Vec<String>,
+}
+
 pub struct Policy {
     pub allow_insecure_http: bool,
     pub allowed: NetworkAllowList,
+    /// `connections.platform_identity_nodes`.
+    pub platform_identity_nodes: Vec<String>,
 }
 
 impl Policy {
@@ -44,8 +56,61 @@ impl Policy {
             allow_insecure_http: config.allow_insecure_http,
             allowed: NetworkAllowList::parse(&config.allowed_networks)
                 .map_err(|e| format!("http.allowed_networks: {e}"))?,
+            platform_identity_nodes: Vec::new(),
         })
     }
+
+    pub fn with_platform_identity_nodes(mut self, config: &ConnectionsConfig) -> Policy {
+        self.platform_identity_nodes = config.platform_identity_nodes.clone();
+        self
+    }
+}
+
+/// The field by which `conn` would act as the platform's own AWS identity, if it would: the
+/// sink pod's IRSA role or instance profile writes directly (`default_chain`), or calls STS
+/// for a role of the tenant's choosing (`assume_role` without `source_keys`).
+pub fn platform_identity_field(conn: &Connection) -> Option<&'static str> {
+    let Some(Credentials::S3(s3)) = conn.credentials.as_ref() else {
+        return None;
+    };
+    match s3.method.as_ref()? {
+        s3_credentials::Method::DefaultChain(_) => Some("connection.s3.default_chain"),
+        s3_credentials::Method::AssumeRole(r) if r.source_keys.is_none() => {
+            Some("connection.s3.assume_role.source_keys")
+        }
+        _ => None,
+    }
+}
+
+/// H6: a connection may use the platform's identity only at a node the operator listed in
+/// `connections.platform_identity_nodes`, or below one. Anyone else who could save one
+/// would act as the platform in AWS (confused deputy): write to, or list, whatever the
+/// platform's role may reach. Refused with FAILED_PRECONDITION: the request is well formed,
+/// but the operator's setting does not allow it here.
+pub fn platform_identity(
+    conn: &Connection,
+    tree: &auditstream_model::routing::Tree,
+    policy: &Policy,
+) -> Result<(), ServiceError> {
+    let Some(field) = platform_identity_field(conn) else {
+        return Ok(());
+    };
+    if policy
+        .platform_identity_nodes
+        .iter()
+        .any(|allowed| tree.is_within(&conn.node_id, allowed))
+    {
+        return Ok(());
+    }
+    let what = if field.ends_with("default_chain") {
+        "default_chain uses the platform's own AWS identity (the sink's IRSA role or instance profile)"
+    } else {
+        "assume_role without source_keys calls STS with the platform's own AWS identity"
+    };
+    Err(ServiceError::FailedPrecondition(format!(
+        "{field}: {what}, which is allowed only at nodes the operator lists in connections.platform_identity_nodes (AUDITSTREAM_CONNECTIONS__PLATFORM_IDENTITY_NODES) and below them; node {} is not, so the operator must allow the node first. Otherwise use static_keys, or assume_role with source_keys",
+        conn.node_id
+    )))
 }
 
 const MAX_NAME: usize = 200;

@@ -434,7 +434,7 @@ async fn replicas_share_the_first_feed_signing_key(url: String) {
     };
     secrets.keys.insert(
         "k1".into(),
-        auditstream_telemetry::Secret::new("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="),
+        auditstream_telemetry::Secret::new("qis5xz5uXA56/mtMkLGPqHielWs0WF5VyGXLKOFpCPg="),
     );
     let sealer = Arc::new(Sealer::new(&secrets).unwrap());
     let store = Arc::new(Store::connect(&url, 8).await.unwrap());
@@ -467,6 +467,173 @@ async fn replicas_share_the_first_feed_signing_key(url: String) {
     );
 }
 
+/// Two strong test keys: `k1` (the key before a rotation) and `k2` (after).
+const K1: &str = "qis5xz5uXA56/mtMkLGPqHielWs0WF5VyGXLKOFpCPg=";
+const K2: &str = "gdL7OYKKN9UYFYTKtcCac0XcjTGsFwsDCqKOoHk1HxY=";
+
+/// A sealer with `keys` (ids `k1`, `k2`) and `active` the active one.
+fn sealer(active: &str, keys: &[&str]) -> auditstream_config_service::crypto::Sealer {
+    use auditstream_config_service::crypto::{Sealer, SecretsConfig};
+    let mut secrets = SecretsConfig {
+        active_key: active.into(),
+        ..Default::default()
+    };
+    for id in keys {
+        let key = if *id == "k1" { K1 } else { K2 };
+        secrets
+            .keys
+            .insert((*id).into(), auditstream_telemetry::Secret::new(key));
+    }
+    Sealer::new(&secrets).unwrap()
+}
+
+/// After a rotation, Reseal leaves no row under the old key: a store that has only the new
+/// key opens every connection, the feed signing key (same public key) and the fingerprint
+/// key (same fingerprints). A second Reseal finds everything current.
+async fn reseal_moves_every_sealed_row_to_the_active_key(url: String) {
+    use auditstream_config_service::{
+        crypto::load_fingerprint_key, signing::FeedSigner, store::ResealCounts,
+    };
+    let store = Store::connect(&url, 4).await.unwrap();
+    let old = sealer("k1", &["k1"]);
+    let feed_key = FeedSigner::load_or_create(&store, &old)
+        .await
+        .unwrap()
+        .public_key();
+    let fingerprint_key = load_fingerprint_key(&store, &old).await.unwrap();
+    let old = old.with_fingerprint_key(fingerprint_key.clone());
+    let secrets = [("a", "secret-of-a"), ("b", "secret-of-b")];
+    store
+        .write(|_| {
+            let mut mutations = vec![Mutation::PutNode(node("org", "", NodeKind::Organization))];
+            for (id, secret) in secrets {
+                let mut c = connection(id, "org");
+                c.sealed = old.seal(secret.as_bytes(), id);
+                mutations.push(Mutation::PutConnection(c));
+            }
+            Ok(plan(mutations))
+        })
+        .await
+        .unwrap();
+    let revision = store.revision().await.unwrap();
+    // Warm the world cache with the old ciphertexts: Reseal must not leave it stale.
+    assert_eq!(
+        store.load().await.unwrap().connections["a"].sealed.key_id,
+        "k1"
+    );
+
+    let rotated = sealer("k2", &["k1", "k2"]);
+    assert_eq!(
+        store.reseal(&rotated).await.unwrap(),
+        ResealCounts {
+            resealed: 4,
+            already_current: 0
+        },
+        "two connections, the feed signing key and the fingerprint key"
+    );
+    assert_eq!(
+        store.reseal(&rotated).await.unwrap(),
+        ResealCounts {
+            resealed: 0,
+            already_current: 4
+        }
+    );
+    let left: Vec<_> = store
+        .sealed_key_ids()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, _, key)| key != "k2")
+        .collect();
+    assert_eq!(left, vec![], "nothing is left under k1");
+    assert_eq!(
+        store.revision().await.unwrap(),
+        revision,
+        "no revision, so nothing for the data plane"
+    );
+
+    // Only the new key from here on, and a fresh connection to the database.
+    let store = Store::connect(&url, 1).await.unwrap();
+    let new = sealer("k2", &["k2"]);
+    let world = store.load().await.unwrap();
+    for (id, secret) in secrets {
+        let sealed = &world.connections[id].sealed;
+        assert_eq!(new.open(sealed, id).unwrap(), secret.as_bytes(), "{id}");
+    }
+    assert_eq!(
+        FeedSigner::load_or_create(&store, &new)
+            .await
+            .unwrap()
+            .public_key(),
+        feed_key,
+        "the same feed signing key"
+    );
+    assert_eq!(
+        load_fingerprint_key(&store, &new).await.unwrap(),
+        fingerprint_key
+    );
+    let new = new.with_fingerprint_key(fingerprint_key);
+    assert_eq!(
+        new.fingerprint("secret-of-a"),
+        old.fingerprint("secret-of-a"),
+        "fingerprints do not change with the secrets key"
+    );
+    // A row whose key is not configured stops the reseal, saying which, and changes nothing.
+    let err = store
+        .reseal(&sealer("k1", &["k1"]))
+        .await
+        .expect_err("k2 is missing");
+    assert!(
+        matches!(&err, ServiceError::FailedPrecondition(m) if m.contains("connections row a is sealed with key \"k2\", which secrets.keys lacks")),
+        "{err:?}"
+    );
+    assert!(
+        store
+            .sealed_key_ids()
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, _, key)| key == "k2")
+    );
+}
+
+/// A database from before the stored fingerprint key (connections, no key row) gets the key
+/// its fingerprints were made with; a new database a random one.
+async fn the_fingerprint_key_of_an_existing_database_keeps_its_fingerprints(url: String) {
+    use auditstream_config_service::crypto::load_fingerprint_key;
+    let store = Store::connect(&url, 1).await.unwrap();
+    let legacy = sealer("k1", &["k1"]);
+    store
+        .write(|_| {
+            Ok(plan(vec![
+                Mutation::PutNode(node("org", "", NodeKind::Organization)),
+                Mutation::PutConnection(connection("a", "org")),
+            ]))
+        })
+        .await
+        .unwrap();
+    let stored = load_fingerprint_key(&store, &legacy).await.unwrap();
+    let before = legacy.fingerprint("s3cret");
+    assert_eq!(
+        sealer("k1", &["k1"])
+            .with_fingerprint_key(stored.clone())
+            .fingerprint("s3cret"),
+        before
+    );
+    // Stored: a rotation (another active key) loads the same one.
+    let rotated = sealer("k2", &["k1", "k2"]);
+    assert_eq!(
+        load_fingerprint_key(&store, &rotated).await.unwrap(),
+        stored
+    );
+
+    let (_guard, fresh_url) = sqlite().await;
+    let fresh = Store::connect(&fresh_url, 1).await.unwrap();
+    let random = load_fingerprint_key(&fresh, &legacy).await.unwrap();
+    assert_eq!(random.len(), 32);
+    assert_ne!(random, stored);
+}
+
 macro_rules! store_suite {
     ($($test:ident),* $(,)?) => {
         mod on_sqlite {
@@ -497,4 +664,6 @@ store_suite!(
     the_mail_outbox_retries_until_sent,
     status_updates_never_lose_concurrent_increments,
     replicas_share_the_first_feed_signing_key,
+    reseal_moves_every_sealed_row_to_the_active_key,
+    the_fingerprint_key_of_an_existing_database_keeps_its_fingerprints,
 );

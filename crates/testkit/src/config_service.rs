@@ -9,7 +9,6 @@ use auditstream_config_service::{
 };
 use auditstream_proto::v1::config_service_client::ConfigServiceClient;
 use auditstream_telemetry::Secret;
-use base64::Engine as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::{
@@ -144,6 +143,10 @@ impl TestToken {
     }
 }
 
+/// The test configuration's secrets key (`test-key`): fixed, and random-looking enough for
+/// the service's strength check (a key like `[7u8; 32]` is refused at start).
+pub const TEST_SECRETS_KEY: &str = "UiR8sjtpOYzxYtkxLjNrpYh+NAuFYcfqgtbRjvUCyfw=";
+
 /// Where the harness keeps its data.
 pub enum Database {
     Sqlite,
@@ -170,10 +173,9 @@ pub fn test_config_service_config(nats_url: &str, database_url: &str) -> ConfigS
         })
         .collect();
     c.secrets.active_key = "test-key".into();
-    c.secrets.keys.insert(
-        "test-key".into(),
-        Secret::new(base64::engine::general_purpose::STANDARD.encode([7u8; 32])),
-    );
+    c.secrets
+        .keys
+        .insert("test-key".into(), Secret::new(TEST_SECRETS_KEY));
     c
 }
 

@@ -27,7 +27,8 @@ pub use azure_monitor::{
 };
 pub use azurite::Azurite;
 pub use config_service::{
-    Bearer, ConfigClient, ConfigHarness, Database, TOKENS, TestToken, test_config_service_config,
+    Bearer, ConfigClient, ConfigHarness, Database, TEST_SECRETS_KEY, TOKENS, TestToken,
+    test_config_service_config,
 };
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology, stream_messages};
