@@ -219,15 +219,14 @@ pub fn data_plane_token(bin: &str) -> &'static str {
 }
 
 /// A router or sink binary (`make test` builds it) with the settings every data-plane
-/// service needs: its ops port, NATS (topology already ensured by the test) and the config
-/// service with its kind's `service` token; no inherited environment. Callers add their own
-/// settings and spawn it.
+/// service needs: its ops port, NATS (topology already applied by the config service or the
+/// test: the service only verifies it) and the config service with its kind's `service`
+/// token; no inherited environment. Callers add their own settings and spawn it.
 pub fn data_plane(bin: &str, nats: &str, config: &str, ops: u16) -> std::process::Command {
     let mut cmd = std::process::Command::new(built_bin(bin));
     cmd.env_clear()
         .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
         .env("AUDITSTREAM_NATS__URL", nats)
-        .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
         .env("AUDITSTREAM_CONFIG_SERVICE__URL", config)
         .env("AUDITSTREAM_CONFIG_SERVICE__TOKEN", data_plane_token(bin))
         .stdout(std::process::Stdio::null());
