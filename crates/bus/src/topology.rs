@@ -668,8 +668,10 @@ mod tests {
 
     #[test]
     fn fewer_replicas_a_shorter_age_and_smaller_limits_are_weaker() {
-        let mut wanted = TopologyConfig::default();
-        wanted.replicas = 3;
+        let wanted = TopologyConfig {
+            replicas: 3,
+            ..TopologyConfig::default()
+        };
         let mut stored = wanted.clone();
         stored.replicas = 1;
         stored.ingest.max_age = Duration::from_secs(3600);
