@@ -97,10 +97,14 @@ format = "text"
 url = "$NATS_URL"
 CONF
 # Local disk: JetStream reserves max_bytes per stream up front, so keep them small here.
+# Every service gets the same topology from the environment; `auditctl topology apply` is
+# its one owner here (the config service runs with ensure_topology = false), and the
+# services only verify the streams.
 for stream in ingest:24h:268435456 deliver:0s:268435456 backlog:7d:536870912 dlq:7d:134217728 control:7d:67108864; do
   IFS=: read -r name age bytes <<<"$stream"
-  printf '[nats.topology.%s]\nmax_age = "%s"\nmax_bytes = %s\n' "$name" "$age" "$bytes" >> "$RUN_DIR/gateway.toml"
+  export "AUDITSTREAM_NATS__TOPOLOGY__${name^^}__MAX_AGE=$age" "AUDITSTREAM_NATS__TOPOLOGY__${name^^}__MAX_BYTES=$bytes"
 done
+"$BIN_DIR/auditctl" topology apply --nats-url "$NATS_URL"
 AUDITSTREAM_AUTH__TOKENS=$TOKEN "$BIN_DIR/auditstream-gateway" --config "$RUN_DIR/gateway.toml" 2>"$RUN_DIR/gateway.log" &
 pids+=($!)
 wait_for "http://127.0.0.1:$OPS_PORT/readyz" gateway "${pids[-1]}"
@@ -169,7 +173,7 @@ JSON
 fi
 
 # --- router: routes every event to the streams that apply, onto AUDIT_DELIVER ---
-AUDITSTREAM_OPS_ADDR=127.0.0.1:$ROUTER_OPS AUDITSTREAM_NATS__URL=$NATS_URL AUDITSTREAM_NATS__ENSURE_TOPOLOGY=false \
+AUDITSTREAM_OPS_ADDR=127.0.0.1:$ROUTER_OPS AUDITSTREAM_NATS__URL=$NATS_URL \
 AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(service_token router) \
 AUDITSTREAM_LOG__FORMAT=text \
   "$BIN_DIR/auditstream-router" 2>"$RUN_DIR/router.log" &
@@ -189,7 +193,6 @@ for sink in s3 azure-blob azure-monitor http; do
   # Only the HTTP sink has demo streams; the others start so the whole stack runs, and
   # `auditctl connection targets` / `destination test` work once you add such a destination.
   AUDITSTREAM_OPS_ADDR=127.0.0.1:${SINK_OPS[$sink]} AUDITSTREAM_NATS__URL=$NATS_URL \
-  AUDITSTREAM_NATS__ENSURE_TOPOLOGY=false \
   AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(service_token "sink_${sink//-/_}") \
   AUDITSTREAM_LOG__FORMAT=text AUDITSTREAM_BATCHING__MAX_AGE=200ms \
   AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP=true \

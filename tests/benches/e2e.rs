@@ -364,7 +364,6 @@ async fn start_stack(nats: NatsServer) -> Stack {
     let data_plane = |ops: u16, token: &str| {
         vec![
             e("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}")),
-            e("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false".into()),
             e(
                 "AUDITSTREAM_CONFIG_SERVICE__URL",
                 format!("http://127.0.0.1:{config_grpc}"),

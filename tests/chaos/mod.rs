@@ -254,7 +254,8 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
-/// The services, in start order, with their environment.
+/// The services, in start order, with their environment. The config service comes first:
+/// it owns the JetStream topology, and the others are ready only once its streams exist.
 fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
     let e = |k: &str, v: String| (k.to_owned(), v);
     let mut common = vec![
@@ -290,7 +291,6 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
     };
     let data_plane = |kind: &str| {
         vec![
-            e("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false".into()),
             e(
                 "AUDITSTREAM_CONFIG_SERVICE__URL",
                 format!("http://127.0.0.1:{config_grpc}"),
@@ -319,21 +319,6 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
     }
     vec![
         proc(
-            "gateway",
-            "auditstream-gateway",
-            free_port(),
-            vec![
-                e("AUDITSTREAM_HTTP_ADDR", format!("127.0.0.1:{gw_http}")),
-                e(
-                    "AUDITSTREAM_GRPC_ADDR",
-                    format!("127.0.0.1:{}", free_port()),
-                ),
-                e("AUDITSTREAM_AUTH__TOKENS", TOKEN.into()),
-                e("AUDITSTREAM_NATS__PUBLISH_TIMEOUT", "2s".into()),
-                e("AUDITSTREAM_RETRY_AFTER", "1s".into()),
-            ],
-        ),
-        proc(
             "config-service",
             "auditstream-config-service",
             free_port(),
@@ -351,6 +336,21 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
                 ),
                 e("AUDITSTREAM_HTTP__ALLOW_INSECURE_HTTP", "true".into()),
                 e("AUDITSTREAM_HTTP__ALLOWED_NETWORKS", "127.0.0.0/8".into()),
+            ],
+        ),
+        proc(
+            "gateway",
+            "auditstream-gateway",
+            free_port(),
+            vec![
+                e("AUDITSTREAM_HTTP_ADDR", format!("127.0.0.1:{gw_http}")),
+                e(
+                    "AUDITSTREAM_GRPC_ADDR",
+                    format!("127.0.0.1:{}", free_port()),
+                ),
+                e("AUDITSTREAM_AUTH__TOKENS", TOKEN.into()),
+                e("AUDITSTREAM_NATS__PUBLISH_TIMEOUT", "2s".into()),
+                e("AUDITSTREAM_RETRY_AFTER", "1s".into()),
             ],
         ),
         proc(
@@ -395,8 +395,15 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
     .collect()
 }
 
+fn named<'p>(procs: &'p [Proc], name: &str) -> &'p Proc {
+    procs
+        .iter()
+        .find(|p| p.name == name)
+        .expect("a service of that name")
+}
+
 fn gateway_http(procs: &[Proc]) -> String {
-    let port = procs[0]
+    let port = named(procs, "gateway")
         .env
         .iter()
         .find(|(k, _)| k == "CHAOS_HTTP_PORT")
@@ -406,7 +413,7 @@ fn gateway_http(procs: &[Proc]) -> String {
 }
 
 fn config_url(procs: &[Proc]) -> String {
-    let addr = procs[1]
+    let addr = named(procs, "config-service")
         .env
         .iter()
         .find(|(k, _)| k == "AUDITSTREAM_GRPC_ADDR")

@@ -149,10 +149,13 @@ async fn gateway_started_before_nats_becomes_ready_when_nats_arrives() {
     );
 
     nats.restart();
+    // The streams' owner (the config service, here the test) creates them after the late
+    // start; the gateway verifies them after its late connect.
+    nats.apply_topology(&auditstream_testkit::small_topology())
+        .await;
     gw.wait_ready(Duration::from_secs(30)).await;
     let r = post(&gw, batch("late", 2), &[ndjson()]).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    // The topology was created after the late connect.
     let stored = ids(&read_stream(&nats.jetstream().await, INGEST).await);
     assert_eq!(stored, vec!["late-0", "late-1"]);
     gw.stop().await.expect("clean shutdown");

@@ -7,7 +7,7 @@ mod common;
 use std::{process::Child, time::Duration};
 
 use async_nats::jetstream::{self, context::PublishAckFuture};
-use auditstream_bus::{ensure_topology, headers::EventMeta, subjects, topology};
+use auditstream_bus::{headers::EventMeta, subjects, topology};
 use auditstream_config_service::authz::Role;
 use auditstream_proto::v1::{AppliesTo::*, EventSelection, NodeKind::*};
 use auditstream_testkit::{ConfigHarness, Database, NatsServer, metric, small_topology};
@@ -18,6 +18,7 @@ const STREAMS: [&str; 2] = ["s-a", "s-b"];
 
 fn spawn_router(nats: &str, config: &str, ops: u16, log: &std::path::Path) -> Child {
     common::data_plane("auditstream-router", nats, config, ops)
+        .envs(common::topology_env(&crash_topology()))
         // Short, so the killed replica's unacked messages come back quickly.
         .env("AUDITSTREAM_CONSUMER__ACK_WAIT", "3s")
         .stderr(std::fs::File::create(log).unwrap())
@@ -25,17 +26,23 @@ fn spawn_router(nats: &str, config: &str, ops: u16, log: &std::path::Path) -> Ch
         .unwrap()
 }
 
+/// Room for 200 000 deliveries; every service here uses this topology as is.
+fn crash_topology() -> auditstream_bus::TopologyConfig {
+    let mut topo = small_topology();
+    topo.deliver.max_bytes = 1 << 30;
+    topo.ingest.max_bytes = 512 << 20;
+    topo
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_killed_mid_stream_loses_nothing() {
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
-    // Room for 200 000 deliveries; every service here uses this topology as is.
-    let mut topo = small_topology();
-    topo.deliver.max_bytes = 1 << 30;
-    topo.ingest.max_bytes = 512 << 20;
-    ensure_topology(&js, &topo).await.unwrap();
+    // The test owns the topology; the config service and the router verify it.
+    nats.apply_topology(&crash_topology()).await;
     let config = ConfigHarness::start(&nats.url(), Database::Sqlite, |c| {
-        c.nats.ensure_topology = false
+        c.nats.ensure_topology = false;
+        c.nats.topology = crash_topology();
     })
     .await;
     let mut admin = config.client_as(Role::PlatformAdmin, None).await;

@@ -36,7 +36,8 @@ fn spawn(
             cmd.env_clear()
                 .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
                 .env("AUDITSTREAM_NATS__URL", stack.nats.url())
-                .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
+                // The config service's streams; the gateway refuses weaker ones than its own.
+                .envs(common::topology_env(&auditstream_testkit::small_topology()))
                 .env("AUDITSTREAM_HTTP_ADDR", format!("127.0.0.1:{http}"))
                 .env(
                     "AUDITSTREAM_GRPC_ADDR",

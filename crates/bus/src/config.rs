@@ -12,9 +12,14 @@ use crate::TopologyConfig;
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
     pub url: String,
-    /// Create or update the JetStream streams at start. Turn off where an operator (or another
-    /// service) owns the streams and this service's NATS user may not change them.
+    /// Read by the config service only, the topology's one owner: it creates or updates the
+    /// JetStream streams at start and after every reconnect. Turn off where an operator owns
+    /// the streams (`auditctl topology apply`, NACK); the config service then only verifies
+    /// them, as every other service always does. Other services accept the setting, so one
+    /// shared `nats` section loads everywhere, and ignore it.
     pub ensure_topology: bool,
+    /// What this service needs of the streams. The owner applies it; the others refuse
+    /// streams weaker than it (fewer replicas, shorter `max_age`, smaller limits).
     pub topology: TopologyConfig,
     /// Longest wait for JetStream's acknowledgement of one publish (and for JetStream API
     /// calls) before the work counts as not done.

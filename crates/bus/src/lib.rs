@@ -16,5 +16,7 @@ pub mod topology;
 pub use config::NatsConfig;
 pub use publish::{Ack, PublishError, connect, jetstream_context, publish_durable};
 pub use topology::{
-    StreamChange, TopologyConfig, TopologyError, TopologyKeeper, TopologyState, ensure_topology,
+    Difference, Mismatch, StreamChange, TopologyConfig, TopologyError, TopologyGate,
+    TopologyKeeper, TopologyRole, TopologyState, Verdict, VerifyError, compare_stream,
+    ensure_topology, verify_topology,
 };

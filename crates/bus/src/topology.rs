@@ -1,11 +1,22 @@
-//! The five JetStream streams (DESIGN §2), created or updated idempotently.
+//! The five JetStream streams (DESIGN §2), and who may change them.
 //!
-//! Every service may call [`ensure_topology`] at start; running it again with the same
-//! configuration changes nothing, and a changed limit (max_age, max_bytes, replicas) is
-//! applied in place. Retention and storage cannot be changed on a live stream; JetStream
-//! refuses and the error names the stream.
+//! The topology has one owner: the config service (or an operator running `auditctl
+//! topology apply`) calls [`ensure_topology`], which creates missing streams and updates
+//! those whose settings differ. Running it again with the same configuration changes
+//! nothing, and a changed limit (max_age, max_bytes, replicas) is applied in place.
+//! Retention and storage cannot be changed on a live stream; JetStream refuses and the
+//! error names the stream.
+//!
+//! Every other service only verifies ([`verify_topology`], [`TopologyGate::verify`]): one
+//! service started with defaults must not lower `replicas` or `max_age` for everybody, since
+//! JetStream then deletes data (security review L8). A missing stream, or one weaker than the
+//! service's own configuration, is refused; a stronger one is fine.
 
-use std::time::Duration;
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     self,
@@ -155,7 +166,8 @@ impl TopologyConfig {
 }
 
 /// Creates missing streams and updates those whose settings differ. Returns what happened
-/// to each stream, in topology order.
+/// to each stream, in topology order. Only the topology's owner calls this (the config
+/// service, `auditctl topology apply`); other services [`verify_topology`].
 pub async fn ensure_topology(
     js: &jetstream::Context,
     config: &TopologyConfig,
@@ -168,25 +180,18 @@ pub async fn ensure_topology(
             action,
             source,
         };
-        let change = match js.get_stream(&name).await {
-            Ok(mut existing) => {
-                let info = existing.info().await.map_err(|e| err("read", e.into()))?;
-                if same_settings(&info.config, &wanted) {
-                    StreamChange::Unchanged
-                } else {
-                    js.update_stream(&wanted)
-                        .await
-                        .map_err(|e| err("update", e.into()))?;
-                    StreamChange::Updated
+        // Two owners starting together (config-service replicas, an apply job) may both
+        // find the stream missing; the loser of the create sees it exist and compares again.
+        let mut raced = false;
+        let change = loop {
+            match ensure_stream(js, &wanted).await {
+                Ok(change) => break change,
+                Err(Ensure::CreateRaced) if !raced => raced = true,
+                Err(Ensure::CreateRaced) => {
+                    return Err(err("create", "stream name already in use".into()));
                 }
+                Err(Ensure::Failed(action, source)) => return Err(err(action, source)),
             }
-            Err(e) if is_stream_not_found(&e) => {
-                js.create_stream(wanted)
-                    .await
-                    .map_err(|e| err("create", e.into()))?;
-                StreamChange::Created
-            }
-            Err(e) => return Err(err("read", e.into())),
         };
         if change != StreamChange::Unchanged {
             tracing::info!(stream = %name, ?change, "jetstream stream ensured");
@@ -194,6 +199,45 @@ pub async fn ensure_topology(
         changes.push((name, change));
     }
     Ok(changes)
+}
+
+enum Ensure {
+    /// Someone else created the stream between our read and our create.
+    CreateRaced,
+    Failed(&'static str, async_nats::Error),
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    wanted: &jetstream::stream::Config,
+) -> Result<StreamChange, Ensure> {
+    match js.get_stream(&wanted.name).await {
+        Ok(existing) => {
+            if same_settings(&existing.cached_info().config, wanted) {
+                Ok(StreamChange::Unchanged)
+            } else {
+                js.update_stream(wanted)
+                    .await
+                    .map_err(|e| Ensure::Failed("update", e.into()))?;
+                Ok(StreamChange::Updated)
+            }
+        }
+        Err(e) if is_stream_not_found(&e) => match js.create_stream(wanted.clone()).await {
+            Ok(_) => Ok(StreamChange::Created),
+            Err(e) if is_js_error(e.kind(), jetstream::ErrorCode::STREAM_NAME_EXIST) => {
+                Err(Ensure::CreateRaced)
+            }
+            Err(e) => Err(Ensure::Failed("create", e.into())),
+        },
+        Err(e) => Err(Ensure::Failed("read", e.into())),
+    }
+}
+
+fn is_js_error(
+    kind: jetstream::context::CreateStreamErrorKind,
+    code: jetstream::ErrorCode,
+) -> bool {
+    matches!(kind, jetstream::context::CreateStreamErrorKind::JetStream(js) if js.error_code() == code)
 }
 
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
@@ -217,24 +261,339 @@ fn same_settings(have: &jetstream::stream::Config, want: &jetstream::stream::Con
         && have.allow_direct == want.allow_direct
 }
 
-/// Follows a NATS connection and (re-)ensures the topology after every (re)connect, so a
-/// NATS that lost its state gets its streams back. Services call [`TopologyKeeper::tick`]
-/// from their readiness loop.
+/// How a stored setting compares with what a service is configured for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Holds less than configured (fewer replicas, a shorter age, a smaller limit), or is
+    /// not the same where only the same will do (subjects, retention, discard, storage).
+    Weaker,
+    /// Holds more than configured: the owner chose so, and that is fine.
+    Stronger,
+}
+
+/// One setting in which a stored stream differs from a service's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    pub stream: String,
+    pub field: &'static str,
+    pub stored: String,
+    pub configured: String,
+    pub verdict: Verdict,
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stream {}: {} is {} stored, {} configured",
+            self.stream, self.field, self.stored, self.configured
+        )
+    }
+}
+
+/// Compares the settings [`TopologyConfig::streams`] sets (and `max_messages`, which it
+/// leaves unlimited) between the `stored` stream and the `wanted` one. Pure, so the rules
+/// are unit-tested without a server.
+pub fn compare_stream(
+    stored: &jetstream::stream::Config,
+    wanted: &jetstream::stream::Config,
+) -> Vec<Difference> {
+    use std::cmp::Ordering::*;
+    let mut out = Vec::new();
+    let mut push = |field, verdict, stored: String, configured: String| {
+        out.push(Difference {
+            stream: wanted.name.clone(),
+            field,
+            stored,
+            configured,
+            verdict,
+        })
+    };
+    let sorted = |s: &[String]| {
+        let mut s = s.to_vec();
+        s.sort();
+        s
+    };
+    if sorted(&stored.subjects) != sorted(&wanted.subjects) {
+        push(
+            "subjects",
+            Verdict::Weaker,
+            stored.subjects.join(","),
+            wanted.subjects.join(","),
+        );
+    }
+    let name = |v: &dyn fmt::Debug| format!("{v:?}").to_lowercase();
+    for (field, have, want) in [
+        (
+            "retention",
+            name(&stored.retention),
+            name(&wanted.retention),
+        ),
+        ("discard", name(&stored.discard), name(&wanted.discard)),
+        ("storage", name(&stored.storage), name(&wanted.storage)),
+    ] {
+        if have != want {
+            push(field, Verdict::Weaker, have, want);
+        }
+    }
+    let by_order = |o: std::cmp::Ordering| match o {
+        Less => Some(Verdict::Weaker),
+        Greater => Some(Verdict::Stronger),
+        Equal => None,
+    };
+    if let Some(v) = by_order(stored.num_replicas.max(1).cmp(&wanted.num_replicas.max(1))) {
+        push(
+            "replicas",
+            v,
+            stored.num_replicas.to_string(),
+            wanted.num_replicas.to_string(),
+        );
+    }
+    let age = |d: Duration| (d != Duration::ZERO).then_some(d);
+    if let Some(v) = by_order(limit_order(age(stored.max_age), age(wanted.max_age))) {
+        push(
+            "max_age",
+            v,
+            show_age(stored.max_age),
+            show_age(wanted.max_age),
+        );
+    }
+    let size = |n: i64| (n > 0).then_some(n);
+    for (field, have, want) in [
+        ("max_bytes", stored.max_bytes, wanted.max_bytes),
+        ("max_msgs", stored.max_messages, wanted.max_messages),
+    ] {
+        if let Some(v) = by_order(limit_order(size(have), size(want))) {
+            push(field, v, show_size(have), show_size(want));
+        }
+    }
+    // A shorter window de-duplicates less: a retried publish could be stored twice.
+    if let Some(v) = by_order(stored.duplicate_window.cmp(&wanted.duplicate_window)) {
+        push(
+            "duplicate_window",
+            v,
+            show_age(stored.duplicate_window),
+            show_age(wanted.duplicate_window),
+        );
+    }
+    // Readers use direct get; a stream without it would fail them.
+    if wanted.allow_direct && !stored.allow_direct {
+        push(
+            "allow_direct",
+            Verdict::Weaker,
+            "false".into(),
+            "true".into(),
+        );
+    }
+    out
+}
+
+/// Orders two limits where `None` is unlimited (the largest).
+fn limit_order<T: Ord>(stored: Option<T>, wanted: Option<T>) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (stored, wanted) {
+        (None, None) => Equal,
+        (None, Some(_)) => Greater,
+        (Some(_), None) => Less,
+        (Some(s), Some(w)) => s.cmp(&w),
+    }
+}
+
+fn show_age(d: Duration) -> String {
+    if d == Duration::ZERO {
+        "unlimited".into()
+    } else {
+        humantime_serde::re::humantime::format_duration(d).to_string()
+    }
+}
+
+fn show_size(n: i64) -> String {
+    if n > 0 {
+        n.to_string()
+    } else {
+        "unlimited".into()
+    }
+}
+
+/// What [`verify_topology`] refuses in one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    Missing { stream: String },
+    Weaker(Difference),
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::Missing { stream } => write!(f, "stream {stream} is missing"),
+            Mismatch::Weaker(d) => write!(f, "{d} (weaker)"),
+        }
+    }
+}
+
+/// Why a service that does not own the topology refuses it.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Streams are missing or weaker than configured; every one is listed.
+    #[error(
+        "jetstream topology refused: {}; only the config service or `auditctl topology apply` changes the topology",
+        join(.0)
+    )]
+    Mismatch(Vec<Mismatch>),
+    /// A stream could not be read (NATS or JetStream unavailable).
+    #[error(transparent)]
+    Read(#[from] TopologyError),
+}
+
+fn join(m: &[Mismatch]) -> String {
+    m.iter()
+        .map(Mismatch::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Reads every stream of `config` and refuses the topology when one is missing or weaker
+/// than configured (see [`compare_stream`]). Changes nothing. Returns the settings in
+/// which the stored streams are stronger than configured.
+pub async fn verify_topology(
+    js: &jetstream::Context,
+    config: &TopologyConfig,
+) -> Result<Vec<Difference>, VerifyError> {
+    let mut refused = Vec::new();
+    let mut stronger = Vec::new();
+    for wanted in config.streams() {
+        match js.get_stream(&wanted.name).await {
+            Ok(stream) => {
+                for d in compare_stream(&stream.cached_info().config, &wanted) {
+                    match d.verdict {
+                        Verdict::Weaker => refused.push(Mismatch::Weaker(d)),
+                        Verdict::Stronger => stronger.push(d),
+                    }
+                }
+            }
+            Err(e) if is_stream_not_found(&e) => refused.push(Mismatch::Missing {
+                stream: wanted.name.clone(),
+            }),
+            Err(e) => {
+                return Err(VerifyError::Read(TopologyError {
+                    stream: wanted.name.clone(),
+                    action: "read",
+                    source: e.into(),
+                }));
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(stronger)
+    } else {
+        Err(VerifyError::Mismatch(refused))
+    }
+}
+
+/// Whether a service owns the topology (changes it) or only verifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopologyRole {
+    /// Creates and updates the streams: the config service with `nats.ensure_topology`.
+    Owner,
+    /// Reads the streams and refuses missing or weaker ones: every other service.
+    Verifier,
+}
+
+/// One service's view of the topology, shared (by cloning) between the task that ensures or
+/// verifies it and the readiness probe, which reports the last problem in words. Logs a
+/// problem when it first appears, not on every retry.
+#[derive(Clone)]
+pub struct TopologyGate {
+    topology: Arc<TopologyConfig>,
+    /// `None` until the first check; then its outcome (`Err` holds the text `/readyz` shows).
+    last: Arc<Mutex<Option<Result<(), String>>>>,
+}
+
+impl TopologyGate {
+    pub fn new(topology: TopologyConfig) -> Self {
+        TopologyGate {
+            topology: Arc::new(topology),
+            last: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn topology(&self) -> &TopologyConfig {
+        &self.topology
+    }
+
+    /// `Ok` once the last check passed; otherwise why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        match &*self.last.lock().expect("topology gate lock") {
+            None => Err("jetstream topology not checked yet".into()),
+            Some(r) => r.clone(),
+        }
+    }
+
+    /// [`verify_topology`] against this gate's topology, recording the outcome.
+    pub async fn verify(&self, js: &jetstream::Context) -> Result<(), VerifyError> {
+        let result = verify_topology(js, &self.topology).await;
+        let first_ok = self.record(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        match result {
+            Ok(stronger) => {
+                if first_ok {
+                    for d in &stronger {
+                        tracing::info!(stream = %d.stream, field = d.field, stored = %d.stored, configured = %d.configured, "stored jetstream stream is stronger than configured; kept");
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`ensure_topology`] against this gate's topology (for the owner), recording the outcome.
+    pub async fn ensure(
+        &self,
+        js: &jetstream::Context,
+    ) -> Result<Vec<(String, StreamChange)>, TopologyError> {
+        let result = ensure_topology(js, &self.topology).await;
+        self.record(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        result
+    }
+
+    /// Stores `outcome` and logs a change of it. True when it turned to `Ok`.
+    fn record(&self, outcome: Result<(), String>) -> bool {
+        let mut last = self.last.lock().expect("topology gate lock");
+        let changed = last.as_ref() != Some(&outcome);
+        if changed {
+            match &outcome {
+                Ok(()) => tracing::info!("jetstream topology in place"),
+                Err(e) => tracing::error!(error = %e, "jetstream topology not usable; will retry"),
+            }
+        } else if let Err(e) = &outcome {
+            tracing::debug!(error = %e, "jetstream topology still not usable");
+        }
+        let turned_ok = changed && outcome.is_ok();
+        *last = Some(outcome);
+        turned_ok
+    }
+}
+
+/// Follows a NATS connection and checks the topology after every (re)connect until it is in
+/// place: the owner (re-)ensures it, so a NATS that lost its state gets its streams back;
+/// a verifier waits for the owner. Services call [`TopologyKeeper::tick`] from their
+/// readiness loop.
 pub struct TopologyKeeper {
     client: async_nats::Client,
     js: jetstream::Context,
-    config: crate::NatsConfig,
+    gate: TopologyGate,
+    role: TopologyRole,
     was_connected: bool,
-    ensured: bool,
+    ready: bool,
 }
 
 /// What a tick saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopologyState {
     pub connected: bool,
-    /// The streams are in place (always true when `ensure_topology` is off: someone else
-    /// owns them).
-    pub ensured: bool,
+    /// The streams are in place: ensured by the owner, or verified as at least as strong
+    /// as configured.
+    pub ready: bool,
     /// The connection came (back) since the previous tick.
     pub reconnected: bool,
 }
@@ -243,35 +602,174 @@ impl TopologyKeeper {
     pub fn new(
         client: async_nats::Client,
         js: jetstream::Context,
-        config: crate::NatsConfig,
+        gate: TopologyGate,
+        role: TopologyRole,
     ) -> Self {
-        let ensured = !config.ensure_topology;
         TopologyKeeper {
             client,
             js,
-            config,
+            gate,
+            role,
             was_connected: false,
-            ensured,
+            ready: false,
         }
+    }
+
+    /// The gate this keeper records into (for a readiness probe).
+    pub fn gate(&self) -> &TopologyGate {
+        &self.gate
     }
 
     pub async fn tick(&mut self) -> TopologyState {
         let connected = self.client.connection_state() == async_nats::connection::State::Connected;
         let reconnected = connected && !self.was_connected;
-        if self.config.ensure_topology && connected && (reconnected || !self.ensured) {
-            match ensure_topology(&self.js, &self.config.topology).await {
-                Ok(_) => self.ensured = true,
-                Err(e) => {
-                    self.ensured = false;
-                    tracing::error!(error = %e, "cannot ensure JetStream topology; will retry");
-                }
-            }
+        if connected && (reconnected || !self.ready) {
+            self.ready = match self.role {
+                TopologyRole::Owner => self.gate.ensure(&self.js).await.is_ok(),
+                TopologyRole::Verifier => self.gate.verify(&self.js).await.is_ok(),
+            };
         }
         self.was_connected = connected;
         TopologyState {
             connected,
-            ensured: self.ensured,
+            ready: self.ready,
             reconnected,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AUDIT_INGEST this topology asks for.
+    fn ingest(config: &TopologyConfig) -> jetstream::stream::Config {
+        config.streams().remove(0)
+    }
+
+    fn weaker(
+        stored: &jetstream::stream::Config,
+        wanted: &jetstream::stream::Config,
+    ) -> Vec<&'static str> {
+        compare_stream(stored, wanted)
+            .into_iter()
+            .filter(|d| d.verdict == Verdict::Weaker)
+            .map(|d| d.field)
+            .collect()
+    }
+
+    #[test]
+    fn the_same_settings_differ_in_nothing() {
+        let c = TopologyConfig::default();
+        for s in c.streams() {
+            assert_eq!(compare_stream(&s, &s), vec![]);
+        }
+    }
+
+    #[test]
+    fn fewer_replicas_a_shorter_age_and_smaller_limits_are_weaker() {
+        let wanted = TopologyConfig {
+            replicas: 3,
+            ..TopologyConfig::default()
+        };
+        let mut stored = wanted.clone();
+        stored.replicas = 1;
+        stored.ingest.max_age = Duration::from_secs(3600);
+        stored.ingest.max_bytes = GIB;
+        stored.duplicate_window = Duration::from_secs(30);
+        let (s, w) = (ingest(&stored), ingest(&wanted));
+        assert_eq!(
+            weaker(&s, &w),
+            ["replicas", "max_age", "max_bytes", "duplicate_window"]
+        );
+        let d = compare_stream(&s, &w);
+        assert_eq!(
+            d[1].to_string(),
+            "stream AUDIT_INGEST: max_age is 1h stored, 1day configured"
+        );
+        let mut capped = s.clone();
+        capped.max_messages = 10;
+        assert!(weaker(&capped, &w).contains(&"max_msgs"));
+    }
+
+    #[test]
+    fn more_replicas_a_longer_age_and_larger_limits_are_stronger() {
+        let wanted = TopologyConfig::default();
+        let mut stored = wanted.clone();
+        stored.replicas = 3;
+        stored.ingest.max_age = Duration::from_secs(7 * 24 * 3600);
+        stored.ingest.max_bytes = 8 * GIB;
+        let diffs = compare_stream(&ingest(&stored), &ingest(&wanted));
+        assert_eq!(diffs.len(), 3, "{diffs:?}");
+        assert!(diffs.iter().all(|d| d.verdict == Verdict::Stronger));
+    }
+
+    #[test]
+    fn unlimited_is_the_largest_limit() {
+        let wanted = TopologyConfig::default();
+        // AUDIT_DELIVER keeps messages without an age limit.
+        let deliver = wanted.streams().remove(1);
+        let mut aged = deliver.clone();
+        aged.max_age = Duration::from_secs(3600);
+        assert_eq!(weaker(&aged, &deliver), ["max_age"]);
+        assert_eq!(
+            compare_stream(&deliver, &aged)[0].verdict,
+            Verdict::Stronger
+        );
+        let mut unbounded = deliver.clone();
+        unbounded.max_bytes = -1;
+        assert_eq!(
+            compare_stream(&unbounded, &deliver)[0].verdict,
+            Verdict::Stronger
+        );
+        assert_eq!(weaker(&deliver, &unbounded), ["max_bytes"]);
+        // JetStream reports "no limit" as -1 where the request said 0.
+        let mut minus_one = deliver.clone();
+        minus_one.max_messages = -1;
+        assert_eq!(compare_stream(&minus_one, &deliver), vec![]);
+    }
+
+    #[test]
+    fn other_retention_discard_storage_or_subjects_are_refused_either_way() {
+        let wanted = ingest(&TopologyConfig::default());
+        let mut other = wanted.clone();
+        other.retention = RetentionPolicy::WorkQueue;
+        other.discard = DiscardPolicy::Old;
+        other.storage = StorageType::Memory;
+        other.subjects = vec!["audit.ingest.>".into(), "elsewhere.>".into()];
+        other.allow_direct = false;
+        assert_eq!(
+            weaker(&other, &wanted),
+            [
+                "subjects",
+                "retention",
+                "discard",
+                "storage",
+                "allow_direct"
+            ]
+        );
+        assert_eq!(
+            weaker(&wanted, &other),
+            ["subjects", "retention", "discard", "storage"]
+        );
+        let mut reordered = wanted.clone();
+        reordered.subjects.reverse();
+        assert_eq!(compare_stream(&reordered, &wanted), vec![]);
+    }
+
+    #[test]
+    fn the_refusal_names_stream_field_both_values_and_the_owner() {
+        let mut stored = TopologyConfig::default();
+        stored.ingest.max_age = Duration::from_secs(3600);
+        let d = compare_stream(&ingest(&stored), &ingest(&TopologyConfig::default()));
+        let e = VerifyError::Mismatch(vec![
+            Mismatch::Weaker(d[0].clone()),
+            Mismatch::Missing { stream: DLQ.into() },
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "jetstream topology refused: stream AUDIT_INGEST: max_age is 1h stored, 1day configured (weaker); \
+             stream AUDIT_DLQ is missing; only the config service or `auditctl topology apply` changes the topology"
+        );
     }
 }

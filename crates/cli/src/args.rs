@@ -83,6 +83,27 @@ pub enum Command {
     /// Re-encrypt every stored secret with the active secrets key, so older keys can be
     /// removed from the configuration (platform_admin).
     Reseal,
+    /// The JetStream streams (talks to NATS, not to the config service).
+    #[command(subcommand)]
+    Topology(TopologyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopologyCommand {
+    /// Create missing streams and update those that differ from the configured topology, as
+    /// the config service does at start; prints what it created, updated or left alone.
+    Apply(TopologyApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopologyApplyArgs {
+    /// A service's TOML configuration file: its `[nats]` section (URL, credentials, TLS,
+    /// `topology`) is used, the rest ignored. `AUDITSTREAM_NATS__*` variables override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// NATS URL; overrides the file and `AUDITSTREAM_NATS__URL`.
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

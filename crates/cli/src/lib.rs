@@ -3,7 +3,9 @@
 //! This crate owns the command-line surface: argument parsing ([`Cli`]), turning arguments
 //! and JSON files into requests ([`request`]), calling the service with the caller's bearer
 //! token, and printing responses as proto3 JSON (`--json`) or as text ([`render`]). It holds
-//! no configuration rules of its own: the service validates every request.
+//! no configuration rules of its own: the service validates every request. One command
+//! talks to NATS instead: `topology apply` ([`topology`]) creates or updates the JetStream
+//! streams for an operator who owns them.
 //!
 //! Entry points: [`run_args`] (argv-like strings and a writer, for in-process tests) and
 //! [`run`] (parsed arguments; used by the binary).
@@ -29,11 +31,12 @@ use tonic::{
 pub mod args;
 pub mod render;
 pub mod request;
+pub mod topology;
 
 pub use args::{Cli, Command, DEFAULT_SERVER};
 use args::{
     ConnectionCommand, DestinationArgs, DestinationCommand, DlqCommand, NodeCommand, StatusCommand,
-    StreamCommand, Token,
+    StreamCommand, Token, TopologyCommand,
 };
 use render::Render;
 
@@ -56,6 +59,9 @@ pub enum CliError {
     /// ok); the answer was printed.
     #[error("{0}")]
     TestFailed(String),
+    /// `auditctl topology`: NATS could not be reached or refused a stream change.
+    #[error("{0}")]
+    Topology(String),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -347,6 +353,10 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
         }
         Command::Status(StatusCommand::Report { file }) => {
             show!(conn, out, report_status(request::report_status(&file)?))
+        }
+        // The command line's edge: the environment is read here, as clap reads `--server`'s.
+        Command::Topology(TopologyCommand::Apply(args)) => {
+            topology::apply(&args, std::env::vars(), out.json, &mut *out.out).await
         }
     }
 }

@@ -92,7 +92,7 @@ pub async fn run(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let watcher = tokio::spawn(watch(
         store.clone(),
-        auditstream_bus::TopologyKeeper::new(nats.clone(), js.clone(), config.nats.clone()),
+        topology_keeper(&config.nats, &nats, &js),
         ready.clone(),
         metrics.clone(),
         health_reporter,
@@ -187,8 +187,29 @@ fn store_kind(url: &str) -> &'static str {
     }
 }
 
-/// Keeps readiness and gRPC health current, and ensures the JetStream topology after every
-/// (re)connect so the change feed has its stream.
+/// The config service owns the JetStream topology (security review L8: one owner, so a
+/// service started with defaults cannot lower limits): it ensures the streams unless
+/// `nats.ensure_topology` hands them to an operator, and then only verifies them.
+fn topology_keeper(
+    config: &auditstream_bus::NatsConfig,
+    nats: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+) -> auditstream_bus::TopologyKeeper {
+    let role = if config.ensure_topology {
+        auditstream_bus::TopologyRole::Owner
+    } else {
+        auditstream_bus::TopologyRole::Verifier
+    };
+    auditstream_bus::TopologyKeeper::new(
+        nats.clone(),
+        js.clone(),
+        auditstream_bus::TopologyGate::new(config.topology.clone()),
+        role,
+    )
+}
+
+/// Keeps readiness and gRPC health current, and ensures (or verifies) the JetStream topology
+/// after every (re)connect so the change feed has its stream.
 async fn watch(
     store: Arc<store::Store>,
     mut keeper: auditstream_bus::TopologyKeeper,
@@ -205,7 +226,7 @@ async fn watch(
         if let Ok(revision) = revision {
             metrics.revision.set(revision as i64);
         }
-        let is_ready = state.connected && state.ensured && db_ok;
+        let is_ready = state.connected && state.ready && db_ok;
         ready.store(is_ready, Ordering::Release);
         metrics.ready.set(i64::from(is_ready));
         let status = if is_ready {

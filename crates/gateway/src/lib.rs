@@ -17,17 +17,11 @@ pub mod metrics;
 pub mod ratelimit;
 mod serve;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::connection::State;
-use auditstream_bus::{TopologyKeeper, connect, jetstream_context};
+use auditstream_bus::{TopologyGate, TopologyKeeper, TopologyRole, connect, jetstream_context};
 use auditstream_model::Limits;
 use auditstream_proto::v1::ingest_service_server::IngestServiceServer;
 use auditstream_telemetry::OpsState;
@@ -83,13 +77,15 @@ pub async fn run(
         .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
     let js = jetstream_context(client.clone(), config.nats.publish_timeout);
 
-    let topology_ready = Arc::new(AtomicBool::new(!config.nats.ensure_topology));
+    // The gateway never changes the streams (the config service owns them); it waits until
+    // they exist and are at least as strong as its own configuration.
+    let topology = TopologyGate::new(config.nats.topology.clone());
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let watcher = tokio::spawn(watch_connection(
         client.clone(),
         js.clone(),
         config.clone(),
-        topology_ready.clone(),
+        topology.clone(),
         health_reporter,
         shutdown.clone(),
     ));
@@ -113,7 +109,7 @@ pub async fn run(
     let readiness_client = client.clone();
     let ops = OpsState {
         registry: Arc::new(registry),
-        readiness: Arc::new(move || readiness(&readiness_client, &topology_ready)),
+        readiness: Arc::new(move || readiness(&readiness_client, &topology)),
     };
 
     tracing::info!(
@@ -176,35 +172,33 @@ pub async fn run(
     served.map(|_| ())
 }
 
-fn readiness(client: &async_nats::Client, topology_ready: &AtomicBool) -> Result<(), String> {
+fn readiness(client: &async_nats::Client, topology: &TopologyGate) -> Result<(), String> {
     if client.connection_state() != State::Connected {
         return Err("not connected to NATS".into());
     }
-    if !topology_ready.load(Ordering::Acquire) {
-        return Err("JetStream streams not ensured yet".into());
-    }
-    Ok(())
+    topology.readiness()
 }
 
-/// Follows the NATS connection: (re-)ensures the topology after every (re)connect, so a
-/// NATS that lost its state gets its streams back, and mirrors readiness into gRPC health.
+/// Follows the NATS connection: (re-)verifies the topology after every (re)connect (a NATS
+/// that lost its state is refused until the config service has put the streams back), and
+/// mirrors readiness into gRPC health.
 async fn watch_connection(
     client: async_nats::Client,
     js: async_nats::jetstream::Context,
     config: GatewayConfig,
-    topology_ready: Arc<AtomicBool>,
+    topology: TopologyGate,
     health: tonic_health::server::HealthReporter,
     shutdown: CancellationToken,
 ) {
     const SERVICE: &str = "auditstream.v1.IngestService";
-    let mut keeper = TopologyKeeper::new(client.clone(), js, config.nats.clone());
+    let mut keeper =
+        TopologyKeeper::new(client.clone(), js, topology.clone(), TopologyRole::Verifier);
     loop {
         let state = keeper.tick().await;
         if state.reconnected {
             check_max_payload(&client, &config.limits);
         }
-        topology_ready.store(state.ensured, Ordering::Release);
-        let status = if readiness(&client, &topology_ready).is_ok() {
+        let status = if state.ready && readiness(&client, &topology).is_ok() {
             tonic_health::ServingStatus::Serving
         } else {
             tonic_health::ServingStatus::NotServing

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use auditstream_testkit::{NatsServer, TEST_TOKEN};
+use auditstream_testkit::{NatsServer, TEST_TOKEN, small_topology};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auditstream-gateway");
 
@@ -19,6 +19,8 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The gateway binary with the test kit's small topology, which the test applies first (the
+/// gateway only verifies the streams; the config service owns them).
 fn gateway(nats_url: &str, http: u16, ops: u16) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
@@ -46,6 +48,7 @@ fn gateway(nats_url: &str, http: u16, ops: u16) -> Command {
 #[tokio::test]
 async fn configured_by_environment_serves_and_stops_on_sigterm() {
     let nats = NatsServer::start();
+    nats.apply_topology(&small_topology()).await;
     let (http, ops) = (free_port(), free_port());
     let child = gateway(&nats.url(), http, ops).spawn().unwrap();
     let client = reqwest::Client::new();
@@ -131,6 +134,7 @@ fn missing_tokens_and_bad_values_are_clear_errors() {
 async fn nats_credentials_never_reach_the_logs() {
     let certs = auditstream_testkit::TestCerts::generate();
     let nats = NatsServer::start_secured(&certs, "auditstream", "nats-secret-password-42");
+    nats.apply_topology(&small_topology()).await;
     for password in ["wrong-secret-password-17", "nats-secret-password-42"] {
         let (http, ops) = (free_port(), free_port());
         let child = gateway(&nats.url(), http, ops)

@@ -12,7 +12,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, pull},
 };
 use auditstream_bus::{
-    connect, ensure_topology, headers,
+    TopologyGate, connect, headers,
     headers::EventMeta,
     jetstream_context,
     pack::{self, Packer},
@@ -69,8 +69,12 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    // The router never changes the streams (the config service owns them): it opens its
+    // consumer only once they exist and are at least as strong as its configuration.
+    let topology = TopologyGate::new(config.nats.topology.clone());
     let ready_nats = nats.clone();
     let ready_table = table_rx.clone();
+    let ready_topology = topology.clone();
     let ops = OpsState {
         registry: Arc::new(registry),
         readiness: Arc::new(move || {
@@ -80,7 +84,7 @@ pub async fn run(
             if ready_table.borrow().is_none() {
                 return Err("no configuration from config-service yet".into());
             }
-            Ok(())
+            ready_topology.readiness()
         }),
     };
     tracing::info!(ops = %listeners.ops.local_addr()?, nats = %config.nats.url, config_service = %config.config_service.url, "router starting");
@@ -90,7 +94,7 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let consumed = consume(&config, &js, table_rx, metrics, &shutdown).await;
+    let consumed = consume(&config, &js, &topology, table_rx, metrics, &shutdown).await;
     shutdown.cancel();
     let _ = ops_server.await;
     let _ = tokio::time::timeout(Duration::from_secs(2), nats.flush()).await;
@@ -134,6 +138,7 @@ async fn keep_table(
 async fn consume(
     config: &RouterConfig,
     js: &jetstream::Context,
+    topology: &TopologyGate,
     mut table: watch::Receiver<Option<Arc<RoutingTable>>>,
     metrics: Arc<Metrics>,
     shutdown: &CancellationToken,
@@ -144,10 +149,13 @@ async fn consume(
         r = table.wait_for(|t| t.is_some()) => { r.context("config follower stopped")?; }
     }
     let consumer = loop {
-        match ingest_consumer(config, js).await {
+        match ingest_consumer(config, js, topology).await {
             Ok(c) => break c,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot open the AUDIT_INGEST consumer; retrying");
+                // The gate logs a topology refusal when it first appears, not every second.
+                if e.downcast_ref::<auditstream_bus::VerifyError>().is_none() {
+                    tracing::warn!(error = %e, "cannot open the AUDIT_INGEST consumer; retrying");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -196,10 +204,9 @@ async fn consume(
 async fn ingest_consumer(
     config: &RouterConfig,
     js: &jetstream::Context,
+    topology: &TopologyGate,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-    if config.nats.ensure_topology {
-        ensure_topology(js, &config.nats.topology).await?;
-    }
+    topology.verify(js).await?;
     let stream = js.get_stream(topology::INGEST).await?;
     let c = &config.consumer;
     Ok(stream

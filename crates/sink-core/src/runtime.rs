@@ -17,9 +17,7 @@ use async_nats::jetstream::{
     self,
     consumer::{AckPolicy, DeliverPolicy, pull},
 };
-use auditstream_bus::{
-    NatsConfig, connect, ensure_topology, jetstream_context, subjects, topology,
-};
+use auditstream_bus::{TopologyGate, connect, jetstream_context, subjects, topology};
 use auditstream_config_client::{ConfigSource, ConfigView, Follower};
 use auditstream_telemetry::OpsState;
 use futures_util::StreamExt;
@@ -215,6 +213,10 @@ pub async fn run<S: Sink, C>(
     });
 
     let (consuming_tx, consuming) = watch::channel(false);
+    // Sinks never change the streams (the config service owns them): they consume only once
+    // the streams exist and are at least as strong as this sink's configuration.
+    let topology = TopologyGate::new(config.nats.topology.clone());
+    let ready_topology = topology.clone();
     let ready_nats = nats.clone();
     let ops = OpsState {
         registry: Arc::new(registry),
@@ -223,6 +225,8 @@ pub async fn run<S: Sink, C>(
                 return Err("not connected to NATS".into());
             }
             if !*consuming.borrow() {
+                // Say why, when the reason is the topology.
+                ready_topology.readiness()?;
                 return Err("not consuming yet".into());
             }
             Ok(())
@@ -248,7 +252,7 @@ pub async fn run<S: Sink, C>(
     tokio::spawn(scan_backlog(rt.clone()));
     let reporter = tokio::spawn(report_status(rt.clone()));
 
-    let consumed = consume(&rt, &config.nats, &shutdown, consuming_tx).await;
+    let consumed = consume(&rt, &topology, &shutdown, consuming_tx).await;
 
     // Shutdown: the dispatcher handed its open batches to the lanes; give them the grace
     // period, then stop everything (unfinished messages are redelivered after ack_wait, or
@@ -274,11 +278,9 @@ pub async fn run<S: Sink, C>(
 
 async fn live_consumer<S: Sink>(
     rt: &Runtime<S>,
-    nats: &NatsConfig,
+    topology: &TopologyGate,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-    if nats.ensure_topology {
-        ensure_topology(&rt.js, &nats.topology).await?;
-    }
+    topology.verify(&rt.js).await?;
     let stream = rt.js.get_stream(topology::DELIVER).await?;
     let c = &rt.settings.consumer;
     let name = if c.durable_name.is_empty() {
@@ -308,15 +310,18 @@ async fn live_consumer<S: Sink>(
 /// The dispatcher: pulls, batches per stream, hands closed batches to lanes.
 async fn consume<S: Sink>(
     rt: &Arc<Runtime<S>>,
-    nats: &NatsConfig,
+    topology: &TopologyGate,
     shutdown: &CancellationToken,
     consuming: watch::Sender<bool>,
 ) -> anyhow::Result<()> {
     let consumer = loop {
-        match live_consumer(rt, nats).await {
+        match live_consumer(rt, topology).await {
             Ok(c) => break c,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot open the AUDIT_DELIVER consumer; retrying");
+                // The gate logs a topology refusal when it first appears, not every second.
+                if e.downcast_ref::<auditstream_bus::VerifyError>().is_none() {
+                    tracing::warn!(error = %e, "cannot open the AUDIT_DELIVER consumer; retrying");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -35,15 +35,22 @@ pub struct GatewayHarness {
 }
 
 impl GatewayHarness {
-    /// Starts the gateway with `config` (addresses are replaced by port 0 listeners) and
-    /// waits until `/readyz` says it is ready.
+    /// Applies `config.nats.topology` (standing in for the config service, which owns the
+    /// streams: the gateway only verifies them), starts the gateway with `config`
+    /// (addresses are replaced by port 0 listeners) and waits until `/readyz` says it is
+    /// ready.
     pub async fn start(config: GatewayConfig) -> Self {
+        let client = auditstream_bus::connect(&config.nats, "testkit")
+            .await
+            .expect("connect to NATS");
+        crate::apply_topology(&async_nats::jetstream::new(client), &config.nats.topology).await;
         let harness = Self::start_unready(config).await;
         harness.wait_ready(Duration::from_secs(15)).await;
         harness
     }
 
-    /// Starts the gateway without waiting for readiness (e.g. while NATS is down).
+    /// Starts the gateway without waiting for readiness (e.g. while NATS is down) and without
+    /// applying the topology.
     pub async fn start_unready(config: GatewayConfig) -> Self {
         let bind = || async { TcpListener::bind("127.0.0.1:0").await.expect("bind port 0") };
         let listeners = Listeners {
@@ -88,10 +95,7 @@ impl GatewayHarness {
 
     /// `/readyz` status code.
     pub async fn readyz(&self) -> u16 {
-        match reqwest::get(self.ops_url("/readyz")).await {
-            Ok(r) => r.status().as_u16(),
-            Err(_) => 0,
-        }
+        crate::readyz(self.ops).await.0
     }
 
     /// Polls `/readyz` until 200; panics after `timeout`.

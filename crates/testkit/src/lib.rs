@@ -31,7 +31,9 @@ pub use config_service::{
     test_config_service_config,
 };
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
-pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology, stream_messages};
+pub use nats::{
+    NatsServer, apply_topology, nats_server_bin, read_stream, small_topology, stream_messages,
+};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PgSchema;
 pub use proxy::FaultProxy;
@@ -41,6 +43,15 @@ pub use s3_server::{S3Server, StoredObject};
 pub use sink::{SinkHarness, test_sink_config};
 pub use smtp::SmtpServer;
 pub use tls::TestCerts;
+
+/// `/readyz` of a service's ops port: the status code (0 when it does not answer) and the
+/// text, which gives the reason when not ready.
+pub async fn readyz(ops: std::net::SocketAddr) -> (u16, String) {
+    match reqwest::get(format!("http://{ops}/readyz")).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
 
 /// Polls `http://<ops>/readyz` until it answers 200. Panics after `timeout`, or as soon as the
 /// service's task has ended (it failed to start), naming `what`.

@@ -156,6 +156,11 @@ impl NatsServer {
         jetstream::new(self.connect().await)
     }
 
+    /// Creates or updates the streams of `topology` here (see [`apply_topology`]).
+    pub async fn apply_topology(&self, topology: &TopologyConfig) {
+        apply_topology(&self.jetstream().await, topology).await;
+    }
+
     fn spawn(&mut self) {
         let log = self.dir.path().join("nats.log");
         let child = Command::new(nats_server_bin())
@@ -240,6 +245,16 @@ pub fn small_topology() -> TopologyConfig {
         limits.max_bytes = 64 * 1024 * 1024;
     }
     t
+}
+
+/// Creates or updates the streams of `topology` as their owner does (the config service,
+/// `auditctl topology apply`: the same `ensure_topology`). Only the owner changes streams; a
+/// test that starts a gateway, router or sink without a config service stands in for it
+/// with this, since those services only verify the streams and wait for them.
+pub async fn apply_topology(js: &jetstream::Context, topology: &TopologyConfig) {
+    auditstream_bus::ensure_topology(js, topology)
+        .await
+        .expect("apply the test topology");
 }
 
 /// How many messages `stream` holds now.

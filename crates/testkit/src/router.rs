@@ -30,7 +30,15 @@ pub struct RouterHarness {
 }
 
 impl RouterHarness {
+    /// Starts the router and waits until `/readyz` says it is ready.
     pub async fn start(config: RouterConfig) -> RouterHarness {
+        let h = Self::start_unready(config).await;
+        crate::wait_ready("router", h.ops, h.task.as_ref(), Duration::from_secs(20)).await;
+        h
+    }
+
+    /// Starts the router without waiting for readiness (e.g. to watch it refuse a topology).
+    pub async fn start_unready(config: RouterConfig) -> RouterHarness {
         let ops = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = ops.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -42,13 +50,16 @@ impl RouterHarness {
                     .map_err(|e| format!("{e:#}"))
             }
         });
-        let h = RouterHarness {
+        RouterHarness {
             ops: addr,
             shutdown,
             task: Some(task),
-        };
-        crate::wait_ready("router", h.ops, h.task.as_ref(), Duration::from_secs(20)).await;
-        h
+        }
+    }
+
+    /// `/readyz`: its status code and text (the reason, when not ready).
+    pub async fn readyz(&self) -> (u16, String) {
+        crate::readyz(self.ops).await
     }
 
     /// A metric's value from `/metrics` (the first sample whose line starts with `name`).

@@ -204,6 +204,28 @@ pub fn built_bin(name: &str) -> std::path::PathBuf {
     bin
 }
 
+/// `topology` as the `AUDITSTREAM_NATS__TOPOLOGY__*` variables a service binary reads.
+pub fn topology_env(topology: &auditstream_bus::TopologyConfig) -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    walk(&format!("{prefix}__{}", k.to_ascii_uppercase()), v, out);
+                }
+            }
+            serde_json::Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+            other => out.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        "AUDITSTREAM_NATS__TOPOLOGY",
+        &serde_json::to_value(topology).unwrap(),
+        &mut out,
+    );
+    out
+}
+
 /// The config-service token of the data-plane binary `bin` (each kind presents its own).
 pub fn data_plane_token(bin: &str) -> &'static str {
     use auditstream_config_service::authz::ServiceKind;
@@ -219,15 +241,16 @@ pub fn data_plane_token(bin: &str) -> &'static str {
 }
 
 /// A router or sink binary (`make test` builds it) with the settings every data-plane
-/// service needs: its ops port, NATS (topology already ensured by the test) and the config
-/// service with its kind's `service` token; no inherited environment. Callers add their own
-/// settings and spawn it.
+/// service needs: its ops port, NATS (topology already applied by the config service or the
+/// test: the service only verifies it) and the config service with its kind's `service`
+/// token; no inherited environment. Callers add their own settings and spawn it.
 pub fn data_plane(bin: &str, nats: &str, config: &str, ops: u16) -> std::process::Command {
     let mut cmd = std::process::Command::new(built_bin(bin));
     cmd.env_clear()
         .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
         .env("AUDITSTREAM_NATS__URL", nats)
-        .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
+        // The config service's test topology: a service refuses streams weaker than its own.
+        .envs(topology_env(&auditstream_testkit::small_topology()))
         .env("AUDITSTREAM_CONFIG_SERVICE__URL", config)
         .env("AUDITSTREAM_CONFIG_SERVICE__TOKEN", data_plane_token(bin))
         .stdout(std::process::Stdio::null());
