@@ -32,7 +32,8 @@ use auditstream_loadgen::{
 };
 use auditstream_proto::v1::{self as pb, connection::Credentials, destination::Target};
 use auditstream_testkit::{
-    AzureMonitorStandIn, Azurite, MonitorContract, MonitorFault, NatsServer, S3Server,
+    AzureMonitorStandIn, Azurite, Behavior, HttpReceiver, MonitorContract, MonitorFault,
+    NatsServer, S3Server,
 };
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use serde_json::{Value, json};
@@ -428,7 +429,14 @@ struct Stores {
     s3: S3Server,
     azurite: Azurite,
     monitor: AzureMonitorStandIn,
+    /// An HTTP intake whose URL is the credential (as Sumo Logic's), with a sealed header:
+    /// the run searches for both secrets as for the others.
+    sumo: HttpReceiver,
 }
+
+/// The secret path of the URL credential and the sealed header's value.
+const URL_TOKEN: &str = "chaos-url-token-0123456789";
+const SEALED_HEADER: &str = "chaos-sealed-header-0123456789";
 
 const BUCKET: &str = "chaos";
 
@@ -439,14 +447,22 @@ impl Stores {
         let azurite = Azurite::start();
         azurite.create_container(BUCKET).await;
         let monitor = AzureMonitorStandIn::start(MonitorContract::default()).await;
+        let sumo = HttpReceiver::start().await;
+        sumo.set_behavior(Behavior::RequireHeader {
+            name: "x-chaos-key".into(),
+            value: SEALED_HEADER.into(),
+            otherwise: 403,
+        });
         Stores {
             s3,
             azurite,
             monitor,
+            sumo,
         }
     }
 
-    /// The streams: `lg-org-1` → S3, `lg-org-2` → Azure Blob, `lg-org-3` → Azure Monitor.
+    /// The streams: `lg-org-1` → S3, `lg-org-2` → Azure Blob, `lg-org-3` → Azure Monitor,
+    /// `lg-org-0` → the URL-credential intake.
     async fn configure(&self, config_url: &str) {
         let contract = self.monitor.contract();
         let destinations = [
@@ -509,6 +525,18 @@ impl Stores {
                     ..Default::default()
                 }),
             ),
+            (
+                "lg-org-0",
+                "sumo",
+                Credentials::Http(pb::HttpCredentials {
+                    auth: Some(pb::http_credentials::Auth::Url(pb::HttpUrlAuth {
+                        url: self.sumo.url(&format!("/receiver/v1/http/{URL_TOKEN}")),
+                    })),
+                    headers: [("X-Chaos-Key".to_owned(), SEALED_HEADER.to_owned())].into(),
+                    ..Default::default()
+                }),
+                Target::Http(pb::HttpTarget::default()),
+            ),
         ];
         for (org, name, credentials, target) in destinations {
             extra_destination(config_url, ADMIN, org, name, credentials, target)
@@ -525,6 +553,15 @@ impl Stores {
             Outage::Status(status) => self.monitor.set_fault(MonitorFault::Status(status)),
             Outage::Hang => self.monitor.set_fault(MonitorFault::Status(500)),
         }
+        let status = match outage {
+            Outage::Status(status) => status,
+            Outage::Hang => 503,
+        };
+        self.sumo.set_behavior(Behavior::Status {
+            status,
+            retry_after: None,
+            body: String::new(),
+        });
     }
 
     fn heal(&mut self) {
@@ -532,10 +569,15 @@ impl Stores {
         self.azurite.restart();
         self.monitor.set_role_assigned(true);
         self.monitor.set_fault(MonitorFault::None);
+        self.sumo.set_behavior(Behavior::RequireHeader {
+            name: "x-chaos-key".into(),
+            value: SEALED_HEADER.into(),
+            otherwise: 403,
+        });
     }
 
     /// Every delivery each store holds (ids repeat for duplicates).
-    async fn arrivals(&self) -> [(&'static str, &'static str, Vec<String>); 3] {
+    async fn arrivals(&self) -> [(&'static str, &'static str, Vec<String>); 4] {
         [
             ("S3 (s3s-fs)", "lg-org-1", self.s3.event_ids(BUCKET).await),
             (
@@ -547,6 +589,11 @@ impl Stores {
                 "Azure Monitor (stand-in)",
                 "lg-org-3",
                 self.monitor.accepted_ids(),
+            ),
+            (
+                "HTTP with a URL credential (receiver)",
+                "lg-org-0",
+                self.sumo.accepted_ids(),
             ),
         ]
     }
@@ -608,7 +655,7 @@ pub struct Report {
     pub delivered: usize,
     /// Accepted ids missing at a destination that should have them, over all destinations.
     pub lost: usize,
-    /// Per destination: the HTTP receiver (every organization) and the three stores.
+    /// Per destination: the HTTP receiver (every organization) and the four stores.
     pub destinations: Vec<Tally>,
     /// The first lost ids (at most 1000), for the investigation.
     pub missing: Vec<String>,
@@ -627,6 +674,8 @@ pub struct Report {
     /// Log lines and status answers read for secrets, and where one was found.
     pub log_lines_checked: usize,
     pub status_answers_checked: usize,
+    /// Messages of AUDIT_CONTROL (the change feed, status reports) read for secrets.
+    pub bus_messages_checked: usize,
     pub secret_leaks: Vec<String>,
     pub drain: Duration,
     pub elapsed: Duration,
@@ -653,6 +702,7 @@ impl Report {
             "filler_mib": self.filler_mib,
             "log_lines_checked": self.log_lines_checked,
             "status_answers_checked": self.status_answers_checked,
+            "bus_messages_checked": self.bus_messages_checked,
             "secret_leaks": self.secret_leaks,
             "drain_s": self.drain.as_secs_f64(),
             "elapsed_s": self.elapsed.as_secs_f64(),
@@ -688,7 +738,7 @@ impl Report {
              | nats-server paused (SIGSTOP) | {:.0} s |\n\
              | destination outages | {} |\n\
              | answers while AUDIT_INGEST was full (filled with {} MiB; status: count) | {:?} |\n\
-             | secrets found in {} log lines and {} status answers | {} |\n\
+             | secrets found in {} log lines, {} status answers and {} AUDIT_CONTROL messages | {} |\n\
              | drain after healing | {:.1} s |\n\
              | whole run | {:.0} s |\n",
             self.accepted,
@@ -706,6 +756,7 @@ impl Report {
             self.full_stream_answers,
             self.log_lines_checked,
             self.status_answers_checked,
+            self.bus_messages_checked,
             self.secret_leaks.len(),
             self.drain.as_secs_f64(),
             self.elapsed.as_secs_f64(),
@@ -778,8 +829,30 @@ fn secrets(stores: &Stores) -> Vec<(&'static str, String)> {
             "Entra client secret",
             stores.monitor.contract().client_secret,
         ),
+        ("URL credential", URL_TOKEN.into()),
+        ("sealed header value", SEALED_HEADER.into()),
     ]);
     secrets
+}
+
+/// Every message AUDIT_CONTROL holds (headers and payload), as bytes.
+async fn control_messages(nats_url: &str) -> Vec<Vec<u8>> {
+    let client = async_nats::connect(nats_url).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(auditstream_bus::topology::CONTROL)
+        .await
+        .expect("AUDIT_CONTROL");
+    let state = stream.info().await.expect("stream info").state.clone();
+    let mut out = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let mut bytes = format!("{:?}", m.headers).into_bytes();
+            bytes.extend_from_slice(&m.payload);
+            out.push(bytes);
+        }
+    }
+    out
 }
 
 /// `GetStatus` of every stream (what `auditctl stream status` shows), as text.
@@ -1039,6 +1112,18 @@ pub async fn run(plan: Plan) -> Report {
             report
                 .secret_leaks
                 .push(format!("{name} in a GetStatus answer"));
+        }
+    }
+    let control = control_messages(&nats.url()).await;
+    report.bus_messages_checked = control.len();
+    for (name, value) in &secrets {
+        if control
+            .iter()
+            .any(|m| m.windows(value.len()).any(|w| w == value.as_bytes()))
+        {
+            report
+                .secret_leaks
+                .push(format!("{name} in an AUDIT_CONTROL message"));
         }
     }
     if report.lost > 0 || !report.secret_leaks.is_empty() {

@@ -29,9 +29,10 @@ async fn nothing_accepted_is_lost_through_kills_restarts_pauses_and_outages() {
     );
     assert!(report.accepted > 1000, "{}", report.accepted);
     assert_eq!(report.delivered, report.accepted);
-    // The HTTP receiver (every organization) and the three stores (one organization each)
-    // all got something to count, and lost nothing.
-    assert_eq!(report.destinations.len(), 4, "{:?}", report.destinations);
+    // The HTTP receiver (every organization) and the four stores (one organization each:
+    // S3, Blob, Azure Monitor, the URL-credential intake) all got something to count, and
+    // lost nothing.
+    assert_eq!(report.destinations.len(), 5, "{:?}", report.destinations);
     for t in &report.destinations {
         assert!(t.accepted > 100 && t.lost == 0, "{t:?}");
     }
@@ -44,6 +45,8 @@ async fn nothing_accepted_is_lost_through_kills_restarts_pauses_and_outages() {
     assert_eq!(report.outages.len(), outages);
     assert_eq!(report.nats_restarts, 1);
     assert!(report.secret_leaks.is_empty(), "{:?}", report.secret_leaks);
+    // The search read the change feed too (URL credentials and sealed headers included).
+    assert!(report.bus_messages_checked > 0, "no AUDIT_CONTROL message was read");
     assert!(report.log_lines_checked > 0 && report.status_answers_checked >= 7);
     assert!(
         report.full_stream_answers.get(&503).is_some_and(|n| *n > 0),
