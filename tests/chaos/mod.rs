@@ -671,7 +671,8 @@ pub struct Report {
     pub full_stream_answers: BTreeMap<u16, usize>,
     /// MiB of filler it took to fill AUDIT_INGEST.
     pub filler_mib: usize,
-    /// Log lines and status answers read for secrets, and where one was found.
+    /// Log lines and status answers (GetStatus, every service's /metrics) read for secrets,
+    /// and where one was found.
     pub log_lines_checked: usize,
     pub status_answers_checked: usize,
     /// Messages of AUDIT_CONTROL (the change feed, status reports) read for secrets.
@@ -738,7 +739,7 @@ impl Report {
              | nats-server paused (SIGSTOP) | {:.0} s |\n\
              | destination outages | {} |\n\
              | answers while AUDIT_INGEST was full (filled with {} MiB; status: count) | {:?} |\n\
-             | secrets found in {} log lines, {} status answers and {} AUDIT_CONTROL messages | {} |\n\
+             | secrets found in {} log lines, {} status and /metrics answers and {} AUDIT_CONTROL messages | {} |\n\
              | drain after healing | {:.1} s |\n\
              | whole run | {:.0} s |\n",
             self.accepted,
@@ -1094,8 +1095,16 @@ pub async fn run(plan: Plan) -> Report {
     report.lost = report.destinations.iter().map(|t| t.lost).sum();
     // No secret in any service's log or in what GetStatus said during and after the outages.
     statuses.extend(status_texts(&config_url(&procs)).await);
-    report.status_answers_checked = statuses.len();
     let secrets = secrets(&stores);
+    // What every service exposes on /metrics after the run counts as a status answer.
+    for p in &procs {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/metrics", p.ops)).await
+            && let Ok(text) = r.text().await
+        {
+            statuses.push(text);
+        }
+    }
+    report.status_answers_checked = statuses.len();
     for p in &procs {
         let log = std::fs::read_to_string(&p.log).unwrap_or_default();
         report.log_lines_checked += log.lines().count();
@@ -1111,7 +1120,7 @@ pub async fn run(plan: Plan) -> Report {
         if statuses.iter().any(|s| s.contains(value.as_str())) {
             report
                 .secret_leaks
-                .push(format!("{name} in a GetStatus answer"));
+                .push(format!("{name} in a GetStatus answer or /metrics"));
         }
     }
     let control = control_messages(&nats.url()).await;

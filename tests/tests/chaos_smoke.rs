@@ -46,7 +46,10 @@ async fn nothing_accepted_is_lost_through_kills_restarts_pauses_and_outages() {
     assert_eq!(report.nats_restarts, 1);
     assert!(report.secret_leaks.is_empty(), "{:?}", report.secret_leaks);
     // The search read the change feed too (URL credentials and sealed headers included).
-    assert!(report.bus_messages_checked > 0, "no AUDIT_CONTROL message was read");
+    assert!(
+        report.bus_messages_checked > 0,
+        "no AUDIT_CONTROL message was read"
+    );
     assert!(report.log_lines_checked > 0 && report.status_answers_checked >= 7);
     assert!(
         report.full_stream_answers.get(&503).is_some_and(|n| *n > 0),
