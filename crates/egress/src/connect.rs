@@ -11,14 +11,14 @@ use std::{
     fmt,
     future::Future,
     io,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use auditstream_model::destination::{NetworkAllowList, check_destination_ip};
+use auditstream_model::destination::NetworkAllowList;
 use http::Uri;
 use hyper_util::{
     client::legacy::connect::{Connected, Connection},
@@ -30,6 +30,8 @@ use tokio::{
     net::TcpStream,
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
+
+use crate::address::{AddressCheck, AddressError, literal_ip};
 
 /// Why no connection was made.
 #[derive(Debug)]
@@ -92,38 +94,15 @@ fn tls_text(error: &io::Error) -> String {
 }
 
 /// The address of an IP-literal URL host (`10.0.0.1`, `[::1]`).
-fn literal_ip(host: &str) -> Option<IpAddr> {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .parse()
-        .ok()
-}
-
 #[derive(Clone)]
 pub(crate) struct Connector {
     inner: Arc<Inner>,
 }
 
-/// Host name → addresses. The system resolver in production; tests substitute one whose
-/// answer changes, to show the address rule holds after a DNS change.
-type Resolve = Arc<
-    dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>
-        + Send
-        + Sync,
->;
-
 struct Inner {
     tls: TlsConnector,
-    allow: NetworkAllowList,
+    check: AddressCheck,
     connect_timeout: Duration,
-    resolve: Resolve,
-}
-
-fn system_resolver() -> Resolve {
-    Arc::new(|host, port| {
-        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
-    })
 }
 
 impl Connector {
@@ -135,9 +114,8 @@ impl Connector {
         Connector {
             inner: Arc::new(Inner {
                 tls: TlsConnector::from(tls),
-                allow,
+                check: AddressCheck::from_list(allow),
                 connect_timeout,
-                resolve: system_resolver(),
             }),
         }
     }
@@ -148,35 +126,14 @@ impl Connector {
         host: &str,
         port: u16,
     ) -> Result<Vec<SocketAddr>, ConnectError> {
-        let resolved: Vec<SocketAddr> = match literal_ip(host) {
-            Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => (self.inner.resolve)(host.to_owned(), port)
-                .await
-                .map_err(|error| ConnectError::Resolve {
-                    host: host.to_owned(),
-                    error,
-                })?,
-        };
-        let mut permitted = Vec::new();
-        let mut refusal = None;
-        for addr in resolved {
-            // Only the message is used: the field was named when the URL was checked.
-            match check_destination_ip("url", host, addr.ip(), &self.inner.allow) {
-                Ok(()) if !permitted.contains(&addr) => permitted.push(addr),
-                Ok(()) => {}
-                Err(e) => {
-                    refusal.get_or_insert(e.message);
-                }
-            }
-        }
-        match (permitted.is_empty(), refusal) {
-            (false, _) => Ok(permitted),
-            (true, Some(message)) => Err(ConnectError::Refused(message)),
-            (true, None) => Err(ConnectError::Resolve {
-                host: host.to_owned(),
-                error: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-            }),
-        }
+        self.inner
+            .check
+            .permitted(host, port)
+            .await
+            .map_err(|e| match e {
+                AddressError::Refused(message) => ConnectError::Refused(message),
+                AddressError::Resolve { host, error } => ConnectError::Resolve { host, error },
+            })
     }
 
     async fn connect(self, uri: Uri) -> Result<TokioIo<Io>, ConnectError> {
@@ -328,6 +285,8 @@ impl AsyncWrite for Io {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     fn connector(allow: &[&str]) -> Connector {
@@ -392,11 +351,15 @@ mod tests {
         let answer = Arc::new(std::sync::Mutex::new(IpAddr::from([8, 8, 8, 8])));
         let mut connector = connector(&[]);
         let current = answer.clone();
-        Arc::get_mut(&mut connector.inner).unwrap().resolve = Arc::new(move |host, port| {
-            assert_eq!(host, "collector.example");
-            let ip = *current.lock().unwrap();
-            Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
-        });
+        let inner = Arc::get_mut(&mut connector.inner).unwrap();
+        inner.check = inner
+            .check
+            .clone()
+            .with_resolver(Arc::new(move |host, port| {
+                assert_eq!(host, "collector.example");
+                let ip = *current.lock().unwrap();
+                Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
+            }));
         assert_eq!(
             connector
                 .permitted_addresses("collector.example", port)

@@ -15,7 +15,10 @@
 //!
 //! What an HTTP *answer* means stays with each sink: only it knows its service's codes.
 
+mod address;
 mod connect;
+
+pub use address::{AddressCheck, AddressError, Resolve};
 
 use std::{io::Write as _, path::Path, sync::Arc, time::Duration};
 
