@@ -308,6 +308,9 @@ async fn start_stack(nats: NatsServer) -> Stack {
         let mut cmd = Command::new(release_bin(bin));
         cmd.env_clear()
             .env("AUDITSTREAM_NATS__URL", &nats_url)
+            .envs(auditstream_testkit::login_env(
+                auditstream_testkit::binary_service(bin),
+            ))
             .env("AUDITSTREAM_LOG__FORMAT", "text")
             .env("AUDITSTREAM_LOG__FILTER", "warn")
             .envs(topology_env())
@@ -325,6 +328,9 @@ async fn start_stack(nats: NatsServer) -> Stack {
             e("AUDITSTREAM_GRPC_ADDR", format!("127.0.0.1:{gateway_grpc}")),
             e("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{gateway_ops}")),
             e("AUDITSTREAM_AUTH__TOKENS", TOKEN.into()),
+            // The config service (started next) creates the streams: the gateway's NATS
+            // user may not.
+            e("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false".into()),
             // The bench measures the pipeline, and the broken-destination run sends one
             // organization a million events: per-organization limits off.
             e("AUDITSTREAM_RATE_LIMIT__EVENTS_PER_SECOND", "0".into()),

@@ -282,6 +282,11 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
             .iter()
             .cloned()
             .chain([e("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))])
+            // Each service as its own NATS user.
+            .chain(
+                auditstream_testkit::login_env(auditstream_testkit::binary_service(bin))
+                    .map(|(k, v)| (k.to_owned(), v)),
+            )
             .chain(extra)
             .collect(),
         ops,
@@ -329,6 +334,9 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
                     format!("127.0.0.1:{}", free_port()),
                 ),
                 e("AUDITSTREAM_AUTH__TOKENS", TOKEN.into()),
+                // The config service (started next) creates the streams: the gateway's NATS
+                // user may not.
+                e("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false".into()),
                 e("AUDITSTREAM_NATS__PUBLISH_TIMEOUT", "2s".into()),
                 e("AUDITSTREAM_RETRY_AFTER", "1s".into()),
             ],

@@ -36,6 +36,9 @@ fn spawn(
             cmd.env_clear()
                 .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
                 .env("AUDITSTREAM_NATS__URL", stack.nats.url())
+                .envs(auditstream_testkit::login_env(
+                    auditstream_testkit::binary_service(bin),
+                ))
                 .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
                 .env("AUDITSTREAM_HTTP_ADDR", format!("127.0.0.1:{http}"))
                 .env(

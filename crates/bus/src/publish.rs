@@ -9,7 +9,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 
-use crate::NatsConfig;
+use crate::{NatsConfig, Service};
 
 /// What JetStream said about a stored message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,11 +71,14 @@ fn is_full(text: &str) -> bool {
 /// reconnecting forever in the background, so a service started before NATS, or living
 /// through a NATS restart, recovers by itself. Only a configuration error (an unreadable
 /// credentials file, a client certificate without a key) fails here.
+///
+/// `service` names the client and fixes its inbox prefix (`_INBOX.<kind>`), the only inbox
+/// its NATS user may subscribe to ([`crate::permissions`]).
 pub async fn connect(
     config: &NatsConfig,
-    name: &str,
+    service: Service,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let options = connect_options(config, name)
+    let options = connect_options(config, service)
         .await
         .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, e))?;
     options.connect(config.url.as_str()).await
@@ -83,7 +86,7 @@ pub async fn connect(
 
 async fn connect_options(
     config: &NatsConfig,
-    name: &str,
+    service: Service,
 ) -> Result<async_nats::ConnectOptions, String> {
     // async-nats builds its TLS configuration with rustls' default provider.
     auditstream_telemetry::install_crypto_provider();
@@ -94,7 +97,8 @@ async fn connect_options(
         None => async_nats::ConnectOptions::new(),
     };
     options = options
-        .name(name)
+        .name(service.client_name())
+        .custom_inbox_prefix(service.inbox_prefix())
         .retry_on_initial_connect()
         .max_reconnects(None);
     match (&config.user, &config.password) {

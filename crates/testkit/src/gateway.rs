@@ -16,6 +16,7 @@ pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
 pub fn test_gateway_config(nats_url: &str) -> GatewayConfig {
     let mut c = GatewayConfig::default();
     c.nats.url = nats_url.to_owned();
+    crate::login(&mut c.nats, auditstream_bus::Service::Gateway);
     c.nats.topology = small_topology();
     c.nats.publish_timeout = Duration::from_secs(2);
     c.retry_after = Duration::from_secs(1);

