@@ -37,8 +37,10 @@ pub struct GatewayHarness {
 
 impl GatewayHarness {
     /// Starts the gateway with `config` (addresses are replaced by port 0 listeners) and
-    /// waits until `/readyz` says it is ready.
+    /// waits until `/readyz` says it is ready. The streams are created first, as the config
+    /// service would: the gateway's NATS user may only check them.
     pub async fn start(config: GatewayConfig) -> Self {
+        crate::provision_for(&config.nats).await;
         let harness = Self::start_unready(config).await;
         harness.wait_ready(Duration::from_secs(15)).await;
         harness

@@ -35,6 +35,51 @@ pub fn login(config: &mut NatsConfig, service: Service) {
     config.password = Some(Secret::new(service_password(service)));
 }
 
+/// Creates the streams `config` (a service's NATS settings) asks for, as the server's
+/// superuser: what the config service, the topology's owner, does in production before the
+/// other services start. For harnesses that start a service without a config service. A
+/// server that cannot be reached within a few seconds is left alone (the service then
+/// reports itself unready).
+pub async fn provision_for(config: &NatsConfig) {
+    if !config.ensure_topology {
+        return;
+    }
+    let mut admin = config.clone();
+    if config
+        .user
+        .as_deref()
+        .is_some_and(|u| u.starts_with("auditstream_"))
+    {
+        admin.user = Some(TEST_SUPERUSER.into());
+        admin.password = Some(Secret::new(TEST_SUPERUSER_PASSWORD));
+    }
+    let provisioned = tokio::time::timeout(Duration::from_secs(5), async {
+        let client = async_nats::ConnectOptions::new();
+        let client = match (&admin.user, &admin.password) {
+            (Some(u), Some(p)) => client.user_and_password(u.clone(), p.expose().to_owned()),
+            _ => client,
+        };
+        let client = match &admin.tls.ca_file {
+            Some(ca) => {
+                auditstream_telemetry::install_crypto_provider();
+                client.add_root_certificates(ca.clone())
+            }
+            None => client,
+        };
+        let client = client.connect(admin.url.as_str()).await.ok()?;
+        auditstream_bus::ensure_topology(&jetstream::new(client), &admin.topology)
+            .await
+            .ok()
+    })
+    .await;
+    if !matches!(provisioned, Ok(Some(_))) {
+        eprintln!(
+            "testkit: could not create the JetStream topology at {}",
+            admin.redacted_url()
+        );
+    }
+}
+
 /// The service kind of binary `bin` (`auditstream-sink-s3`, or a path ending in it).
 pub fn binary_service(bin: &str) -> Service {
     let name = Path::new(bin)

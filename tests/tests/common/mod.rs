@@ -26,8 +26,6 @@ pub struct Stack {
 /// A fresh nats-server and a gateway on it, ready.
 pub async fn stack() -> Stack {
     let nats = NatsServer::start();
-    // Only the config service's NATS user may create streams.
-    nats.provision(&auditstream_testkit::small_topology()).await;
     let gateway = GatewayHarness::start(test_gateway_config(&nats.url())).await;
     Stack { nats, gateway }
 }
