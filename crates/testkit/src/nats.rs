@@ -314,6 +314,17 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+        // A service refused by its permissions often only retries or times out; name the
+        // refusals, so a missing grant shows up in the failing test's output.
+        let log = read_log(&self.dir.path().join("nats.log"));
+        let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+        if !refused.is_empty() {
+            eprintln!(
+                "nats-server refused {} operation(s) by permissions:\n{}",
+                refused.len(),
+                refused.join("\n")
+            );
+        }
     }
 }
 
