@@ -85,12 +85,14 @@ else
     [[ -s $RUN_DIR/nats-password-$kind ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN_DIR/nats-password-$kind"
     NATS_ENV+=("AUDITSTREAM_NATS_PASSWORD_${kind^^}=$(cat "$RUN_DIR/nats-password-$kind")")
   done
+  # nats-server resolves an include relative to the including file.
+  cp helm/auditstream/files/nats-authorization.conf "$RUN_DIR/nats-authorization.conf"
   cat > "$RUN_DIR/nats.conf" <<CONF
 listen: 127.0.0.1:$NATS_PORT
 http: 127.0.0.1:$NATS_MON
 max_payload: 8MB
 jetstream { store_dir: "$RUN_DIR/nats", max_file_store: 4GB, max_memory_store: 64MB }
-include "$(pwd)/helm/auditstream/files/nats-authorization.conf"
+include "nats-authorization.conf"
 CONF
   env "${NATS_ENV[@]}" "$NATS_BIN" -c "$RUN_DIR/nats.conf" -l "$RUN_DIR/nats.log" &
   pids+=($!)

@@ -230,7 +230,7 @@ async fn ceiling_run(js: &jetstream::Context, run: usize) -> f64 {
 
 async fn ceiling() -> Stat {
     let nats = NatsServer::start_with(STORE, false);
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = nats.connect().await;
     let js = jetstream::new(client);
     auditstream_bus::ensure_topology(&js, &topology())
         .await
@@ -525,7 +525,7 @@ async fn e2e_run(
     let elapsed = started.elapsed().as_secs_f64();
     let mut latency = receiver.take_latency();
     // AUDIT_INGEST was purged before the run, so its state is this run's.
-    let js = jetstream::new(async_nats::connect(&stack.nats_url).await.unwrap());
+    let js = jetstream::new(auditstream_testkit::connect_superuser(&stack.nats_url).await);
     let ingest = js
         .get_stream("AUDIT_INGEST")
         .await
@@ -579,7 +579,7 @@ async fn broken_destination(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let js = jetstream::new(async_nats::connect(&stack.nats_url).await.unwrap());
+    let js = jetstream::new(auditstream_testkit::connect_superuser(&stack.nats_url).await);
     receiver.refuse(Some((&format!("/{}", Shape::org(BROKEN_ORG)), 403)));
     purge(&stack.nats_url).await;
     let started = Instant::now();
@@ -695,7 +695,7 @@ async fn set_up(stack: &Stack, receiver: &Receiver, shape: &Shape) {
 }
 
 async fn purge(nats_url: &str) {
-    let js = jetstream::new(async_nats::connect(nats_url).await.unwrap());
+    let js = jetstream::new(auditstream_testkit::connect_superuser(nats_url).await);
     // AUDIT_INGEST keeps everything (the backfill horizon); the runs would fill it.
     js.get_stream("AUDIT_INGEST")
         .await

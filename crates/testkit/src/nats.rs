@@ -35,6 +35,16 @@ pub fn login(config: &mut NatsConfig, service: Service) {
     config.password = Some(Secret::new(service_password(service)));
 }
 
+/// A raw client on the test server at `url` as the [`TEST_SUPERUSER`] (for code that has a
+/// URL, not the [`NatsServer`]).
+pub async fn connect_superuser(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .user_and_password(TEST_SUPERUSER.into(), TEST_SUPERUSER_PASSWORD.into())
+        .connect(url)
+        .await
+        .expect("connect to test nats-server")
+}
+
 /// Creates the streams `config` (a service's NATS settings) asks for, as the server's
 /// superuser: what the config service, the topology's owner, does in production before the
 /// other services start. For harnesses that start a service without a config service. A
