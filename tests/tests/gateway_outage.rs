@@ -149,10 +149,12 @@ async fn gateway_started_before_nats_becomes_ready_when_nats_arrives() {
     );
 
     nats.restart();
+    // The streams come from their owner, the config service (the gateway's NATS user may
+    // only check them); the gateway finds them after its late connect.
+    nats.provision(&auditstream_testkit::small_topology()).await;
     gw.wait_ready(Duration::from_secs(30)).await;
     let r = post(&gw, batch("late", 2), &[ndjson()]).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    // The topology was created after the late connect.
     let stored = ids(&read_stream(&nats.jetstream().await, INGEST).await);
     assert_eq!(stored, vec!["late-0", "late-1"]);
     gw.stop().await.expect("clean shutdown");
