@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: a local Auditstream on the embedded defaults. Starts its own nats-server on a
-# free port (unless AUDITSTREAM_NATS_URL points at one), the gateway, the config service
-# (SQLite) with a demo tenant tree, the router, the four sinks and a demo destination (an HTTP
+# free port (unless AUDITSTREAM_NATS_URL points at one) with one NATS user per service kind,
+# the config service (SQLite, the streams' owner) with a demo tenant tree, the gateway, the
+# router, the four sinks and a demo destination (an HTTP
 # receiver writing what it gets under $RUN_DIR/received/), sends the example events, and
 # prints what to try next. Ctrl-C stops everything it started.
 #
@@ -63,19 +64,37 @@ wait_for() { # url, what, pid
   echo "error: $2 not ready after 30s; see $RUN_DIR/*.log" >&2; exit 1
 }
 
+NATS_KINDS="gateway router config_service sink_s3 sink_azure_blob sink_azure_monitor sink_http"
+# The environment that makes a service of kind $1 log in as its own NATS user (nothing for a
+# NATS given by AUDITSTREAM_NATS_URL: its credentials are the caller's business).
+nats_login() {
+  if [[ -z "${AUDITSTREAM_NATS_URL:-}" ]]; then
+    echo "AUDITSTREAM_NATS__USER=auditstream_$1 AUDITSTREAM_NATS__PASSWORD=$(cat "$RUN_DIR/nats-password-$1")"
+  fi
+}
 if [[ -n "${AUDITSTREAM_NATS_URL:-}" ]]; then
   NATS_URL=$AUDITSTREAM_NATS_URL
   echo "using NATS at $NATS_URL"
 else
   NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   NATS_MON=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  # One NATS user per service kind with the project's permissions (README "NATS users and
+  # permissions"): the generated block reads each password from the environment.
+  NATS_ENV=()
+  for kind in $NATS_KINDS; do
+    [[ -s $RUN_DIR/nats-password-$kind ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN_DIR/nats-password-$kind"
+    NATS_ENV+=("AUDITSTREAM_NATS_PASSWORD_${kind^^}=$(cat "$RUN_DIR/nats-password-$kind")")
+  done
+  # nats-server resolves an include relative to the including file.
+  cp helm/auditstream/files/nats-authorization.conf "$RUN_DIR/nats-authorization.conf"
   cat > "$RUN_DIR/nats.conf" <<CONF
 listen: 127.0.0.1:$NATS_PORT
 http: 127.0.0.1:$NATS_MON
 max_payload: 8MB
 jetstream { store_dir: "$RUN_DIR/nats", max_file_store: 4GB, max_memory_store: 64MB }
+include "nats-authorization.conf"
 CONF
-  "$NATS_BIN" -c "$RUN_DIR/nats.conf" -l "$RUN_DIR/nats.log" &
+  env "${NATS_ENV[@]}" "$NATS_BIN" -c "$RUN_DIR/nats.conf" -l "$RUN_DIR/nats.log" &
   pids+=($!)
   wait_for "http://127.0.0.1:$NATS_MON/healthz?js-enabled-only=true" nats-server "${pids[-1]}"
   NATS_URL=nats://127.0.0.1:$NATS_PORT
@@ -86,28 +105,14 @@ TOKEN_FILE=$RUN_DIR/token
 [[ -s $TOKEN_FILE ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TOKEN_FILE"
 TOKEN=$(cat "$TOKEN_FILE")
 
-cat > "$RUN_DIR/gateway.toml" <<CONF
-http_addr = "127.0.0.1:$HTTP_PORT"
-grpc_addr = "127.0.0.1:$GRPC_PORT"
-ops_addr = "127.0.0.1:$OPS_PORT"
-retry_after = "2s"
-[log]
-format = "text"
-[nats]
-url = "$NATS_URL"
-CONF
 # Local disk: JetStream reserves max_bytes per stream up front, so keep them small here.
-# Every service gets the same topology from the environment; `auditctl topology apply` is
-# its one owner here (the config service runs with ensure_topology = false), and the
-# services only verify the streams.
+# Every service gets the same topology from the environment: the config service, started
+# first, is its one owner and creates the streams; the others only verify them (and would
+# stay unready against streams weaker than their own settings).
 for stream in ingest:24h:268435456 deliver:0s:268435456 backlog:7d:536870912 dlq:7d:134217728 control:7d:67108864; do
   IFS=: read -r name age bytes <<<"$stream"
   export "AUDITSTREAM_NATS__TOPOLOGY__${name^^}__MAX_AGE=$age" "AUDITSTREAM_NATS__TOPOLOGY__${name^^}__MAX_BYTES=$bytes"
 done
-"$BIN_DIR/auditctl" topology apply --nats-url "$NATS_URL"
-AUDITSTREAM_AUTH__TOKENS=$TOKEN "$BIN_DIR/auditstream-gateway" --config "$RUN_DIR/gateway.toml" 2>"$RUN_DIR/gateway.log" &
-pids+=($!)
-wait_for "http://127.0.0.1:$OPS_PORT/readyz" gateway "${pids[-1]}"
 
 # --- config service on the embedded SQLite store, with a demo tenant tree ---
 secret() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -134,7 +139,6 @@ format = "text"
 url = "sqlite://$RUN_DIR/config.db?mode=rwc"
 [nats]
 url = "$NATS_URL"
-ensure_topology = false
 [secrets]
 active_key = "local"
 [http]
@@ -144,9 +148,24 @@ allowed_networks = ["127.0.0.0/8"]
 CONF
 AUDITSTREAM_AUTH__TOKENS="[$TOKENS_JSON]" \
 AUDITSTREAM_SECRETS__KEYS="{\"local\":\"$(cat "$RUN_DIR/secrets-key")\"}" \
-  "$BIN_DIR/auditstream-config-service" --config "$RUN_DIR/config-service.toml" 2>"$RUN_DIR/config-service.log" &
+  env $(nats_login config_service) "$BIN_DIR/auditstream-config-service" --config "$RUN_DIR/config-service.toml" 2>"$RUN_DIR/config-service.log" &
 pids+=($!)
 wait_for "http://127.0.0.1:$CONFIG_OPS/readyz" config-service "${pids[-1]}"
+
+# --- gateway (after the config service, which creates the streams) ---
+cat > "$RUN_DIR/gateway.toml" <<CONF
+http_addr = "127.0.0.1:$HTTP_PORT"
+grpc_addr = "127.0.0.1:$GRPC_PORT"
+ops_addr = "127.0.0.1:$OPS_PORT"
+retry_after = "2s"
+[log]
+format = "text"
+[nats]
+url = "$NATS_URL"
+CONF
+AUDITSTREAM_AUTH__TOKENS=$TOKEN env $(nats_login gateway) "$BIN_DIR/auditstream-gateway" --config "$RUN_DIR/gateway.toml" 2>"$RUN_DIR/gateway.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$OPS_PORT/readyz" gateway "${pids[-1]}"
 
 ctl() { "$BIN_DIR/auditctl" --server "http://127.0.0.1:$CONFIG_PORT" --token "$ADMIN_TOKEN" "$@"; }
 if ! ctl node get org-acme >/dev/null 2>&1; then
@@ -176,7 +195,7 @@ fi
 AUDITSTREAM_OPS_ADDR=127.0.0.1:$ROUTER_OPS AUDITSTREAM_NATS__URL=$NATS_URL \
 AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(service_token router) \
 AUDITSTREAM_LOG__FORMAT=text \
-  "$BIN_DIR/auditstream-router" 2>"$RUN_DIR/router.log" &
+  env $(nats_login router) "$BIN_DIR/auditstream-router" 2>"$RUN_DIR/router.log" &
 pids+=($!)
 wait_for "http://127.0.0.1:$ROUTER_OPS/readyz" router "${pids[-1]}"
 
@@ -196,7 +215,7 @@ for sink in s3 azure-blob azure-monitor http; do
   AUDITSTREAM_CONFIG_SERVICE__URL=http://127.0.0.1:$CONFIG_PORT AUDITSTREAM_CONFIG_SERVICE__TOKEN=$(service_token "sink_${sink//-/_}") \
   AUDITSTREAM_LOG__FORMAT=text AUDITSTREAM_BATCHING__MAX_AGE=200ms \
   AUDITSTREAM_SINK__ALLOW_INSECURE_HTTP=true \
-    env ${LOCAL_NETWORKS[$sink]:-} "$BIN_DIR/auditstream-sink-$sink" 2>"$RUN_DIR/sink-$sink.log" &
+    env ${LOCAL_NETWORKS[$sink]:-} $(nats_login "sink_${sink//-/_}") "$BIN_DIR/auditstream-sink-$sink" 2>"$RUN_DIR/sink-$sink.log" &
   pids+=($!)
   wait_for "http://127.0.0.1:${SINK_OPS[$sink]}/readyz" "sink-$sink" "${pids[-1]}"
 done

@@ -331,6 +331,17 @@ def all_features_render():
     env = {e["name"]: e for e in container(deployments[name("config-service")])["env"]}
     assert env["AUDITSTREAM_NOTIFICATIONS__SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "auditstream-smtp", "key": "password"}
     assert env["AUDITSTREAM_NATS__URL"]["valueFrom"]["secretKeyRef"] == {"name": "auditstream-nats", "key": "url"}
+    # Each component its own NATS user, and the users block for the NATS servers as generated
+    # from crates/bus/src/permissions.rs.
+    for comp in COMPONENTS:
+        env = {e["name"]: e for e in container(deployments[name(comp)])["env"]}
+        assert env["AUDITSTREAM_NATS__USER"]["value"] == "auditstream_" + comp.replace("-", "_"), comp
+        assert env["AUDITSTREAM_NATS__PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "auditstream-nats-users", "key": f"{comp}-password"}, comp
+    users = cms[name("nats-authorization")]["data"]["authorization.conf"]
+    assert users == (CHART / "files" / "nats-authorization.conf").read_text(), "users block differs from the generated file"
+    for comp in COMPONENTS:
+        assert f'user: "auditstream_{comp.replace("-", "_")}"' in users, comp
     kinds = sorted({d["kind"] for d in docs})
     return f"values-all-features.yaml: {len(docs)} objects ({', '.join(kinds)}); CRD fields checked"
 

@@ -230,7 +230,7 @@ async fn ceiling_run(js: &jetstream::Context, run: usize) -> f64 {
 
 async fn ceiling() -> Stat {
     let nats = NatsServer::start_with(STORE, false);
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = nats.connect().await;
     let js = jetstream::new(client);
     auditstream_bus::ensure_topology(&js, &topology())
         .await
@@ -308,6 +308,9 @@ async fn start_stack(nats: NatsServer) -> Stack {
         let mut cmd = Command::new(release_bin(bin));
         cmd.env_clear()
             .env("AUDITSTREAM_NATS__URL", &nats_url)
+            .envs(auditstream_testkit::login_env(
+                auditstream_testkit::binary_service(bin),
+            ))
             .env("AUDITSTREAM_LOG__FORMAT", "text")
             .env("AUDITSTREAM_LOG__FILTER", "warn")
             .envs(topology_env())
@@ -330,7 +333,6 @@ async fn start_stack(nats: NatsServer) -> Stack {
             e("AUDITSTREAM_RATE_LIMIT__EVENTS_PER_SECOND", "0".into()),
         ],
     )];
-    wait_ready(gateway_ops, "gateway").await;
     let db = dir.path().join("config.db");
     children.push(spawn(
         "config-service",
@@ -361,6 +363,8 @@ async fn start_stack(nats: NatsServer) -> Stack {
         ],
     ));
     wait_ready(config_ops, "config-service").await;
+    // The gateway is ready once the config service, the topology's owner, made the streams.
+    wait_ready(gateway_ops, "gateway").await;
     let data_plane = |ops: u16, token: &str| {
         vec![
             e("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}")),
@@ -518,7 +522,7 @@ async fn e2e_run(
     let elapsed = started.elapsed().as_secs_f64();
     let mut latency = receiver.take_latency();
     // AUDIT_INGEST was purged before the run, so its state is this run's.
-    let js = jetstream::new(async_nats::connect(&stack.nats_url).await.unwrap());
+    let js = jetstream::new(auditstream_testkit::connect_superuser(&stack.nats_url).await);
     let ingest = js
         .get_stream("AUDIT_INGEST")
         .await
@@ -572,7 +576,7 @@ async fn broken_destination(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let js = jetstream::new(async_nats::connect(&stack.nats_url).await.unwrap());
+    let js = jetstream::new(auditstream_testkit::connect_superuser(&stack.nats_url).await);
     receiver.refuse(Some((&format!("/{}", Shape::org(BROKEN_ORG)), 403)));
     purge(&stack.nats_url).await;
     let started = Instant::now();
@@ -688,7 +692,7 @@ async fn set_up(stack: &Stack, receiver: &Receiver, shape: &Shape) {
 }
 
 async fn purge(nats_url: &str) {
-    let js = jetstream::new(async_nats::connect(nats_url).await.unwrap());
+    let js = jetstream::new(auditstream_testkit::connect_superuser(nats_url).await);
     // AUDIT_INGEST keeps everything (the backfill horizon); the runs would fill it.
     js.get_stream("AUDIT_INGEST")
         .await

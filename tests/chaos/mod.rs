@@ -284,6 +284,11 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
             .iter()
             .cloned()
             .chain([e("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))])
+            // Each service as its own NATS user.
+            .chain(
+                auditstream_testkit::login_env(auditstream_testkit::binary_service(bin))
+                    .map(|(k, v)| (k.to_owned(), v)),
+            )
             .chain(extra)
             .collect(),
         ops,

@@ -149,8 +149,8 @@ async fn gateway_started_before_nats_becomes_ready_when_nats_arrives() {
     );
 
     nats.restart();
-    // The streams' owner (the config service, here the test) creates them after the late
-    // start; the gateway verifies them after its late connect.
+    // The streams come from their owner, the config service (the gateway's NATS user may
+    // only check them); the gateway finds them after its late connect.
     nats.apply_topology(&auditstream_testkit::small_topology())
         .await;
     gw.wait_ready(Duration::from_secs(30)).await;

@@ -38,6 +38,9 @@ fn spawn(
                 .env("AUDITSTREAM_NATS__URL", stack.nats.url())
                 // The config service's streams; the gateway refuses weaker ones than its own.
                 .envs(common::topology_env(&auditstream_testkit::small_topology()))
+                .envs(auditstream_testkit::login_env(
+                    auditstream_testkit::binary_service(bin),
+                ))
                 .env("AUDITSTREAM_HTTP_ADDR", format!("127.0.0.1:{http}"))
                 .env(
                     "AUDITSTREAM_GRPC_ADDR",

@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::TopologyConfig;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
+    /// Server URL(s), comma-separated. Credentials belong in `user`/`password`, `token` or
+    /// `creds_file`; ones left in the URL still work but are redacted wherever it is logged
+    /// ([`redact_url`]).
     pub url: String,
     /// Read by the config service only, the topology's one owner: it creates or updates the
     /// JetStream streams at start and after every reconnect. Turn off where an operator owns
@@ -25,7 +28,8 @@ pub struct NatsConfig {
     /// calls) before the work counts as not done.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
-    /// User name and password, when the server's `authorization` asks for them.
+    /// User name and password, when the server's `authorization` asks for them: each
+    /// service kind has its own user ([`crate::permissions`]).
     pub user: Option<String>,
     pub password: Option<Secret>,
     /// A token, when the server's `authorization` asks for one.
@@ -63,5 +67,85 @@ impl Default for NatsConfig {
             creds_file: None,
             tls: NatsTls::default(),
         }
+    }
+}
+
+/// By hand so the URL's credentials, if any, stay out of `{:?}` (secrets print as `***`
+/// through [`Secret`] already).
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &redact_url(&self.url))
+            .field("ensure_topology", &self.ensure_topology)
+            .field("topology", &self.topology)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .field("token", &self.token)
+            .field("creds_file", &self.creds_file)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl NatsConfig {
+    /// The URL as it may be logged.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// `url` (one or several, comma-separated) with any userinfo (`user:password@`, `token@`)
+/// replaced by `***@`: the one way every service puts a NATS URL into a log line or an error
+/// (security review M13).
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let start = one.find("://").map_or(0, |i| i + 3);
+            let authority_end = one[start..]
+                .find(['/', '?', '#'])
+                .map_or(one.len(), |i| start + i);
+            match one[start..authority_end].rfind('@') {
+                Some(at) => format!("{}***{}", &one[..start], &one[start + at..]),
+                None => one.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo_only() {
+        for (url, want) in [
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("nats://user:p%40ss@nats:4222", "nats://***@nats:4222"),
+            ("tls://s3cr3t-token@nats", "tls://***@nats"),
+            ("user:pass@host:4222", "***@host:4222"),
+            (
+                "nats://a:b@n1:4222, nats://n2:4222,nats://c:d@n3",
+                "nats://***@n1:4222, nats://n2:4222,nats://***@n3",
+            ),
+            ("nats://host/path@x", "nats://host/path@x"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_url_credentials() {
+        let c = NatsConfig {
+            url: "nats://u:hunter2@h:4222".into(),
+            password: Some(Secret::new("hunter3")),
+            ..NatsConfig::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
     }
 }

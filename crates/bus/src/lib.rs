@@ -9,11 +9,13 @@
 pub mod config;
 pub mod headers;
 pub mod pack;
+pub mod permissions;
 pub mod publish;
 pub mod subjects;
 pub mod topology;
 
-pub use config::NatsConfig;
+pub use config::{NatsConfig, redact_url};
+pub use permissions::Service;
 pub use publish::{Ack, PublishError, connect, jetstream_context, publish_durable};
 pub use topology::{
     Difference, Mismatch, StreamChange, TopologyConfig, TopologyError, TopologyGate,

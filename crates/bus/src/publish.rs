@@ -9,7 +9,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 
-use crate::NatsConfig;
+use crate::{NatsConfig, Service};
 
 /// What JetStream said about a stored message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,19 +71,63 @@ fn is_full(text: &str) -> bool {
 /// reconnecting forever in the background, so a service started before NATS, or living
 /// through a NATS restart, recovers by itself. Only a configuration error (an unreadable
 /// credentials file, a client certificate without a key) fails here.
+///
+/// `service` names the client and fixes its inbox prefix (`_INBOX.<kind>`), the only inbox
+/// its NATS user may subscribe to ([`crate::permissions`]).
 pub async fn connect(
     config: &NatsConfig,
-    name: &str,
+    service: Service,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let options = connect_options(config, name)
+    let mut options = connect_options(config, service)
         .await
         .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, e))?;
-    options.connect(config.url.as_str()).await
+    // Credentials left in the URL become options, and the client gets the URL without them:
+    // async-nats logs the server address, password included, at debug level (M13).
+    let (url, userinfo) = split_userinfo(&config.url);
+    let explicit = config.user.is_some() || config.token.is_some() || config.creds_file.is_some();
+    match userinfo {
+        Some((user, Some(password))) if !explicit => {
+            options = options.user_and_password(user, password);
+        }
+        Some((token, None)) if !explicit => options = options.token(token),
+        _ => {}
+    }
+    options.connect(url.as_str()).await
+}
+
+/// `url` (comma-separated) without userinfo, and the first userinfo found: `(user,
+/// Some(password))` or `(token, None)`, as written (async-nats does not percent-decode
+/// either).
+fn split_userinfo(url: &str) -> (String, Option<(String, Option<String>)>) {
+    let mut found = None;
+    let urls: Vec<String> = url
+        .split(',')
+        .map(|one| {
+            let start = one.find("://").map_or(0, |i| i + 3);
+            let end = one[start..]
+                .find(['/', '?', '#'])
+                .map_or(one.len(), |i| start + i);
+            match one[start..end].rfind('@') {
+                Some(at) => {
+                    let info = &one[start..start + at];
+                    if found.is_none() {
+                        found = Some(match info.split_once(':') {
+                            Some((u, p)) => (u.to_owned(), Some(p.to_owned())),
+                            None => (info.to_owned(), None),
+                        });
+                    }
+                    format!("{}{}", &one[..start], &one[start + at + 1..])
+                }
+                None => one.to_owned(),
+            }
+        })
+        .collect();
+    (urls.join(","), found)
 }
 
 async fn connect_options(
     config: &NatsConfig,
-    name: &str,
+    service: Service,
 ) -> Result<async_nats::ConnectOptions, String> {
     // async-nats builds its TLS configuration with rustls' default provider.
     auditstream_telemetry::install_crypto_provider();
@@ -94,7 +138,8 @@ async fn connect_options(
         None => async_nats::ConnectOptions::new(),
     };
     options = options
-        .name(name)
+        .name(service.client_name())
+        .custom_inbox_prefix(service.inbox_prefix())
         .retry_on_initial_connect()
         .max_reconnects(None);
     match (&config.user, &config.password) {
@@ -166,4 +211,25 @@ pub async fn publish_durable(
         sequence: ack.sequence,
         duplicate: ack.duplicate,
     })
+}
+
+#[cfg(test)]
+mod userinfo_tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_are_taken_out_of_the_url() {
+        assert_eq!(
+            split_userinfo("nats://u:p@h:4222, nats://h2"),
+            (
+                "nats://h:4222, nats://h2".to_owned(),
+                Some(("u".to_owned(), Some("p".to_owned())))
+            )
+        );
+        assert_eq!(
+            split_userinfo("tls://tok@h"),
+            ("tls://h".to_owned(), Some(("tok".to_owned(), None)))
+        );
+        assert_eq!(split_userinfo("nats://h"), ("nats://h".to_owned(), None));
+    }
 }

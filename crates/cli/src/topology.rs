@@ -43,10 +43,14 @@ pub async fn apply(
     let failed = |e: &dyn std::fmt::Display| {
         CliError::Topology(format!(
             "cannot apply the topology on NATS at {}: {e}",
-            nats.url
+            nats.redacted_url()
         ))
     };
-    let client = connect(&nats, "auditctl").await.map_err(|e| failed(&e))?;
+    // The topology's owner: run with the config service's NATS user (only it may create
+    // and update streams, README "NATS users and permissions").
+    let client = connect(&nats, auditstream_bus::Service::ConfigService)
+        .await
+        .map_err(|e| failed(&e))?;
     let js = jetstream_context(client.clone(), nats.publish_timeout);
     let changes = ensure_topology(&js, &nats.topology)
         .await

@@ -80,9 +80,9 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let nats = connect(&config.nats, "auditstream-config-service")
+    let nats = connect(&config.nats, auditstream_bus::Service::ConfigService)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.redacted_url()))?;
     let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
     let committed = Arc::new(Notify::new());
 

@@ -60,6 +60,9 @@ async fn secrets_never_reach_the_logs() {
         .env("AUDITSTREAM_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
         .env("AUDITSTREAM_OPS_ADDR", format!("127.0.0.1:{ops}"))
         .env("AUDITSTREAM_NATS__URL", nats.url())
+        .envs(auditstream_testkit::login_env(
+            auditstream_bus::Service::ConfigService,
+        ))
         .env(
             "AUDITSTREAM_DATABASE__URL",
             format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display()),

@@ -72,9 +72,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new(&mut registry));
 
     // Returns at once; the client connects and reconnects in the background.
-    let client = connect(&config.nats, "auditstream-gateway")
+    let client = connect(&config.nats, auditstream_bus::Service::Gateway)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.redacted_url()))?;
     let js = jetstream_context(client.clone(), config.nats.publish_timeout);
 
     // The gateway never changes the streams (the config service owns them); it waits until
@@ -116,7 +116,7 @@ pub async fn run(
         http = %listeners.http.local_addr()?,
         grpc = %listeners.grpc.local_addr()?,
         ops = %listeners.ops.local_addr()?,
-        nats = %config.nats.url,
+        nats = %config.nats.redacted_url(),
         "gateway listening"
     );
     let http = serve::serve_http(

@@ -48,9 +48,15 @@ fn gateway(nats_url: &str, http: u16, ops: u16) -> Command {
 #[tokio::test]
 async fn configured_by_environment_serves_and_stops_on_sigterm() {
     let nats = NatsServer::start();
+    // The streams exist (the config service creates them); the gateway only checks them.
     nats.apply_topology(&small_topology()).await;
     let (http, ops) = (free_port(), free_port());
-    let child = gateway(&nats.url(), http, ops).spawn().unwrap();
+    let child = gateway(&nats.url(), http, ops)
+        .envs(auditstream_testkit::login_env(
+            auditstream_bus::Service::Gateway,
+        ))
+        .spawn()
+        .unwrap();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -135,11 +141,29 @@ async fn nats_credentials_never_reach_the_logs() {
     let certs = auditstream_testkit::TestCerts::generate();
     let nats = NatsServer::start_secured(&certs, "auditstream", "nats-secret-password-42");
     nats.apply_topology(&small_topology()).await;
-    for password in ["wrong-secret-password-17", "nats-secret-password-42"] {
+    // The password as its own setting, or (M13) inside the URL, where the logs must not
+    // show it either.
+    let in_url = |password: &str| {
+        nats.url()
+            .replace("tls://", &format!("tls://auditstream:{password}@"))
+    };
+    let cases = [
+        ("wrong-secret-password-17", false),
+        ("nats-secret-password-42", false),
+        ("wrong-secret-password-18", true),
+        ("nats-secret-password-42", true),
+    ];
+    for (password, url_credentials) in cases {
         let (http, ops) = (free_port(), free_port());
-        let child = gateway(&nats.url(), http, ops)
-            .env("AUDITSTREAM_NATS__USER", "auditstream")
-            .env("AUDITSTREAM_NATS__PASSWORD", password)
+        let mut cmd = if url_credentials {
+            gateway(&in_url(password), http, ops)
+        } else {
+            let mut cmd = gateway(&nats.url(), http, ops);
+            cmd.env("AUDITSTREAM_NATS__USER", "auditstream")
+                .env("AUDITSTREAM_NATS__PASSWORD", password);
+            cmd
+        };
+        let child = cmd
             .env("AUDITSTREAM_NATS__TLS__CA_FILE", certs.ca())
             .env("AUDITSTREAM_LOG__FILTER", "debug,h2=info,hyper=info")
             .spawn()

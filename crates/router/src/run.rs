@@ -46,9 +46,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
-    let nats = connect(&config.nats, "auditstream-router")
+    let nats = connect(&config.nats, auditstream_bus::Service::Router)
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.redacted_url()))?;
     let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
 
     let follower = Follower::start(
@@ -87,7 +87,7 @@ pub async fn run(
             ready_topology.readiness()
         }),
     };
-    tracing::info!(ops = %listeners.ops.local_addr()?, nats = %config.nats.url, config_service = %config.config_service.url, "router starting");
+    tracing::info!(ops = %listeners.ops.local_addr()?, nats = %config.nats.redacted_url(), config_service = %config.config_service.url, "router starting");
     let ops_server = tokio::spawn(auditstream_telemetry::serve_ops(
         listeners.ops,
         ops,

@@ -171,10 +171,9 @@ pub async fn run<S: Sink, C>(
     let sink_type = S::TYPE.as_str();
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, sink_type);
-    let client_name = format!("auditstream-sink-{}", sink_type.replace('_', "-"));
-    let nats = connect(&config.nats, &client_name)
+    let nats = connect(&config.nats, auditstream_bus::Service::Sink(S::TYPE))
         .await
-        .with_context(|| format!("cannot connect to NATS at {}", config.nats.url))?;
+        .with_context(|| format!("cannot connect to NATS at {}", config.nats.redacted_url()))?;
     let js = jetstream_context(nats.clone(), config.nats.publish_timeout);
     let control = Control::new(&config.config_service)?;
     let follower = Follower::start(
@@ -232,7 +231,7 @@ pub async fn run<S: Sink, C>(
             Ok(())
         }),
     };
-    tracing::info!(sink_type, ops = %listeners.ops.local_addr()?, nats = %config.nats.url, config_service = %config.config_service.url, "sink starting");
+    tracing::info!(sink_type, ops = %listeners.ops.local_addr()?, nats = %config.nats.redacted_url(), config_service = %config.config_service.url, "sink starting");
     let ops_server = tokio::spawn(auditstream_telemetry::serve_ops(
         listeners.ops,
         ops,
@@ -552,6 +551,13 @@ async fn expiry<S: Sink>(rt: &Runtime<S>, subject: &str) -> (u64, String) {
     };
     let newer = match stream
         .create_consumer(pull::OrderedConfig {
+            // Named, so the create subject carries the filter and the sink's NATS user may
+            // only count its own type's backlog (`permissions`); unique per call.
+            name: Some(format!(
+                "expiry-{}-{:016x}",
+                S::TYPE.as_str(),
+                rand::random::<u64>()
+            )),
             filter_subject: subject.to_owned(),
             deliver_policy: DeliverPolicy::ByStartTime {
                 start_time: threshold,

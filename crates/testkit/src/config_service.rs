@@ -158,6 +158,7 @@ pub enum Database {
 pub fn test_config_service_config(nats_url: &str, database_url: &str) -> ConfigServiceConfig {
     let mut c = ConfigServiceConfig::default();
     c.nats.url = nats_url.to_owned();
+    crate::login(&mut c.nats, auditstream_bus::Service::ConfigService);
     c.nats.topology = small_topology();
     c.nats.publish_timeout = Duration::from_secs(2);
     c.database.url = database_url.to_owned();

@@ -16,6 +16,7 @@ pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
 pub fn test_gateway_config(nats_url: &str) -> GatewayConfig {
     let mut c = GatewayConfig::default();
     c.nats.url = nats_url.to_owned();
+    crate::login(&mut c.nats, auditstream_bus::Service::Gateway);
     c.nats.topology = small_topology();
     c.nats.publish_timeout = Duration::from_secs(2);
     c.retry_after = Duration::from_secs(1);
@@ -35,15 +36,11 @@ pub struct GatewayHarness {
 }
 
 impl GatewayHarness {
-    /// Applies `config.nats.topology` (standing in for the config service, which owns the
-    /// streams: the gateway only verifies them), starts the gateway with `config`
-    /// (addresses are replaced by port 0 listeners) and waits until `/readyz` says it is
-    /// ready.
+    /// Starts the gateway with `config` (addresses are replaced by port 0 listeners) and
+    /// waits until `/readyz` says it is ready. The streams are created first, as the config
+    /// service would: the gateway's NATS user may only check them.
     pub async fn start(config: GatewayConfig) -> Self {
-        let client = auditstream_bus::connect(&config.nats, "testkit")
-            .await
-            .expect("connect to NATS");
-        crate::apply_topology(&async_nats::jetstream::new(client), &config.nats.topology).await;
+        crate::provision_for(&config.nats).await;
         let harness = Self::start_unready(config).await;
         harness.wait_ready(Duration::from_secs(15)).await;
         harness

@@ -32,7 +32,9 @@ pub use config_service::{
 };
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{
-    NatsServer, apply_topology, nats_server_bin, read_stream, small_topology, stream_messages,
+    NatsServer, TEST_SUPERUSER, apply_topology, binary_service, connect_superuser, login,
+    login_env, nats_server_bin, provision_for, read_stream, service_password, small_topology,
+    stream_messages,
 };
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PgSchema;

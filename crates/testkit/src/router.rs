@@ -14,6 +14,7 @@ use crate::{TestToken, small_topology};
 pub fn test_router_config(nats_url: &str, config_url: &str) -> RouterConfig {
     let mut c = RouterConfig::default();
     c.nats.url = nats_url.to_owned();
+    crate::login(&mut c.nats, auditstream_bus::Service::Router);
     c.nats.topology = small_topology();
     c.nats.publish_timeout = Duration::from_secs(2);
     c.config_service.url = config_url.to_owned();

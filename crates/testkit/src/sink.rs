@@ -20,6 +20,7 @@ pub fn test_sink_config<C: Default>(
 ) -> SinkConfig<C> {
     let mut c = SinkConfig::<C>::default();
     c.nats.url = nats_url.to_owned();
+    crate::login(&mut c.nats, auditstream_bus::Service::Sink(sink_type));
     c.nats.topology = small_topology();
     c.nats.publish_timeout = Duration::from_secs(2);
     c.config_service.url = config_url.to_owned();

@@ -251,6 +251,9 @@ pub fn data_plane(bin: &str, nats: &str, config: &str, ops: u16) -> std::process
         .env("AUDITSTREAM_NATS__URL", nats)
         // The config service's test topology: a service refuses streams weaker than its own.
         .envs(topology_env(&auditstream_testkit::small_topology()))
+        .envs(auditstream_testkit::login_env(
+            auditstream_testkit::binary_service(bin),
+        ))
         .env("AUDITSTREAM_CONFIG_SERVICE__URL", config)
         .env("AUDITSTREAM_CONFIG_SERVICE__TOKEN", data_plane_token(bin))
         .stdout(std::process::Stdio::null());
