@@ -843,8 +843,7 @@ fn secrets(stores: &Stores) -> Vec<(&'static str, String)> {
 
 /// Every message AUDIT_CONTROL holds (headers and payload), as bytes.
 async fn control_messages(nats_url: &str) -> Vec<Vec<u8>> {
-    let client = async_nats::connect(nats_url).await.expect("nats");
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(auditstream_testkit::connect_superuser(nats_url).await);
     let mut stream = js
         .get_stream(auditstream_bus::topology::CONTROL)
         .await

@@ -375,8 +375,10 @@ async fn no_tenant_route_sends_a_connections_secret_to_another_host() {
         err.message()
     );
 
-    // 5. A request forged on the bus straight to the sink, as any NATS client could send it.
-    let nats = async_nats::connect(s.nats.url()).await.unwrap();
+    // 5. A request forged on the bus straight to the sink. NATS permissions let only the
+    // config service send it; this client bypasses them (the test's superuser, as a stolen
+    // config-service identity would): the sink's own binding check still refuses.
+    let nats = s.nats.connect().await;
     for conn in ["bearer", "basic", "header", "url"] {
         let forged = pb::TestDestinationRequest {
             stream_id: String::new(),
@@ -612,8 +614,8 @@ async fn entra_tokens_and_client_secrets_go_only_to_the_connections_endpoints() 
             assert_ne!(err.code(), tonic::Code::Ok);
         }
     }
-    // Forged on the bus: the sink itself refuses.
-    let raw = async_nats::connect(nats.url()).await.unwrap();
+    // Forged on the bus past the NATS permissions (superuser): the sink itself refuses.
+    let raw = nats.connect().await;
     let forged = pb::TestDestinationRequest {
         stream_id: String::new(),
         destination: Some(target(&steal)),

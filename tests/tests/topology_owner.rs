@@ -127,8 +127,12 @@ async fn a_router_never_changes_the_streams_and_refuses_weaker_ones_naming_them(
 /// A topology file as an operator (or a Helm job) passes it: a service's whole TOML file,
 /// whose other sections `auditctl topology apply` ignores.
 fn topology_file(dir: &tempfile::TempDir, ingest_max_age: &str) -> std::path::PathBuf {
+    // As the topology's owner: the config service's NATS user.
+    let owner = auditstream_bus::Service::ConfigService;
+    let (user, password) = (owner.user(), auditstream_testkit::service_password(owner));
     let mut text = format!(
         "ops_addr = \"127.0.0.1:9\"\n[log]\nformat = \"text\"\n[nats]\nurl = \"nats://127.0.0.1:9\"\n\
+         user = \"{user}\"\npassword = \"{password}\"\n\
          [nats.topology.ingest]\nmax_age = \"{ingest_max_age}\"\nmax_bytes = 67108864\n"
     );
     for stream in ["deliver", "backlog", "dlq", "control"] {
