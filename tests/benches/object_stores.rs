@@ -140,7 +140,8 @@ impl Store<'_> {
                     let sink = S3Sink::new(S3SinkConfig {
                         allow_insecure_http: true,
                         ..Default::default()
-                    });
+                    })
+                    .unwrap();
                     Lane::S3(Box::new(
                         sink.build(&destination(&id, target), &s3_connection(server))
                             .unwrap(),

@@ -5,7 +5,12 @@
 
 mod common;
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use auditstream_model::SinkType;
 use auditstream_proto::v1::{
@@ -120,7 +125,7 @@ async fn objects_hold_exactly_the_delivered_ids_under_partitioned_keys_with_sse(
     ])
     .await;
     stack
-        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()).unwrap())
         .await;
 
     let batches = stack.send(0, "nd", 700, None).await;
@@ -202,7 +207,7 @@ fn connection(credentials: Credentials) -> pb::Connection {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_batch_keeps_its_objects() {
     let server = S3Server::moto();
-    let sink = S3Sink::new(sink_config());
+    let sink = S3Sink::new(sink_config()).unwrap();
     for (bucket, format, objects) in [
         // Two workspaces: two partitions, two objects.
         ("redelivery-ndjson", pb::ObjectFormat::Ndjson, 2),
@@ -255,7 +260,7 @@ async fn two_streams_sharing_a_bucket_and_prefix_keep_their_own_objects() {
         S3Server::moto(),
         S3Server::s3s_fs("AKIAAUDITSTREAM00003", "two-streams-secret"),
     ] {
-        let sink = S3Sink::new(sink_config());
+        let sink = S3Sink::new(sink_config()).unwrap();
         for (bucket, format, suffix) in [
             ("shared-per-event", pb::ObjectFormat::PerEvent, ".json"),
             ("shared-ndjson", pb::ObjectFormat::Ndjson, ".ndjson.gz"),
@@ -311,7 +316,7 @@ async fn a_resent_event_id_never_replaces_the_stored_object_and_counts_as_delive
     };
     let mut stack = stack_with(vec![(keys_of(&server), Target::S3(per_event))]).await;
     stack
-        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()).unwrap())
         .await;
     let sent = stack.send(0, "keep", 1, None).await;
     wait_in_bucket(&server, "keep", &sent, "keep-").await;
@@ -378,7 +383,7 @@ async fn writes_into_an_object_lock_bucket_with_default_retention_succeed() {
         .send()
         .await
         .unwrap();
-    let sink = S3Sink::new(sink_config());
+    let sink = S3Sink::new(sink_config()).unwrap();
     for format in [pb::ObjectFormat::Ndjson, pb::ObjectFormat::PerEvent] {
         let d = sink
             .build(&destination(bucket, format), &connection(keys_of(&server)))
@@ -434,6 +439,7 @@ async fn assume_role_calls_sts_with_the_external_id_and_signs_with_the_role() {
         force_path_style: true,
     });
     let d = S3Sink::new(sink_config())
+        .unwrap()
         .build(
             &destination("assumed", pb::ObjectFormat::Ndjson),
             &connection(credentials),
@@ -487,7 +493,7 @@ async fn wrong_keys_break_the_stream_mail_the_admins_and_fixed_keys_drain_the_ba
     let wrong = static_keys(&server.endpoint(), server.access_key(), "a-wrong-secret");
     let mut stack = stack_with(vec![(wrong, Target::S3(target("locked")))]).await;
     stack
-        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()).unwrap())
         .await;
 
     let accepted = stack.send(0, "wk", 60, None).await;
@@ -529,7 +535,7 @@ async fn the_store_down_for_60s_then_back_loses_nothing() {
     server.create_bucket("outage").await;
     let mut stack = stack_with(vec![(keys_of(&server), Target::S3(target("outage")))]).await;
     stack
-        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()).unwrap())
         .await;
     let mut accepted = stack.send(0, "out", 50, None).await;
     wait_in_bucket(&server, "outage", &accepted, "out-").await;
@@ -563,7 +569,7 @@ async fn auditctl_connection_targets_lists_the_buckets() {
     }
     let mut stack = stack_with(vec![(keys_of(&server), Target::S3(target("archive")))]).await;
     stack
-        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()))
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()).unwrap())
         .await;
     let shown = ctl(&stack, &["connection", "targets", "c-0"]).await;
     assert_eq!(
@@ -617,4 +623,78 @@ async fn the_binary_signs_with_the_default_chain_of_its_environment() {
     assert_same_ids(&got, &accepted);
     sink.kill().unwrap();
     sink.wait().unwrap();
+}
+
+/// M5: the S3 client resolves through the address rule at connect time. The endpoint's name
+/// answers with the stand-in's (allow-listed) address first; when its record changes to
+/// another loopback address or to the metadata address, the sink refuses to connect and says
+/// so as a configuration error, however the name resolved when it was saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_re_resolves_to_an_internal_address_is_refused_at_connect_time() {
+    // s3s-fs: path-style requests to any host name (moto reads a bucket out of a name).
+    let server = S3Server::s3s_fs("rebind-access-key", "rebind-secret-key-0123456789");
+    server.create_bucket("rebind").await;
+    let answer = Arc::new(Mutex::new(IpAddr::from([127, 0, 0, 1])));
+    let current = answer.clone();
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let names = asked.clone();
+    let resolve: auditstream_egress::Resolve = Arc::new(move |host, port| {
+        names.lock().unwrap().push(host);
+        let ip = *current.lock().unwrap();
+        Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
+    });
+    let config = S3SinkConfig {
+        allowed_networks: vec!["127.0.0.1/32".into()],
+        ..sink_config()
+    };
+    let sink = S3Sink::with_resolver(config.clone(), resolve.clone()).unwrap();
+    let endpoint = format!("http://s3.rebind.test:{}", server.addr().port());
+    let mut creds = static_keys(&endpoint, server.access_key(), server.secret_key());
+    // Path-style: the name resolved is the endpoint's own, not <bucket>.<endpoint>.
+    if let Credentials::S3(s3) = &mut creds {
+        s3.force_path_style = true;
+    }
+    let d = sink
+        .build(
+            &destination("rebind", pb::ObjectFormat::Ndjson),
+            &connection(creds.clone()),
+        )
+        .unwrap();
+    let first = d.send(&events("ok", 3)).await;
+    assert_eq!(first.class, Class::Delivered, "{first:?}");
+    assert!(
+        asked.lock().unwrap().iter().any(|h| h == "s3.rebind.test"),
+        "the SDK resolved through the checked resolver"
+    );
+    for (ip, class_text) in [
+        (IpAddr::from([127, 0, 0, 2]), "loopback"),
+        (IpAddr::from([169, 254, 169, 254]), "metadata"),
+    ] {
+        *answer.lock().unwrap() = ip;
+        // A new sink (a restart, or the pool's idle timeout): no connection to the old address
+        // to reuse.
+        let sink = S3Sink::with_resolver(config.clone(), resolve.clone()).unwrap();
+        let d = sink
+            .build(
+                &destination("rebind", pb::ObjectFormat::Ndjson),
+                &connection(creds.clone()),
+            )
+            .unwrap();
+        let refused = d.send(&events("no", 3)).await;
+        assert_eq!(refused.class, Class::Configuration, "{ip}: {refused:?}");
+        assert!(
+            refused.detail.contains("refused by the address rules")
+                && refused.detail.contains(class_text),
+            "{ip}: {refused:?}"
+        );
+        assert!(
+            refused.hint.contains("sink.allowed_networks"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        server.event_ids("rebind").await.len(),
+        3,
+        "only the first batch"
+    );
 }

@@ -38,7 +38,7 @@ impl conformance::StandIn for S3StandIn {
     }
 
     fn build(&self, config: &S3SinkConfig) -> S3Sink {
-        S3Sink::new(config.clone())
+        S3Sink::new(config.clone()).unwrap()
     }
 
     fn credentials(&self, valid: bool) -> pb::connection::Credentials {

@@ -178,6 +178,27 @@ pub(crate) fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
             format!("S3 call timed out: {}", DisplayErrorContext(error)),
             String::new(),
         ),
+        SdkError::DispatchFailure(_)
+            if DisplayErrorContext(error)
+                .to_string()
+                .contains(crate::resolve::REFUSED) =>
+        {
+            // The endpoint's name resolves to an address the rules refuse (M5): the stream
+            // is broken until an admin or operator acts, whatever DNS said at save time.
+            let text = DisplayErrorContext(error).to_string();
+            // The refusal is the innermost error: everything after the marker is its text.
+            let reason = text
+                .split_once(crate::resolve::REFUSED)
+                .map(|(_, r)| r.trim_start_matches(": ").trim().to_owned())
+                .unwrap_or_default();
+            (
+                Class::Configuration,
+                format!("S3 endpoint {}: {reason}", crate::resolve::REFUSED),
+                "point the connection's endpoint at a public address, or have the operator \
+                 allow the network in the S3 sink's sink.allowed_networks"
+                    .to_owned(),
+            )
+        }
         SdkError::DispatchFailure(d) if !d.is_io() && !d.is_timeout() && d.is_other() => {
             // Not the network: typically the credentials could not be resolved (no default
             // chain source, STS refused the role).

@@ -55,6 +55,7 @@
 
 mod config;
 mod destination;
+mod resolve;
 
 use auditstream_model::SinkType;
 use auditstream_proto::v1::{self as pb, destination::Target, s3_credentials::Method};
@@ -77,11 +78,31 @@ const DEFAULT_REGION: &str = "us-east-1";
 #[derive(Debug, Clone)]
 pub struct S3Sink {
     config: S3SinkConfig,
+    /// One HTTP client (and connection pool) for every S3 client, with the checked resolver.
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
 }
 
 impl S3Sink {
-    pub fn new(config: S3SinkConfig) -> Self {
-        S3Sink { config }
+    pub fn new(config: S3SinkConfig) -> anyhow::Result<Self> {
+        let check = auditstream_egress::AddressCheck::new(&config.allowed_networks)?;
+        Ok(S3Sink::with_check(config, check))
+    }
+
+    /// With another resolver behind the address rule (tests: a DNS answer that changes).
+    pub fn with_resolver(
+        config: S3SinkConfig,
+        resolve: auditstream_egress::Resolve,
+    ) -> anyhow::Result<Self> {
+        let check =
+            auditstream_egress::AddressCheck::new(&config.allowed_networks)?.with_resolver(resolve);
+        Ok(S3Sink::with_check(config, check))
+    }
+
+    fn with_check(config: S3SinkConfig, check: auditstream_egress::AddressCheck) -> Self {
+        S3Sink {
+            config,
+            http: resolve::http_client(check),
+        }
     }
 }
 
@@ -95,10 +116,16 @@ pub(crate) struct ClientSpec {
     method: Method,
     request_timeout: std::time::Duration,
     connect_timeout: std::time::Duration,
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
 }
 
 impl ClientSpec {
-    fn new(creds: &pb::S3Credentials, region: &str, config: &S3SinkConfig) -> Result<Self, Answer> {
+    fn new(
+        creds: &pb::S3Credentials,
+        region: &str,
+        config: &S3SinkConfig,
+        http: &aws_smithy_runtime_api::client::http::SharedHttpClient,
+    ) -> Result<Self, Answer> {
         let configuration =
             |detail: String, hint: &str| Answer::new(Class::Configuration, detail, hint.to_owned());
         let method = creds.method.clone().ok_or_else(|| {
@@ -136,6 +163,7 @@ impl ClientSpec {
             method,
             request_timeout: config.request_timeout,
             connect_timeout: config.connect_timeout,
+            http: http.clone(),
         })
     }
 
@@ -153,6 +181,8 @@ impl ClientSpec {
         };
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()))
+            // Every call (S3, STS) resolves through the address rule.
+            .http_client(self.http.clone())
             // STS may retry its own calls; S3 calls below do not.
             .timeout_config(self.timeouts());
         if let Some(endpoint) = &self.endpoint {
@@ -221,7 +251,7 @@ impl Sink for S3Sink {
                 "use an S3 connection for an S3 destination",
             ));
         };
-        let spec = ClientSpec::new(creds, &target.region, &self.config)?;
+        let spec = ClientSpec::new(creds, &target.region, &self.config, &self.http)?;
         let sse = match pb::ServerSideEncryption::try_from(target.sse).unwrap_or_default() {
             pb::ServerSideEncryption::Unspecified => None,
             pb::ServerSideEncryption::Aes256 => {
@@ -257,7 +287,7 @@ impl Sink for S3Sink {
                 connection.id
             ));
         };
-        let spec = ClientSpec::new(creds, "", &self.config).map_err(|a| a.detail)?;
+        let spec = ClientSpec::new(creds, "", &self.config, &self.http).map_err(|a| a.detail)?;
         let client = spec.client().await;
         let mut buckets = Vec::new();
         let mut pages = client.list_buckets().into_paginator().send();
@@ -306,7 +336,7 @@ mod tests {
 
     #[test]
     fn http_endpoints_need_the_switch() {
-        let strict = S3Sink::new(S3SinkConfig::default());
+        let strict = S3Sink::new(S3SinkConfig::default()).unwrap();
         let err = strict
             .build(&destination(), &connection("http://127.0.0.1:9000"))
             .err()
@@ -316,7 +346,8 @@ mod tests {
         let lax = S3Sink::new(S3SinkConfig {
             allow_insecure_http: true,
             ..Default::default()
-        });
+        })
+        .unwrap();
         assert!(
             lax.build(&destination(), &connection("http://127.0.0.1:9000"))
                 .is_ok()
@@ -339,25 +370,28 @@ mod tests {
             ..Default::default()
         };
         let cfg = S3SinkConfig::default();
+        let http = S3Sink::new(cfg.clone()).unwrap().http;
         assert_eq!(
-            ClientSpec::new(&c("eu-west-1"), "us-west-2", &cfg)
+            ClientSpec::new(&c("eu-west-1"), "us-west-2", &cfg, &http)
                 .unwrap()
                 .region,
             "us-west-2"
         );
         assert_eq!(
-            ClientSpec::new(&c("eu-west-1"), "", &cfg).unwrap().region,
+            ClientSpec::new(&c("eu-west-1"), "", &cfg, &http)
+                .unwrap()
+                .region,
             "eu-west-1"
         );
         assert_eq!(
-            ClientSpec::new(&c(""), "", &cfg).unwrap().region,
+            ClientSpec::new(&c(""), "", &cfg, &http).unwrap().region,
             DEFAULT_REGION
         );
     }
 
     #[test]
     fn a_connection_of_another_type_is_a_configuration_error() {
-        let sink = S3Sink::new(S3SinkConfig::default());
+        let sink = S3Sink::new(S3SinkConfig::default()).unwrap();
         let other = pb::Connection {
             id: "h".into(),
             credentials: Some(pb::connection::Credentials::Http(Default::default())),

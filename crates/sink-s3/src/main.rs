@@ -5,5 +5,5 @@ use auditstream_sink_s3::{S3Sink, S3SinkConfig};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    auditstream_sink_core::sink_main(|config: &S3SinkConfig| Ok(S3Sink::new(config.clone()))).await
+    auditstream_sink_core::sink_main(|config: &S3SinkConfig| S3Sink::new(config.clone())).await
 }

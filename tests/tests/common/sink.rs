@@ -138,6 +138,9 @@ pub async fn stack_with(
     let config = ConfigHarness::start(&nats.url(), Database::Sqlite, |c| {
         c.http.allow_insecure_http = true;
         c.http.allowed_networks = vec!["127.0.0.0/8".into()];
+        // This platform's operator lets `org` use the sink's own AWS identity (the
+        // default-chain scenario; tenants elsewhere are refused, see cloud_identity.rs).
+        c.connections.platform_identity_nodes = vec!["org".into()];
         c.notifications.smtp_host = "127.0.0.1".into();
         c.notifications.smtp_port = smtp_port;
         c.notifications.retry = auditstream_sink_core::retry::Backoff {
