@@ -16,7 +16,7 @@ use auditstream_bus::{headers, subjects};
 use auditstream_config_service::authz::Role;
 use auditstream_model::SinkType;
 use auditstream_proto::v1::{
-    self as pb, AppliesTo, Connection, NodeKind::*, connection::Credentials, destination::Target,
+    self as pb, Connection, NodeKind::*, connection::Credentials, destination::Target,
     http_credentials,
 };
 use auditstream_sink_azure_monitor::{AzureMonitorSink, AzureMonitorSinkConfig};
@@ -103,19 +103,11 @@ fn http_destination(connection: &str, url: &str) -> pb::Destination {
     }
 }
 
+/// A `user_activity` stream of its node only, to `destination`.
 fn stream(id: &str, node: &str, destination: pb::Destination) -> pb::Stream {
     pb::Stream {
-        id: id.into(),
-        node_id: node.into(),
-        name: format!("stream {id}"),
-        applies_to: AppliesTo::SelfOnly as i32,
-        enabled: true,
-        selection: Some(pb::EventSelection {
-            event_types: vec!["user_activity".into()],
-            ..Default::default()
-        }),
         destination: Some(destination),
-        ..Default::default()
+        ..common::sink::http_stream(id, node, "", "")
     }
 }
 

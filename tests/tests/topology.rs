@@ -5,22 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::{DiscardPolicy, RetentionPolicy};
 use auditstream_bus::{StreamChange, ensure_topology, topology};
-use auditstream_testkit::{NatsServer, small_topology};
-
-async fn configs(js: &async_nats::jetstream::Context) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for name in [
-        topology::INGEST,
-        topology::DELIVER,
-        topology::BACKLOG,
-        topology::DLQ,
-        topology::CONTROL,
-    ] {
-        let info = js.get_stream(name).await.unwrap().get_info().await.unwrap();
-        out.push(serde_json::to_value(&info.config).unwrap());
-    }
-    out
-}
+use auditstream_testkit::{NatsServer, small_topology, stream_configs};
 
 #[tokio::test]
 async fn ensure_topology_twice_is_identical_and_a_changed_max_age_is_applied() {
@@ -33,14 +18,18 @@ async fn ensure_topology_twice_is_identical_and_a_changed_max_age_is_applied() {
         first.iter().all(|(_, c)| *c == StreamChange::Created),
         "{first:?}"
     );
-    let before = configs(&js).await;
+    let before = stream_configs(&js).await;
 
     let second = ensure_topology(&js, &config).await.unwrap();
     assert!(
         second.iter().all(|(_, c)| *c == StreamChange::Unchanged),
         "{second:?}"
     );
-    assert_eq!(configs(&js).await, before, "running twice changes nothing");
+    assert_eq!(
+        stream_configs(&js).await,
+        before,
+        "running twice changes nothing"
+    );
 
     config.ingest.max_age = Duration::from_secs(48 * 3600);
     let third = ensure_topology(&js, &config).await.unwrap();

@@ -9,26 +9,10 @@ use std::time::Duration;
 use auditstream_bus::{Mismatch, TopologyConfig, Verdict, VerifyError, topology, verify_topology};
 use auditstream_testkit::{
     ConfigHarness, Database, GatewayHarness, NatsServer, RouterHarness, small_topology,
-    test_gateway_config, test_router_config,
+    stream_configs, test_gateway_config, test_router_config,
 };
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-/// Every stream's stored configuration, as JSON, in topology order.
-async fn stored(js: &async_nats::jetstream::Context) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for name in [
-        topology::INGEST,
-        topology::DELIVER,
-        topology::BACKLOG,
-        topology::DLQ,
-        topology::CONTROL,
-    ] {
-        let info = js.get_stream(name).await.unwrap().get_info().await.unwrap();
-        out.push(serde_json::to_value(&info.config).unwrap());
-    }
-    out
-}
 
 /// Polls `readyz` until its text contains `want`; returns that text. Panics after 20 s.
 async fn wait_readyz_saying<F, Fut>(readyz: F, want: &str) -> String
@@ -67,11 +51,15 @@ async fn a_router_never_changes_the_streams_and_refuses_weaker_ones_naming_them(
         c.nats.topology = owners_topology()
     })
     .await;
-    let before = stored(&js).await;
+    let before = stream_configs(&js).await;
 
     // Configured with the defaults (shorter ages than stored): fine, and nothing is lowered.
     let lower = RouterHarness::start(test_router_config(&nats.url(), &config.url())).await;
-    assert_eq!(stored(&js).await, before, "a verifier changed a stream");
+    assert_eq!(
+        stream_configs(&js).await,
+        before,
+        "a verifier changed a stream"
+    );
     lower.stop().await.expect("clean shutdown");
 
     // Configured for more than is stored: refused, with stream, field and both values.
@@ -89,7 +77,7 @@ async fn a_router_never_changes_the_streams_and_refuses_weaker_ones_naming_them(
         assert!(text.contains(part), "{part:?} not in {text:?}");
     }
     assert_eq!(
-        stored(&js).await,
+        stream_configs(&js).await,
         before,
         "a refusing verifier changed a stream"
     );
@@ -210,13 +198,13 @@ async fn auditctl_topology_apply_creates_the_streams_and_is_idempotent() {
 
     let first = apply(&file, &nats.url(), false).await;
     assert_eq!(columns(&first), expect(&["created"; 5]), "{first}");
-    let created = stored(&js).await;
+    let created = stream_configs(&js).await;
     // The file's topology, not the defaults (which would reserve 4 GiB and more).
     assert_eq!(created[0]["max_bytes"], 67108864);
 
     let second = apply(&file, &nats.url(), false).await;
     assert_eq!(columns(&second), expect(&["unchanged"; 5]), "{second}");
-    assert_eq!(stored(&js).await, created);
+    assert_eq!(stream_configs(&js).await, created);
 
     // A longer age is applied in place; `--json` says so per stream.
     let longer = topology_file(&dir, "2d");

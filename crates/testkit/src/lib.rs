@@ -34,7 +34,7 @@ pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{
     NatsServer, TEST_SUPERUSER, apply_topology, binary_service, connect_superuser, login,
     login_env, nats_server_bin, provision_for, read_stream, service_password, small_topology,
-    stream_messages,
+    stream_configs, stream_messages,
 };
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PgSchema;

@@ -387,6 +387,30 @@ pub async fn apply_topology(js: &jetstream::Context, topology: &TopologyConfig) 
         .expect("apply the test topology");
 }
 
+/// Every stream's stored configuration, as JSON, in topology order (to compare before and
+/// after something that must not change the topology).
+pub async fn stream_configs(js: &jetstream::Context) -> Vec<serde_json::Value> {
+    use auditstream_bus::topology;
+    let mut out = Vec::new();
+    for name in [
+        topology::INGEST,
+        topology::DELIVER,
+        topology::BACKLOG,
+        topology::DLQ,
+        topology::CONTROL,
+    ] {
+        let info = js
+            .get_stream(name)
+            .await
+            .expect("stream exists")
+            .get_info()
+            .await
+            .expect("stream info");
+        out.push(serde_json::to_value(&info.config).expect("stream config as JSON"));
+    }
+    out
+}
+
 /// How many messages `stream` holds now.
 pub async fn stream_messages(js: &jetstream::Context, stream: &str) -> u64 {
     js.get_stream(stream)

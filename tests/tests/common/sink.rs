@@ -378,15 +378,9 @@ impl SinkStack {
 
     /// Replaces the connection's token, keeping its origin.
     pub async fn set_token(&mut self, connection: &str, token: &str) {
-        let stored = self
-            .admin
-            .get_connection(pb::GetConnectionRequest {
-                id: connection.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let Some(connection::Credentials::Http(mut http)) = stored.credentials else {
+        let Some(connection::Credentials::Http(mut http)) =
+            self.connection(connection).await.credentials
+        else {
             panic!("{connection} is not an HTTP connection");
         };
         http.auth = Some(http_credentials::Auth::Bearer(pb::HttpBearerAuth {
@@ -396,20 +390,22 @@ impl SinkStack {
             .await;
     }
 
+    /// The connection as stored (public fields).
+    pub async fn connection(&mut self, id: &str) -> pb::Connection {
+        self.admin
+            .get_connection(pb::GetConnectionRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// Replaces a connection's credentials through the config service.
     pub async fn set_credentials(
         &mut self,
         connection: &str,
         credentials: connection::Credentials,
     ) {
-        let mut c = self
-            .admin
-            .get_connection(pb::GetConnectionRequest {
-                id: connection.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut c = self.connection(connection).await;
         c.credentials = Some(credentials);
         self.admin
             .update_connection(pb::UpdateConnectionRequest {
