@@ -6,7 +6,12 @@
 
 mod common;
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use auditstream_model::SinkType;
 use auditstream_proto::v1::{
@@ -635,4 +640,73 @@ fn every_sink_setting_is_in_the_readme() {
     auditstream_telemetry::config::assert_documented::<
         auditstream_sink_core::SinkConfig<auditstream_sink_azure_blob::AzureBlobSinkConfig>,
     >(include_str!("../../README.md"));
+}
+
+/// M5: the Blob client resolves through the address rule at connect time. The endpoint's
+/// name answers with Azurite's (allow-listed) address first; when its record changes to
+/// another loopback address or to the metadata address, the sink refuses to connect and says
+/// so as a configuration error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_re_resolves_to_an_internal_address_is_refused_at_connect_time() {
+    let azurite = Azurite::start();
+    azurite.create_container("rebind").await;
+    let answer = Arc::new(Mutex::new(IpAddr::from([127, 0, 0, 1])));
+    let current = answer.clone();
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let names = asked.clone();
+    let resolve: auditstream_egress::Resolve = Arc::new(move |host, port| {
+        names.lock().unwrap().push(host);
+        let ip = *current.lock().unwrap();
+        Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
+    });
+    let config = AzureBlobSinkConfig {
+        allowed_networks: vec!["127.0.0.1/32".into()],
+        ..insecure()
+    };
+    // Host-style, as Azurite reads a name: the account is the first label.
+    let host = format!("{}.blob.rebind.test", Azurite::ACCOUNT);
+    let endpoint = format!("http://{host}:{}", azurite.port());
+    let connection = connection("c", shared_key(&endpoint, Azurite::KEY));
+    let destination = destination(target("rebind", "", pb::ObjectFormat::Ndjson));
+    let sink = AzureBlobSink::with_resolver(config.clone(), resolve.clone()).unwrap();
+    let batch: Vec<Event> = (0..3).map(|n| event(&format!("rb-{n}"))).collect();
+    let first = sink
+        .build(&destination, &connection)
+        .unwrap()
+        .send(&batch)
+        .await;
+    assert_eq!(first.class, Class::Delivered, "{first:?}");
+    assert!(
+        asked.lock().unwrap().contains(&host),
+        "the SDK resolved through the checked resolver"
+    );
+    for (ip, class_text) in [
+        (IpAddr::from([127, 0, 0, 2]), "loopback"),
+        (IpAddr::from([169, 254, 169, 254]), "metadata"),
+    ] {
+        *answer.lock().unwrap() = ip;
+        // A new sink (a restart, or the pool's idle timeout): no connection to reuse.
+        let sink = AzureBlobSink::with_resolver(config.clone(), resolve.clone()).unwrap();
+        let more: Vec<Event> = (0..3).map(|n| event(&format!("no-{n}"))).collect();
+        let refused = sink
+            .build(&destination, &connection)
+            .unwrap()
+            .send(&more)
+            .await;
+        assert_eq!(refused.class, Class::Configuration, "{ip}: {refused:?}");
+        assert!(
+            refused.detail.contains("refused by the address rules")
+                && refused.detail.contains(class_text),
+            "{ip}: {refused:?}"
+        );
+        assert!(
+            refused.hint.contains("sink.allowed_networks"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        azurite.event_ids("rebind").await.len(),
+        3,
+        "only the first batch"
+    );
 }

@@ -59,12 +59,18 @@ pub enum Failure {
     Network(String),
     /// Anything else the SDK reports (unparseable answers...).
     Other(String),
+    /// The endpoint's (or authority's) name resolved to an address the rules refuse (M5).
+    Refused(String),
 }
 
 impl Failure {
     /// The facts of an SDK error. Secrets are removed from messages (reqwest errors quote the
     /// URL, which carries the SAS).
     pub fn from_error(e: &azure_core::Error) -> Failure {
+        let text = chain(e);
+        if let Some((_, reason)) = text.split_once(crate::resolve::REFUSED) {
+            return Failure::Refused(redact(reason.trim_start_matches(": ").trim()));
+        }
         match e.kind() {
             ErrorKind::HttpResponse {
                 status,
@@ -174,6 +180,11 @@ pub fn classify(failure: &Failure, ctx: &Ctx<'_>, now: OffsetDateTime) -> Answer
             Class::Transient { retry_after: None },
             truncate(m.clone()),
             "",
+        ),
+        Failure::Refused(m) => Answer::configuration(
+            truncate(format!("Azure endpoint {}: {m}", crate::resolve::REFUSED)),
+            "point the connection's endpoint (or authority host) at a public address, or have \
+             the operator allow the network in the Azure Blob sink's sink.allowed_networks",
         ),
     }
 }

@@ -25,6 +25,11 @@ pub struct AzureBlobSinkConfig {
     /// Accept `http://` endpoints (Azurite). Off by default: audit events and SAS tokens would
     /// cross the network unencrypted. Meant for tests and emulators on a trusted network.
     pub allow_insecure_http: bool,
+    /// Networks (CIDR), addresses or host names an endpoint's or authority's *name* may
+    /// resolve to although they are loopback, private, link-local or metadata addresses
+    /// (checked at connect time, as the HTTP sinks do; IP-literal endpoints are checked when
+    /// saved).
+    pub allowed_networks: Vec<String>,
 }
 
 impl Default for AzureBlobSinkConfig {
@@ -35,6 +40,7 @@ impl Default for AzureBlobSinkConfig {
             max_object_events: 100_000,
             max_object_bytes: 64 * 1024 * 1024,
             allow_insecure_http: false,
+            allowed_networks: Vec::new(),
         }
     }
 }

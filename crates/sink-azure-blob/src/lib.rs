@@ -72,6 +72,7 @@ mod account;
 mod classify;
 mod config;
 mod destination;
+mod resolve;
 pub use auditstream_azure_auth::sas;
 
 use std::sync::Arc;
@@ -83,7 +84,7 @@ use auditstream_sink_core::{
     object::Layout,
     sink::{Sink, wrong_target},
 };
-use azure_core::http::{HttpClientOptions, Transport, new_http_client};
+use azure_core::http::Transport;
 use futures_util::TryStreamExt as _;
 use time::OffsetDateTime;
 
@@ -115,6 +116,24 @@ impl std::fmt::Debug for AzureBlobSink {
 
 impl AzureBlobSink {
     pub fn new(config: AzureBlobSinkConfig) -> anyhow::Result<AzureBlobSink> {
+        let check = auditstream_egress::AddressCheck::new(&config.allowed_networks)?;
+        AzureBlobSink::with_check(config, check)
+    }
+
+    /// With another resolver behind the address rule (tests: a DNS answer that changes).
+    pub fn with_resolver(
+        config: AzureBlobSinkConfig,
+        resolve: auditstream_egress::Resolve,
+    ) -> anyhow::Result<AzureBlobSink> {
+        let check =
+            auditstream_egress::AddressCheck::new(&config.allowed_networks)?.with_resolver(resolve);
+        AzureBlobSink::with_check(config, check)
+    }
+
+    fn with_check(
+        config: AzureBlobSinkConfig,
+        check: auditstream_egress::AddressCheck,
+    ) -> anyhow::Result<AzureBlobSink> {
         anyhow::ensure!(
             !config.request_timeout.is_zero(),
             "request_timeout must be longer than 0s"
@@ -131,11 +150,8 @@ impl AzureBlobSink {
             config.max_object_bytes >= 1024,
             "max_object_bytes must be at least 1024"
         );
-        // As the storage clients' default, but one for all: blobs are read back as stored
-        // (gzip bodies are not decompressed by the client).
-        let transport = Transport::new(new_http_client(Some(HttpClientOptions {
-            automatic_decompression: false,
-        })));
+        // One for all, resolving through the address rule (see `resolve`).
+        let transport = Transport::new(Arc::new(resolve::http_client(check)?));
         Ok(AzureBlobSink { config, transport })
     }
 
