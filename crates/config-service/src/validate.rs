@@ -178,6 +178,9 @@ pub fn node(node: &Node) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Longest wait for the save-time DNS lookup of one host.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Most sealed headers a connection may carry.
 const MAX_CONNECTION_HEADERS: usize = 32;
 
@@ -655,8 +658,16 @@ pub async fn check_addresses(
                 if policy.allowed.allows_host(name) {
                     continue;
                 }
-                let addrs: Vec<IpAddr> = tokio::net::lookup_host((name.as_str(), url.port))
+                // Bounded: a slow resolver must not hold a request (and its caller) open.
+                let lookup = tokio::net::lookup_host((name.as_str(), url.port));
+                let addrs: Vec<IpAddr> = tokio::time::timeout(RESOLVE_TIMEOUT, lookup)
                     .await
+                    .map_err(|_| {
+                        invalid(
+                            field,
+                            format!("cannot resolve host {name} within {RESOLVE_TIMEOUT:?}"),
+                        )
+                    })?
                     .map_err(|e| invalid(field, format!("cannot resolve host {name}: {e}")))?
                     .map(|a| a.ip())
                     .collect();

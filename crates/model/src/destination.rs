@@ -1066,7 +1066,8 @@ fn class_phrase(class: &str) -> &'static str {
 /// time): error unless public, or the allow-list permits the host name or the IP.
 ///
 /// `host_label` is the URL host as written; it is named in the message when it differs from the
-/// IP ("localhost resolves to 127.0.0.1, a loopback address; ..."). A cloud metadata address is
+/// IP ("localhost resolves to a loopback address; ..."; the address itself is never named,
+/// so an error tells a tenant nothing about the platform's internal DNS, L1). A cloud metadata address is
 /// only permitted by an allow-listed network containing it, never by an allow-listed name.
 pub fn check_destination_ip(
     field: &str,
@@ -1090,7 +1091,7 @@ pub fn check_destination_ip(
     let subject = if same {
         format!("{ip} is {phrase}")
     } else {
-        format!("{} resolves to {ip}, {phrase}", quoted_label(host_label))
+        format!("{} resolves to {phrase}", quoted_label(host_label))
     };
     let rule = if name_allowed {
         "allow-listing a host name does not cover cloud metadata addresses; only an allow-listed \
@@ -1982,7 +1983,7 @@ mod tests {
             (
                 "localhost",
                 "127.0.0.1",
-                "localhost resolves to 127.0.0.1, a loopback address",
+                "localhost resolves to a loopback address",
             ),
             ("[::1]", "::1", "::1 is a loopback address"),
             ("10.0.0.1", "10.0.0.1", "10.0.0.1 is a private address"),
@@ -1994,7 +1995,7 @@ mod tests {
             (
                 "router.lan",
                 "192.168.1.1",
-                "router.lan resolves to 192.168.1.1, a private address",
+                "router.lan resolves to a private address",
             ),
             (
                 "169.254.169.254",
@@ -2009,7 +2010,7 @@ mod tests {
             (
                 "mapped.example",
                 "::ffff:127.0.0.1",
-                "mapped.example resolves to ::ffff:127.0.0.1, a loopback address",
+                "mapped.example resolves to a loopback address",
             ),
             ("0.0.0.0", "0.0.0.0", "0.0.0.0 is an unspecified address"),
             (
@@ -2110,7 +2111,7 @@ mod tests {
             )
             .unwrap_err()
             .message,
-            "metadata.internal resolves to 169.254.169.254, a cloud metadata service address; \
+            "metadata.internal resolves to a cloud metadata service address; \
              allow-listing a host name does not cover cloud metadata addresses; only an \
              allow-listed network containing the address does (http.allowed_networks)"
         );
