@@ -69,7 +69,7 @@ test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) build --workspace --bins --locked  # the make-run scenario runs the real binaries
-	DATABASE_URL="$$(bash deploy/ensure-postgres.sh)" $(CARGO) test --workspace --locked
+	DATABASE_URL="$$(bash deploy/ensure-postgres.sh)" $(CARGO) test --workspace --locked --no-fail-fast
 	# The Helm chart: offline render, lint --strict, kubernetes-validate --strict, schema.
 	"$(VENV)/bin/python" helm/tests/test_chart.py
 	$(MAKE) fuzz-smoke
