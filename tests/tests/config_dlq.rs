@@ -362,7 +362,9 @@ async fn test_destination_is_unavailable_without_a_sink_or_an_answer() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let err = loop {
         let err = test(&mut s.admin, "s1", None).await.unwrap_err();
-        if !err.message().starts_with("no auditstream-sink-http is running")
+        if !err
+            .message()
+            .starts_with("no auditstream-sink-http is running")
             || tokio::time::Instant::now() > deadline
         {
             break err;
