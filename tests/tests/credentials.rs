@@ -12,6 +12,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use auditstream_bus::{headers, subjects};
 use auditstream_config_service::authz::Role;
 use auditstream_model::SinkType;
@@ -22,8 +24,8 @@ use auditstream_proto::v1::{
 use auditstream_sink_azure_monitor::{AzureMonitorSink, AzureMonitorSinkConfig};
 use auditstream_sink_http::HttpSink;
 use auditstream_testkit::{
-    AzureMonitorStandIn, ConfigClient, ConfigHarness, Database, HttpReceiver, MonitorContract,
-    NatsServer, SinkHarness, test_sink_config,
+    AzureMonitorStandIn, Behavior, ConfigClient, ConfigHarness, Database, HttpReceiver,
+    MonitorContract, NatsServer, SinkHarness, test_sink_config,
 };
 use common::{config::*, sink::loopback_http};
 use prost::Message;
@@ -724,4 +726,63 @@ async fn updates_that_add_secret_slots_or_replace_a_url_credential_are_answered(
         err.message()
     );
     assert!(!err.message().contains(URL_TOKEN));
+}
+
+/// A stream whose URL credential and sealed header are refused (403) breaks, reports and
+/// mails its admins: none of it repeats the URL's token or the header's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_url_credential_stream_reports_and_mails_without_its_secrets() {
+    let receiver = HttpReceiver::start().await;
+    receiver.set_behavior(Behavior::Status {
+        status: 403,
+        retry_after: None,
+        body: String::new(),
+    });
+    let mut credentials = http_credentials(
+        "",
+        http_credentials::Auth::Url(pb::HttpUrlAuth {
+            url: receiver.url(&format!("/receiver/v1/http/{URL_TOKEN}")),
+        }),
+    );
+    if let Credentials::Http(h) = &mut credentials {
+        h.headers.insert("X-Extra-Key".into(), SEALED_HEADER.into());
+    }
+    let mut stack =
+        common::sink::stack_with(vec![(credentials, Target::Http(pb::HttpTarget::default()))])
+            .await;
+    stack
+        .start_sink(
+            loopback_http(),
+            |_| {},
+            |c| HttpSink::new(c.clone()).unwrap(),
+        )
+        .await;
+    stack.send(0, "m", 5, None).await;
+    let broken = stack
+        .wait_status("s-0", "broken", |s| s.state() == pb::HealthState::Broken)
+        .await;
+    assert!(broken.last_error.contains("403"), "{broken:?}");
+    let mails = stack.smtp.wait_for(1, Duration::from_secs(60)).await;
+    // The requests did carry both secrets: the refusals below are not vacuous.
+    let sent = receiver.requests();
+    assert!(
+        sent.iter().any(|r| r.path_and_query.ends_with(URL_TOKEN)
+            && r.header("x-extra-key") == Some(SEALED_HEADER)),
+        "{sent:?}"
+    );
+    let status = ctl_status(&stack).await;
+    for (what, text) in mails
+        .iter()
+        .map(|m| ("mail", m.clone()))
+        .chain([("status", format!("{broken:?}")), ("auditctl", status)])
+    {
+        for secret in [URL_TOKEN, SEALED_HEADER] {
+            assert!(!text.contains(secret), "{what} shows a secret: {text}");
+        }
+    }
+}
+
+async fn ctl_status(stack: &common::sink::SinkStack) -> String {
+    common::sink::ctl(stack, &["stream", "status", "s-0"]).await
+        + &common::sink::ctl(stack, &["connection", "get", "c-0", "--json"]).await
 }
