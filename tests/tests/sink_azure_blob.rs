@@ -6,12 +6,7 @@
 
 mod common;
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashSet, net::IpAddr, time::Duration};
 
 use auditstream_model::SinkType;
 use auditstream_proto::v1::{
@@ -20,7 +15,7 @@ use auditstream_proto::v1::{
 };
 use auditstream_sink_azure_blob::{AzureBlobSink, AzureBlobSinkConfig};
 use auditstream_sink_core::{Destination as _, Event, Sink as _, classify::Class};
-use auditstream_testkit::Azurite;
+use auditstream_testkit::{Azurite, RebindingDns};
 use common::{config::create_connection, sink::*};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -650,15 +645,8 @@ fn every_sink_setting_is_in_the_readme() {
 async fn an_endpoint_that_re_resolves_to_an_internal_address_is_refused_at_connect_time() {
     let azurite = Azurite::start();
     azurite.create_container("rebind").await;
-    let answer = Arc::new(Mutex::new(IpAddr::from([127, 0, 0, 1])));
-    let current = answer.clone();
-    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let names = asked.clone();
-    let resolve: auditstream_egress::Resolve = Arc::new(move |host, port| {
-        names.lock().unwrap().push(host);
-        let ip = *current.lock().unwrap();
-        Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
-    });
+    let dns = RebindingDns::new(IpAddr::from([127, 0, 0, 1]));
+    let resolve = dns.resolver();
     let config = AzureBlobSinkConfig {
         allowed_networks: vec!["127.0.0.1/32".into()],
         ..insecure()
@@ -677,14 +665,14 @@ async fn an_endpoint_that_re_resolves_to_an_internal_address_is_refused_at_conne
         .await;
     assert_eq!(first.class, Class::Delivered, "{first:?}");
     assert!(
-        asked.lock().unwrap().contains(&host),
+        dns.was_asked(&host),
         "the SDK resolved through the checked resolver"
     );
     for (ip, class_text) in [
         (IpAddr::from([127, 0, 0, 2]), "loopback"),
         (IpAddr::from([169, 254, 169, 254]), "metadata"),
     ] {
-        *answer.lock().unwrap() = ip;
+        dns.answer(ip);
         // A new sink (a restart, or the pool's idle timeout): no connection to reuse.
         let sink = AzureBlobSink::with_resolver(config.clone(), resolve.clone()).unwrap();
         let more: Vec<Event> = (0..3).map(|n| event(&format!("no-{n}"))).collect();

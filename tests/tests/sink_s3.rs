@@ -5,12 +5,7 @@
 
 mod common;
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashSet, net::IpAddr, time::Duration};
 
 use auditstream_model::SinkType;
 use auditstream_proto::v1::{
@@ -18,7 +13,7 @@ use auditstream_proto::v1::{
 };
 use auditstream_sink_core::{Destination, Event, Sink, classify::Class};
 use auditstream_sink_s3::{S3Sink, S3SinkConfig};
-use auditstream_testkit::{FaultProxy, S3Server};
+use auditstream_testkit::{FaultProxy, RebindingDns, S3Server};
 use common::sink::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -634,15 +629,8 @@ async fn an_endpoint_that_re_resolves_to_an_internal_address_is_refused_at_conne
     // s3s-fs: path-style requests to any host name (moto reads a bucket out of a name).
     let server = S3Server::s3s_fs("rebind-access-key", "rebind-secret-key-0123456789");
     server.create_bucket("rebind").await;
-    let answer = Arc::new(Mutex::new(IpAddr::from([127, 0, 0, 1])));
-    let current = answer.clone();
-    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let names = asked.clone();
-    let resolve: auditstream_egress::Resolve = Arc::new(move |host, port| {
-        names.lock().unwrap().push(host);
-        let ip = *current.lock().unwrap();
-        Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
-    });
+    let dns = RebindingDns::new(IpAddr::from([127, 0, 0, 1]));
+    let resolve = dns.resolver();
     let config = S3SinkConfig {
         allowed_networks: vec!["127.0.0.1/32".into()],
         ..sink_config()
@@ -663,14 +651,14 @@ async fn an_endpoint_that_re_resolves_to_an_internal_address_is_refused_at_conne
     let first = d.send(&events("ok", 3)).await;
     assert_eq!(first.class, Class::Delivered, "{first:?}");
     assert!(
-        asked.lock().unwrap().iter().any(|h| h == "s3.rebind.test"),
+        dns.was_asked("s3.rebind.test"),
         "the SDK resolved through the checked resolver"
     );
     for (ip, class_text) in [
         (IpAddr::from([127, 0, 0, 2]), "loopback"),
         (IpAddr::from([169, 254, 169, 254]), "metadata"),
     ] {
-        *answer.lock().unwrap() = ip;
+        dns.answer(ip);
         // A new sink (a restart, or the pool's idle timeout): no connection to the old address
         // to reuse.
         let sink = S3Sink::with_resolver(config.clone(), resolve.clone()).unwrap();

@@ -23,6 +23,23 @@ fn system_resolver() -> Resolve {
     })
 }
 
+/// Starts the text of an SDK error that wraps a [`RefusedAddress`], so a sink can tell a
+/// refused address (a configuration error) from a network failure in the SDK's error chain.
+pub const REFUSED: &str = "refused by the address rules";
+
+/// A refusal as an error an SDK's resolver hook can return (its Display starts with
+/// [`REFUSED`]).
+#[derive(Debug)]
+pub struct RefusedAddress(pub String);
+
+impl fmt::Display for RefusedAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{REFUSED}: {}", self.0)
+    }
+}
+
+impl std::error::Error for RefusedAddress {}
+
 /// Why a host may not be contacted.
 #[derive(Debug)]
 pub enum AddressError {

@@ -18,7 +18,7 @@
 mod address;
 mod connect;
 
-pub use address::{AddressCheck, AddressError, Resolve};
+pub use address::{AddressCheck, AddressError, REFUSED, RefusedAddress, Resolve};
 
 use std::{io::Write as _, path::Path, sync::Arc, time::Duration};
 

@@ -8,22 +8,10 @@
 
 use std::sync::Arc;
 
-use auditstream_egress::{AddressCheck, AddressError};
+use auditstream_egress::{AddressCheck, AddressError, RefusedAddress};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Starts every refusal's text, so the sink can tell it from a network failure.
-pub(crate) const REFUSED: &str = "refused by the address rules";
-
-#[derive(Debug)]
-struct Refused(String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{REFUSED}: {}", self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
+pub(crate) use auditstream_egress::REFUSED;
 
 struct CheckedDns(AddressCheck);
 
@@ -34,7 +22,9 @@ impl Resolve for CheckedDns {
             // The port is reqwest's to add; the rule is about addresses.
             match check.permitted(name.as_str(), 0).await {
                 Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
-                Err(AddressError::Refused(message)) => Err(Box::new(Refused(message)).into()),
+                Err(AddressError::Refused(message)) => {
+                    Err(Box::new(RefusedAddress(message)).into())
+                }
                 Err(e) => Err(Box::new(e).into()),
             }
         })

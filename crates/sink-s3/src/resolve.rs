@@ -6,7 +6,7 @@
 //! returned. IP-literal endpoints are not resolved: they were checked when saved and cannot
 //! change.
 
-use auditstream_egress::{AddressCheck, AddressError};
+use auditstream_egress::{AddressCheck, AddressError, RefusedAddress};
 use aws_smithy_http_client::{
     Builder,
     tls::{Provider, rustls_provider::CryptoMode},
@@ -16,20 +16,7 @@ use aws_smithy_runtime_api::client::{
     http::SharedHttpClient,
 };
 
-/// Starts every refusal's text, so the sink can tell it from a network failure.
-pub(crate) const REFUSED: &str = "refused by the address rules";
-
-/// An address the rules refuse.
-#[derive(Debug)]
-struct Refused(String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{REFUSED}: {}", self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
+pub(crate) use auditstream_egress::REFUSED;
 
 #[derive(Debug, Clone)]
 struct CheckedDns(AddressCheck);
@@ -40,7 +27,9 @@ impl ResolveDns for CheckedDns {
             // The port is hyper's to add; the rule is about addresses.
             match self.0.permitted(name, 0).await {
                 Ok(addrs) => Ok(addrs.into_iter().map(|a| a.ip()).collect()),
-                Err(AddressError::Refused(message)) => Err(ResolveDnsError::new(Refused(message))),
+                Err(AddressError::Refused(message)) => {
+                    Err(ResolveDnsError::new(RefusedAddress(message)))
+                }
                 Err(e) => Err(ResolveDnsError::new(e)),
             }
         })

@@ -9,6 +9,7 @@ mod azure_monitor;
 mod azurite;
 mod config_service;
 pub mod conformance;
+mod dns;
 mod gateway;
 mod nats;
 mod otlp;
@@ -30,6 +31,7 @@ pub use config_service::{
     Bearer, ConfigClient, ConfigHarness, Database, TEST_SECRETS_KEY, TOKENS, TestToken,
     test_config_service_config,
 };
+pub use dns::RebindingDns;
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{
     NatsServer, TEST_SUPERUSER, apply_topology, binary_service, connect_superuser, login,
