@@ -42,3 +42,26 @@ impl RebindingDns {
         })
     }
 }
+
+/// The internal addresses a rebinding test moves a name to, with the word the refusal must
+/// contain: another loopback address (outside an allow-listed 127.0.0.1/32) and the cloud
+/// metadata address.
+pub const REBIND_TARGETS: [([u8; 4], &str); 2] = [
+    ([127, 0, 0, 2], "loopback"),
+    ([169, 254, 169, 254], "metadata"),
+];
+
+/// Checks a sink's answer to a send after its endpoint's name moved to `ip`: a configuration
+/// error that says the address rules refused it (naming the class) and where to allow it.
+pub fn assert_refused_address(answer: &auditstream_sink_core::Answer, ip: IpAddr, class: &str) {
+    assert_eq!(
+        answer.class,
+        auditstream_sink_core::classify::Class::Configuration,
+        "{ip}: {answer:?}"
+    );
+    assert!(
+        answer.detail.contains(auditstream_egress::REFUSED) && answer.detail.contains(class),
+        "{ip}: {answer:?}"
+    );
+    assert!(answer.hint.contains("sink.allowed_networks"), "{answer:?}");
+}

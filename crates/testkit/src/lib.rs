@@ -31,7 +31,7 @@ pub use config_service::{
     Bearer, ConfigClient, ConfigHarness, Database, TEST_SECRETS_KEY, TOKENS, TestToken,
     test_config_service_config,
 };
-pub use dns::RebindingDns;
+pub use dns::{REBIND_TARGETS, RebindingDns, assert_refused_address};
 pub use gateway::{GatewayHarness, TEST_TOKEN, test_gateway_config};
 pub use nats::{
     NatsServer, TEST_SUPERUSER, apply_topology, binary_service, connect_superuser, login,
