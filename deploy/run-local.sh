@@ -105,7 +105,8 @@ TOKEN_FILE=$RUN_DIR/token
 [[ -s $TOKEN_FILE ]] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TOKEN_FILE"
 TOKEN=$(cat "$TOKEN_FILE")
 
-# Local disk: JetStream reserves max_bytes per stream up front, so keep them small here.
+# Local disk: JetStream reserves max_bytes per stream up front, so keep them small here
+# (the backlog limits apply to each sink type's backlog stream: 2.7 GiB in all).
 # Every service gets the same topology from the environment: the config service, started
 # first, is its one owner and creates the streams; the others only verify them (and would
 # stay unready against streams weaker than their own settings).

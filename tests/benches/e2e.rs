@@ -16,7 +16,7 @@
 //!   each run, plus the router's `deliver_messages`/`deliver_bytes`): what packing saves.
 //! - Peak RSS (VmHWM) of every service after the runs, and CPU per 1000 events.
 //! - **Broken destination**: one organization's destination refuses (403) while
-//!   `BENCH_BACKLOG_EVENTS` (1 000 000) of its events pile up in AUDIT_BACKLOG; the sink's
+//!   `BENCH_BACKLOG_EVENTS` (1 000 000) of its events pile up in AUDIT_BACKLOG_HTTP; the sink's
 //!   RSS holding them, the healthy organizations' p99 at half load beside it (against the
 //!   half-load runs before), and the drain rate once the destination accepts again.
 //! - **`sync_interval: always`**: the saturated run again on a nats-server that fsyncs
@@ -52,7 +52,7 @@ const EVENT_SIZE: usize = 1024;
 const SATURATE_FOR: Duration = Duration::from_secs(8);
 const HALF_LOAD_FOR: Duration = Duration::from_secs(8);
 /// nats-server's `max_file_store` for the end-to-end stacks.
-const STORE: &str = "6GB";
+const STORE: &str = "12GB";
 const TOKEN: &str = "bench-token-0123456789abcdef";
 const ADMIN: &str = "bench-admin-0123456789abcdef";
 /// The config-service tokens of the router and of sink-http (one per service kind).
@@ -61,7 +61,8 @@ const SINK_TOKEN: &str = "bench-sink-http-0123456789abcdef";
 
 /// The streams every service uses, sized for the runs (JetStream reserves `max_bytes` up
 /// front against the server's `max_file_store`, [`STORE`]): the backlog run holds a million
-/// 1 KiB events in AUDIT_INGEST and again in AUDIT_BACKLOG.
+/// 1 KiB events in AUDIT_INGEST and again in AUDIT_BACKLOG_HTTP (each sink type has a backlog
+/// stream of this size).
 fn topology() -> TopologyConfig {
     let mut t = TopologyConfig::default();
     t.ingest.max_bytes = 2 << 30;
@@ -564,7 +565,7 @@ struct Backlog {
 }
 
 /// One destination refuses (403: broken at once) while `BENCH_BACKLOG_EVENTS` of its events
-/// pile up in AUDIT_BACKLOG; the other organizations run at half load beside it; then the
+/// pile up in AUDIT_BACKLOG_HTTP; the other organizations run at half load beside it; then the
 /// destination accepts again and the backlog drains.
 async fn broken_destination(
     stack: &Stack,
@@ -601,7 +602,7 @@ async fn broken_destination(
     .unwrap();
     let accepted = fill.accepted.len() as u64;
     let held = loop {
-        let held = stream_messages(&js, "AUDIT_BACKLOG").await;
+        let held = stream_messages(&js, "AUDIT_BACKLOG_HTTP").await;
         if held >= accepted {
             break held;
         }
@@ -649,7 +650,7 @@ async fn broken_destination(
     let fixed = Instant::now();
     let mut draining_since = None;
     loop {
-        let left = stream_messages(&js, "AUDIT_BACKLOG").await;
+        let left = stream_messages(&js, "AUDIT_BACKLOG_HTTP").await;
         if draining_since.is_none() && left < held {
             draining_since = Some(Instant::now());
         }
@@ -1022,7 +1023,7 @@ fn main() {
         );
         md += &format!(
             "\nBroken destination (one run): {:.0} events of one organization refused (403) and \
-             held in AUDIT_BACKLOG (filled in {:.0} s); sink-http RSS while holding them \
+             held in AUDIT_BACKLOG_HTTP (filled in {:.0} s); sink-http RSS while holding them \
              {:.0} MiB; after the fix the first probe came after {:.1} s and the backlog \
              drained at **{:.0} events/s** ({:.2} × the ceiling).\n",
             backlog.events,

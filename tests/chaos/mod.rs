@@ -945,7 +945,8 @@ pub async fn run(plan: Plan) -> Report {
             .tempdir()
             .expect("temp dir"),
     ));
-    let store = format!("{}MB", 5 * plan.stream_bytes / (1 << 20) + 256);
+    // INGEST, DELIVER, DLQ and the four per-type backlogs, plus room for AUDIT_CONTROL.
+    let store = format!("{}MB", 8 * plan.stream_bytes / (1 << 20) + 256);
     let mut nats = NatsServer::start_with(&store, false);
     let mut stores = Stores::start().await;
     let mut procs = services(&plan, dir.path(), &nats.url());

@@ -168,12 +168,13 @@ async fn the_gateway_cannot_read_deliveries() {
     // …nor by reading other services' inboxes, where JetStream hands pulled messages…
     let _inboxes = gw.client.subscribe("_INBOX.>").await.unwrap();
     gw.violation("subscription", "_INBOX.>").await;
-    // …nor through a consumer of its own on AUDIT_DELIVER, nor a sink's.
-    let stream = gw
-        .jetstream()
-        .get_stream(topology::DELIVER)
-        .await
-        .expect("stream info is allowed");
+    // …nor through a consumer of its own on AUDIT_DELIVER, nor a sink's (it may not even
+    // read the stream's info: it only works on AUDIT_INGEST).
+    let js = gw.jetstream();
+    assert!(js.get_stream(topology::DELIVER).await.is_err());
+    gw.violation("publish", "$JS.API.STREAM.INFO.AUDIT_DELIVER")
+        .await;
+    let stream = js.get_stream_no_info(topology::DELIVER).await.unwrap();
     let created = stream
         .create_consumer(pull::Config {
             durable_name: Some("snoop".into()),
@@ -305,4 +306,106 @@ async fn sink_s3_credentials_cannot_consume_http_deliveries() {
     assert_eq!(subjects, ["audit.deliver.s3.s2"]);
     // The http delivery is still there for the http sink.
     assert_eq!(deliver.clone().get_info().await.unwrap().state.messages, 1);
+}
+
+/// The backlog is one stream per sink type, so a sink type's user reaches no other type's
+/// backlog: it cannot read the stream's info (which lists the stream keys), direct-get a
+/// message, pull from or ack on another type's backlog consumer, or create one there.
+#[tokio::test]
+async fn sink_s3_credentials_cannot_read_the_http_backlog() {
+    let nats = NatsServer::start();
+    nats.apply_topology(&small_topology()).await;
+    let admin = nats.jetstream().await;
+    for subject in ["audit.backlog.http.s1", "audit.backlog.s3.s2"] {
+        admin
+            .publish(subject, "event".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let http_backlog = topology::backlog(SinkType::Http);
+    // The http sink's backlog consumer of stream s1, as sink-http names it.
+    admin
+        .get_stream(&http_backlog)
+        .await
+        .unwrap()
+        .create_consumer(pull::Config {
+            durable_name: Some("backlog-http-s1".into()),
+            filter_subject: "audit.backlog.http.s1".into(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let mut s3 = connect_as(&nats, Service::Sink(SinkType::S3)).await;
+    let js = s3.jetstream();
+    assert!(js.get_stream(&http_backlog).await.is_err());
+    s3.violation("publish", &format!("$JS.API.STREAM.INFO.{http_backlog}"))
+        .await;
+    // Raw API requests, as a client that skips stream info would send them.
+    let inbox = s3.client.new_inbox();
+    let _replies = s3.client.subscribe(inbox.clone()).await.unwrap();
+    for (subject, body) in [
+        (
+            format!("$JS.API.CONSUMER.MSG.NEXT.{http_backlog}.backlog-http-s1"),
+            r#"{"batch":1}"#,
+        ),
+        (format!("$JS.API.DIRECT.GET.{http_backlog}"), r#"{"seq":1}"#),
+        (
+            format!("$JS.API.CONSUMER.CREATE.{http_backlog}.mine.audit.backlog.http.>"),
+            r#"{"stream_name":"AUDIT_BACKLOG_HTTP","config":{"name":"mine","filter_subject":"audit.backlog.http.>"}}"#,
+        ),
+        (
+            format!("$JS.ACK.{http_backlog}.backlog-http-s1.1.1.1.1.0"),
+            "",
+        ),
+    ] {
+        s3.client
+            .publish_with_reply(subject.clone(), inbox.clone(), body.into())
+            .await
+            .unwrap();
+        s3.violation("publish", &subject).await;
+    }
+    let pending = admin
+        .get_stream(&http_backlog)
+        .await
+        .unwrap()
+        .get_consumer::<pull::Config>("backlog-http-s1")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (pending.num_pending, pending.num_ack_pending),
+        (1, 0),
+        "the http backlog event was handed out"
+    );
+
+    // Its own backlog, as sink-s3's lanes read it: allowed.
+    let own = js
+        .get_stream(topology::backlog(SinkType::S3))
+        .await
+        .expect("its own backlog's info")
+        .create_consumer(pull::Config {
+            durable_name: Some("backlog-s3-s2".into()),
+            filter_subject: "audit.backlog.s3.s2".into(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("its own backlog consumer");
+    let mut batch = own
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
+    let m = batch.next().await.expect("its backlog event").unwrap();
+    assert_eq!(m.subject.as_str(), "audit.backlog.s3.s2");
+    m.double_ack().await.expect("its ack is allowed");
 }

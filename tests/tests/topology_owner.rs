@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use auditstream_bus::{Mismatch, TopologyConfig, Verdict, VerifyError, topology, verify_topology};
+use auditstream_bus::{
+    Mismatch, Service, TopologyConfig, Verdict, VerifyError, topology, verify_topology,
+};
 use auditstream_testkit::{
     ConfigHarness, Database, GatewayHarness, NatsServer, RouterHarness, small_topology,
     stream_configs, test_gateway_config, test_router_config,
@@ -82,8 +84,10 @@ async fn a_router_never_changes_the_streams_and_refuses_weaker_ones_naming_them(
         "a refusing verifier changed a stream"
     );
 
-    // The same check as a typed error: every weaker field of every stream, nothing else.
-    let Err(VerifyError::Mismatch(refused)) = verify_topology(&js, &higher.nats.topology).await
+    // The same check as a typed error: every weaker field of every stream the router works
+    // on (not the sinks' backlogs, which it neither reads nor may read), nothing else.
+    let Err(VerifyError::Mismatch(refused)) =
+        verify_topology(&js, &higher.nats.topology, Service::Router).await
     else {
         panic!("a weaker stored topology was accepted");
     };
@@ -101,10 +105,8 @@ async fn a_router_never_changes_the_streams_and_refuses_weaker_ones_naming_them(
     assert_eq!(
         fields,
         [
-            ("AUDIT_BACKLOG", "replicas"),
             ("AUDIT_CONTROL", "replicas"),
             ("AUDIT_DELIVER", "replicas"),
-            ("AUDIT_DLQ", "replicas"),
             ("AUDIT_INGEST", "max_age"),
             ("AUDIT_INGEST", "replicas"),
         ]
@@ -184,7 +186,10 @@ async fn auditctl_topology_apply_creates_the_streams_and_is_idempotent() {
     let names = [
         "AUDIT_INGEST",
         "AUDIT_DELIVER",
-        "AUDIT_BACKLOG",
+        "AUDIT_BACKLOG_S3",
+        "AUDIT_BACKLOG_AZURE_BLOB",
+        "AUDIT_BACKLOG_AZURE_MONITOR",
+        "AUDIT_BACKLOG_HTTP",
         "AUDIT_DLQ",
         "AUDIT_CONTROL",
     ];
@@ -197,13 +202,13 @@ async fn auditctl_topology_apply_creates_the_streams_and_is_idempotent() {
     };
 
     let first = apply(&file, &nats.url(), false).await;
-    assert_eq!(columns(&first), expect(&["created"; 5]), "{first}");
+    assert_eq!(columns(&first), expect(&["created"; 8]), "{first}");
     let created = stream_configs(&js).await;
     // The file's topology, not the defaults (which would reserve 4 GiB and more).
     assert_eq!(created[0]["max_bytes"], 67108864);
 
     let second = apply(&file, &nats.url(), false).await;
-    assert_eq!(columns(&second), expect(&["unchanged"; 5]), "{second}");
+    assert_eq!(columns(&second), expect(&["unchanged"; 8]), "{second}");
     assert_eq!(stream_configs(&js).await, created);
 
     // A longer age is applied in place; `--json` says so per stream.
@@ -215,7 +220,10 @@ async fn auditctl_topology_apply_creates_the_streams_and_is_idempotent() {
         serde_json::json!([
             {"stream": "AUDIT_INGEST", "change": "updated"},
             {"stream": "AUDIT_DELIVER", "change": "unchanged"},
-            {"stream": "AUDIT_BACKLOG", "change": "unchanged"},
+            {"stream": "AUDIT_BACKLOG_S3", "change": "unchanged"},
+            {"stream": "AUDIT_BACKLOG_AZURE_BLOB", "change": "unchanged"},
+            {"stream": "AUDIT_BACKLOG_AZURE_MONITOR", "change": "unchanged"},
+            {"stream": "AUDIT_BACKLOG_HTTP", "change": "unchanged"},
             {"stream": "AUDIT_DLQ", "change": "unchanged"},
             {"stream": "AUDIT_CONTROL", "change": "unchanged"},
         ])

@@ -12,9 +12,11 @@
 //! - only the config service publishes the control feed `audit.ctl.>`, sends `audit.rpc.>`
 //!   requests, owns the streams (create/update/purge) and reads or deletes dead letters;
 //! - a sink type consumes only its own `audit.deliver.<type>.>` through its own durable,
-//!   writes only its own backlog and DLQ subjects, and answers only `audit.rpc.<type>.>`
-//!   (its replies go through `allow_responses`, so it cannot publish into another
-//!   service's inbox);
+//!   writes only its own backlog and DLQ subjects, reads and acks only its own backlog
+//!   stream (`AUDIT_BACKLOG_<TYPE>`), and answers only `audit.rpc.<type>.>` (its replies
+//!   go through `allow_responses`, so it cannot publish into another service's inbox);
+//! - a service reads the stream info (settings, counts, subjects) only of the streams it
+//!   works on ([`Service::streams`]), which are also the streams it verifies;
 //! - every service receives replies only on its own inbox prefix `_INBOX.<kind>`
 //!   ([`Service::inbox_prefix`]): JetStream delivers pulled messages to the puller's inbox, so
 //!   a shared `_INBOX.>` would let any service read every consumer's messages.
@@ -59,13 +61,6 @@ pub fn sink_consumer(t: SinkType) -> String {
 }
 
 const JS_API: &str = "$JS.API";
-const STREAMS: [&str; 5] = [
-    topology::INGEST,
-    topology::DELIVER,
-    topology::BACKLOG,
-    topology::DLQ,
-    topology::CONTROL,
-];
 
 impl Service {
     pub const ALL: [Service; 7] = [
@@ -114,6 +109,18 @@ impl Service {
         self.as_str().to_uppercase()
     }
 
+    /// The JetStream streams this kind works on, in topology order: it reads their info
+    /// and verifies their settings (the config service owns them all).
+    pub fn streams(self) -> Vec<String> {
+        use topology::*;
+        match self {
+            Service::Gateway => vec![INGEST.into()],
+            Service::Router => vec![INGEST.into(), DELIVER.into(), CONTROL.into()],
+            Service::ConfigService => stream_names(),
+            Service::Sink(t) => vec![DELIVER.into(), backlog(t), DLQ.into(), CONTROL.into()],
+        }
+    }
+
     /// What this kind needs on NATS (see the module doc).
     pub fn permissions(self) -> Permissions {
         let mut publish: Vec<String> = Vec::new();
@@ -122,7 +129,7 @@ impl Service {
         let api = |s: String| format!("{JS_API}.{s}");
         // Every service checks the topology it works on (stream info: settings and counts,
         // no messages).
-        for stream in STREAMS {
+        for stream in self.streams() {
             publish.push(api(format!("STREAM.INFO.{stream}")));
         }
         match self {
@@ -148,45 +155,53 @@ impl Service {
                     format!("{}.>", subjects::DELIVER_PREFIX),
                 ]);
                 // The topology's owner.
-                for stream in STREAMS {
+                for stream in topology::stream_names() {
                     publish.push(api(format!("STREAM.CREATE.{stream}")));
                     publish.push(api(format!("STREAM.UPDATE.{stream}")));
                 }
                 // Deleting a stream with discard_pending purges its backlog and dead letters;
                 // ListDeadLetters/Replay read and delete single dead letters.
-                for stream in [topology::BACKLOG, topology::DLQ] {
-                    publish.push(api(format!("STREAM.PURGE.{stream}")));
+                for t in SinkType::ALL {
+                    publish.push(api(format!("STREAM.PURGE.{}", topology::backlog(t))));
                 }
+                publish.push(api(format!("STREAM.PURGE.{}", topology::DLQ)));
+                // Moving an earlier version's shared backlog into the per-type streams
+                // (`topology::migrate_shared_backlog`).
+                let shared = topology::SHARED_BACKLOG;
+                publish.extend([
+                    format!("{}.>", subjects::BACKLOG_PREFIX),
+                    api(format!("STREAM.INFO.{shared}")),
+                    api(format!("STREAM.UPDATE.{shared}")),
+                    api(format!("STREAM.MSG.GET.{shared}")),
+                    api(format!("STREAM.MSG.DELETE.{shared}")),
+                    api(format!("STREAM.DELETE.{shared}")),
+                ]);
                 publish.extend([
                     api(format!("STREAM.MSG.GET.{}", topology::DLQ)),
                     api(format!("DIRECT.GET.{}", topology::DLQ)),
                     api(format!("STREAM.MSG.DELETE.{}", topology::DLQ)),
                 ]);
             }
-            Service::Sink(t) => {
-                let t = t.as_str();
+            Service::Sink(sink) => {
+                let t = sink.as_str();
+                let backlog = topology::backlog(sink);
                 publish.extend(durable_consumer(
                     topology::DELIVER,
-                    &sink_consumer(self.sink_type().expect("a sink")),
+                    &sink_consumer(sink),
                     &format!("{}.{t}.>", subjects::DELIVER_PREFIX),
                 ));
                 publish.extend([
                     format!("{}.{t}.>", subjects::BACKLOG_PREFIX),
                     format!("{}.{t}.>", subjects::DLQ_PREFIX),
                     // Backlog consumers (one per stream, `backlog-<type>-<key>`, and a
-                    // throwaway one to count expiring events) may only filter on this type's
-                    // backlog subjects. Pulling and acking cannot be narrowed further: the
-                    // consumer name is one token (README, NATS permissions).
-                    api(format!(
-                        "CONSUMER.CREATE.{}.*.{}.{t}.>",
-                        topology::BACKLOG,
-                        subjects::BACKLOG_PREFIX
-                    )),
-                    api(format!("CONSUMER.INFO.{}.*", topology::BACKLOG)),
-                    api(format!("CONSUMER.MSG.NEXT.{}.*", topology::BACKLOG)),
-                    format!("$JS.ACK.{}.*.>", topology::BACKLOG),
+                    // throwaway one to count expiring events) on this type's own backlog
+                    // stream, which holds nothing of another type.
+                    api(format!("CONSUMER.CREATE.{backlog}.>")),
+                    api(format!("CONSUMER.INFO.{backlog}.*")),
+                    api(format!("CONSUMER.MSG.NEXT.{backlog}.*")),
+                    format!("$JS.ACK.{backlog}.>"),
                     // The oldest backlog event of a stream (expiry warnings).
-                    api(format!("DIRECT.GET.{}", topology::BACKLOG)),
+                    api(format!("DIRECT.GET.{backlog}")),
                 ]);
                 publish.extend(control_feed_reader());
                 subscribe.push(format!("{}.{t}.>", subjects::RPC_PREFIX));
@@ -395,14 +410,28 @@ mod tests {
             "$JS.API.CONSUMER.CREATE.AUDIT_DELIVER.sink-s3",
             "$JS.API.CONSUMER.MSG.NEXT.AUDIT_DELIVER.sink-http",
             "$JS.ACK.AUDIT_DELIVER.sink-http.1.2.3.4.5",
-            "$JS.API.CONSUMER.CREATE.AUDIT_BACKLOG.b.audit.backlog.http.s1",
-            "$JS.API.CONSUMER.CREATE.AUDIT_BACKLOG",
+            "$JS.API.CONSUMER.CREATE.AUDIT_BACKLOG_HTTP.b.audit.backlog.http.s1",
+            "$JS.API.CONSUMER.CREATE.AUDIT_BACKLOG_HTTP.b",
+            "$JS.API.CONSUMER.MSG.NEXT.AUDIT_BACKLOG_HTTP.backlog-http-s1",
+            "$JS.ACK.AUDIT_BACKLOG_HTTP.backlog-http-s1.1.2.3.4.5",
+            "$JS.API.DIRECT.GET.AUDIT_BACKLOG_HTTP",
+            "$JS.API.STREAM.INFO.AUDIT_BACKLOG_HTTP",
+            "$JS.API.STREAM.INFO.AUDIT_INGEST",
             "audit.backlog.http.s1",
             "audit.dlq.http.s1",
             "audit.deliver.s3.s1",
             "_INBOX.config_service.x",
         ] {
             assert!(!allows(&p.publish, denied), "{denied}");
+        }
+        for allowed in [
+            "$JS.API.CONSUMER.CREATE.AUDIT_BACKLOG_S3.backlog-s3-s1.audit.backlog.s3.s1",
+            "$JS.API.CONSUMER.MSG.NEXT.AUDIT_BACKLOG_S3.backlog-s3-s1",
+            "$JS.ACK.AUDIT_BACKLOG_S3.backlog-s3-s1.1.2.3.4.5",
+            "$JS.API.DIRECT.GET.AUDIT_BACKLOG_S3",
+            "audit.backlog.s3.s1",
+        ] {
+            assert!(allows(&p.publish, allowed), "{allowed}");
         }
         assert!(allows(&p.subscribe, "audit.rpc.s3.test_destination"));
         assert!(!allows(&p.subscribe, "audit.rpc.http.test_destination"));

@@ -1,4 +1,9 @@
-//! The five JetStream streams (DESIGN §2), and who may change them.
+//! The JetStream streams (DESIGN §2), and who may change them.
+//!
+//! AUDIT_INGEST, AUDIT_DELIVER, AUDIT_DLQ and AUDIT_CONTROL are shared; the backlog is one
+//! stream per sink type (`AUDIT_BACKLOG_S3`, …, [`backlog`]), so a sink type's NATS user can
+//! be granted pull, ack and direct-get on its own backlog and nothing of another type's
+//! (NATS permissions name a stream and a consumer, never a consumer's filter).
 //!
 //! The topology has one owner: the config service (or an operator running `auditctl
 //! topology apply`) calls [`ensure_topology`], which creates missing streams and updates
@@ -24,15 +29,36 @@ use async_nats::jetstream::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::subjects;
+use auditstream_model::SinkType;
+
+use crate::{permissions::Service, subjects};
 
 pub const INGEST: &str = "AUDIT_INGEST";
 pub const DELIVER: &str = "AUDIT_DELIVER";
-pub const BACKLOG: &str = "AUDIT_BACKLOG";
+/// The backlog stream of one sink type: see [`backlog`].
+const BACKLOG_PREFIX: &str = "AUDIT_BACKLOG";
 pub const DLQ: &str = "AUDIT_DLQ";
 pub const CONTROL: &str = "AUDIT_CONTROL";
 
 const GIB: i64 = 1024 * 1024 * 1024;
+
+/// `AUDIT_BACKLOG_<TYPE>`: the backlog stream of sink type `t` (`AUDIT_BACKLOG_AZURE_BLOB`),
+/// holding `audit.backlog.<type>.>`.
+pub fn backlog(t: SinkType) -> String {
+    format!("{BACKLOG_PREFIX}_{}", t.as_str().to_uppercase())
+}
+
+/// Before 0.12 every sink type shared this backlog stream; [`ensure_topology`] moves what it
+/// still holds into the per-type streams and deletes it ([`migrate_shared_backlog`]).
+pub const SHARED_BACKLOG: &str = BACKLOG_PREFIX;
+
+/// Every stream name, in topology order.
+pub fn stream_names() -> Vec<String> {
+    let mut names = vec![INGEST.to_owned(), DELIVER.to_owned()];
+    names.extend(SinkType::ALL.map(backlog));
+    names.extend([DLQ.to_owned(), CONTROL.to_owned()]);
+    names
+}
 
 /// Size and age limits of one stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +83,8 @@ pub struct TopologyConfig {
     /// Also how far back a new stream can be backfilled.
     pub ingest: StreamLimits,
     pub deliver: StreamLimits,
-    /// The persistent cache of broken or slow destinations.
+    /// The persistent cache of broken or slow destinations: the limits of each sink type's
+    /// backlog stream (four streams, so the defaults hold 4 × 4 GiB).
     pub backlog: StreamLimits,
     pub dlq: StreamLimits,
     pub control: StreamLimits,
@@ -83,7 +110,7 @@ impl Default for TopologyConfig {
             // later, so nothing expires unnoticed.
             backlog: StreamLimits {
                 max_age: 8 * day,
-                max_bytes: 16 * GIB,
+                max_bytes: 4 * GIB,
             },
             dlq: StreamLimits {
                 max_age: 7 * day,
@@ -103,6 +130,11 @@ pub enum StreamChange {
     Created,
     Updated,
     Unchanged,
+    /// The shared backlog of earlier versions: its messages were moved into the per-type
+    /// backlog streams and it was deleted.
+    Migrated {
+        moved: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +165,7 @@ impl TopologyConfig {
             }
         };
         use {DiscardPolicy::*, RetentionPolicy::*};
-        vec![
+        let mut streams = vec![
             // discard: new — when full the gateway answers 503 instead of JetStream dropping
             // old, not yet routed events.
             stream(INGEST, subjects::INGEST_PREFIX, Limits, New, &self.ingest),
@@ -144,13 +176,12 @@ impl TopologyConfig {
                 New,
                 &self.deliver,
             ),
-            stream(
-                BACKLOG,
-                subjects::BACKLOG_PREFIX,
-                WorkQueue,
-                New,
-                &self.backlog,
-            ),
+        ];
+        for t in SinkType::ALL {
+            let prefix = format!("{}.{t}", subjects::BACKLOG_PREFIX);
+            streams.push(stream(&backlog(t), &prefix, WorkQueue, New, &self.backlog));
+        }
+        streams.extend([
             stream(DLQ, subjects::DLQ_PREFIX, Limits, New, &self.dlq),
             // The control feed carries revisions; readers resync after a gap, so old
             // entries may go.
@@ -161,7 +192,17 @@ impl TopologyConfig {
                 Old,
                 &self.control,
             ),
-        ]
+        ]);
+        streams
+    }
+
+    /// The streams `service` works on (see [`Service::streams`]), in topology order.
+    pub fn streams_of(&self, service: Service) -> Vec<jetstream::stream::Config> {
+        let names = service.streams();
+        self.streams()
+            .into_iter()
+            .filter(|s| names.contains(&s.name))
+            .collect()
     }
 }
 
@@ -173,6 +214,7 @@ pub async fn ensure_topology(
     config: &TopologyConfig,
 ) -> Result<Vec<(String, StreamChange)>, TopologyError> {
     let mut changes = Vec::new();
+    let shared = release_shared_backlog(js).await?;
     for wanted in config.streams() {
         let name = wanted.name.clone();
         let err = |action, source: async_nats::Error| TopologyError {
@@ -198,7 +240,107 @@ pub async fn ensure_topology(
         }
         changes.push((name, change));
     }
+    if let Some(stream) = shared {
+        let moved = migrate_shared_backlog(js, stream).await?;
+        changes.push((SHARED_BACKLOG.to_owned(), StreamChange::Migrated { moved }));
+    }
     Ok(changes)
+}
+
+/// Where the shared backlog's subjects go while it is drained: a name no service publishes
+/// to, so the per-type streams can take `audit.backlog.<type>.>` (JetStream refuses
+/// overlapping subjects). Stored messages keep their original subjects.
+const SHARED_BACKLOG_RETIRED: &str = "audit.retired-backlog.>";
+
+/// Finds the shared backlog of an earlier version and hands its subjects over, so the
+/// per-type streams can be created. `None` when there is none.
+async fn release_shared_backlog(
+    js: &jetstream::Context,
+) -> Result<Option<jetstream::stream::Stream>, TopologyError> {
+    let err = |action, source: async_nats::Error| TopologyError {
+        stream: SHARED_BACKLOG.to_owned(),
+        action,
+        source,
+    };
+    let mut stream = match js.get_stream(SHARED_BACKLOG).await {
+        Ok(s) => s,
+        Err(e) if is_stream_not_found(&e) => return Ok(None),
+        Err(e) => return Err(err("read", e.into())),
+    };
+    let mut config = stream.cached_info().config.clone();
+    if config.subjects != [SHARED_BACKLOG_RETIRED] {
+        config.subjects = vec![SHARED_BACKLOG_RETIRED.to_owned()];
+        js.update_stream(&config)
+            .await
+            .map_err(|e| err("update", e.into()))?;
+        stream = js
+            .get_stream(SHARED_BACKLOG)
+            .await
+            .map_err(|e| err("read", e.into()))?;
+        tracing::warn!(
+            stream = SHARED_BACKLOG,
+            "shared backlog of an earlier version found; moving its events to the per-type backlog streams"
+        );
+    }
+    Ok(Some(stream))
+}
+
+/// Republishes every message of the shared backlog to its own subject (now held by its
+/// type's backlog stream), deleting each only after the new stream acknowledged it, then
+/// deletes the shared stream. Interrupted, it starts again where it was: a message
+/// republished but not yet deleted is stored twice at most (duplicates allowed, loss never).
+/// A moved event's backlog age starts again at the move.
+async fn migrate_shared_backlog(
+    js: &jetstream::Context,
+    mut stream: jetstream::stream::Stream,
+) -> Result<u64, TopologyError> {
+    let err = |action, source: async_nats::Error| TopologyError {
+        stream: SHARED_BACKLOG.to_owned(),
+        action,
+        source,
+    };
+    let state = stream
+        .info()
+        .await
+        .map_err(|e| err("read", e.into()))?
+        .state
+        .clone();
+    let mut moved = 0;
+    if state.messages > 0 {
+        for seq in state.first_sequence..=state.last_sequence {
+            let m = match stream.get_raw_message(seq).await {
+                Ok(m) => m,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        jetstream::stream::RawMessageErrorKind::NoMessageFound
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(err("read a message of", e.into())),
+            };
+            js.publish_with_headers(m.subject.clone(), m.headers.clone(), m.payload.clone())
+                .await
+                .map_err(|e| err("move a message of", e.into()))?
+                .await
+                .map_err(|e| err("move a message of", e.into()))?;
+            stream
+                .delete_message(seq)
+                .await
+                .map_err(|e| err("delete a moved message of", e.into()))?;
+            moved += 1;
+        }
+    }
+    js.delete_stream(SHARED_BACKLOG)
+        .await
+        .map_err(|e| err("delete", e.into()))?;
+    tracing::info!(
+        stream = SHARED_BACKLOG,
+        moved,
+        "shared backlog moved to the per-type backlog streams and deleted"
+    );
+    Ok(moved)
 }
 
 enum Ensure {
@@ -452,16 +594,17 @@ fn join(m: &[Mismatch]) -> String {
         .join("; ")
 }
 
-/// Reads every stream of `config` and refuses the topology when one is missing or weaker
-/// than configured (see [`compare_stream`]). Changes nothing. Returns the settings in
-/// which the stored streams are stronger than configured.
+/// Reads the streams of `config` that `service` works on and refuses the topology when one
+/// is missing or weaker than configured (see [`compare_stream`]). Changes nothing. Returns
+/// the settings in which the stored streams are stronger than configured.
 pub async fn verify_topology(
     js: &jetstream::Context,
     config: &TopologyConfig,
+    service: Service,
 ) -> Result<Vec<Difference>, VerifyError> {
     let mut refused = Vec::new();
     let mut stronger = Vec::new();
-    for wanted in config.streams() {
+    for wanted in config.streams_of(service) {
         match js.get_stream(&wanted.name).await {
             Ok(stream) => {
                 for d in compare_stream(&stream.cached_info().config, &wanted) {
@@ -505,14 +648,17 @@ pub enum TopologyRole {
 #[derive(Clone)]
 pub struct TopologyGate {
     topology: Arc<TopologyConfig>,
+    /// Whose streams a verifier checks.
+    service: Service,
     /// `None` until the first check; then its outcome (`Err` holds the text `/readyz` shows).
     last: Arc<Mutex<Option<Result<(), String>>>>,
 }
 
 impl TopologyGate {
-    pub fn new(topology: TopologyConfig) -> Self {
+    pub fn new(topology: TopologyConfig, service: Service) -> Self {
         TopologyGate {
             topology: Arc::new(topology),
+            service,
             last: Arc::new(Mutex::new(None)),
         }
     }
@@ -531,7 +677,7 @@ impl TopologyGate {
 
     /// [`verify_topology`] against this gate's topology, recording the outcome.
     pub async fn verify(&self, js: &jetstream::Context) -> Result<(), VerifyError> {
-        let result = verify_topology(js, &self.topology).await;
+        let result = verify_topology(js, &self.topology, self.service).await;
         let first_ok = self.record(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         match result {
             Ok(stronger) => {

@@ -23,6 +23,9 @@ struct TopologyFile {
 struct Applied {
     stream: String,
     change: &'static str,
+    /// Messages moved out of an earlier version's shared backlog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    moved: Option<u64>,
 }
 
 /// Loads the configuration (`env` is the process environment, passed in), applies the
@@ -63,6 +66,11 @@ pub async fn apply(
                 StreamChange::Created => "created",
                 StreamChange::Updated => "updated",
                 StreamChange::Unchanged => "unchanged",
+                StreamChange::Migrated { .. } => "migrated",
+            },
+            moved: match change {
+                StreamChange::Migrated { moved } => Some(moved),
+                _ => None,
             },
         })
         .collect();
@@ -73,7 +81,10 @@ pub async fn apply(
         writeln!(out)?;
     } else {
         for a in &applied {
-            writeln!(out, "{:<14} {}", a.stream, a.change)?;
+            match a.moved {
+                Some(n) => writeln!(out, "{:<26} {} ({n} events moved)", a.stream, a.change)?,
+                None => writeln!(out, "{:<26} {}", a.stream, a.change)?,
+            }
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! The JetStream side of a stream's status and of its dead letters.
 //!
-//! - Depths: how many messages wait in `AUDIT_BACKLOG` (`audit.backlog.<type>.<stream>`) and
-//!   `AUDIT_DLQ` (`audit.dlq.<type>.<stream>`), read from stream info with a subject filter.
+//! - Depths: how many messages wait in the type's backlog stream `AUDIT_BACKLOG_<TYPE>`
+//!   (`audit.backlog.<type>.<stream>`) and in `AUDIT_DLQ` (`audit.dlq.<type>.<stream>`), read
+//!   from stream info with a subject filter.
 //!   `<stream>` is the stream's key (`Stream::key`, its immutable uid), never the reusable id.
 //! - Purge: a stream deleted with `discard_pending` loses its backlog and dead letters.
 //! - ListDeadLetters: the DLQ messages of one stream in sequence order, read from the stream
@@ -82,8 +83,9 @@ pub async fn depths(
 ) -> Result<(u64, u64), String> {
     let backlog = subjects::backlog(sink, stream_key).map_err(|e| e.to_string())?;
     let dlq = subjects::dlq(sink, stream_key).map_err(|e| e.to_string())?;
+    let backlog_stream = topology::backlog(sink);
     let (backlog, dlq) = tokio::join!(
-        count(js, topology::BACKLOG, &backlog),
+        count(js, &backlog_stream, &backlog),
         count(js, topology::DLQ, &dlq)
     );
     Ok((backlog?, dlq?))
@@ -98,15 +100,15 @@ pub async fn purge(
 ) -> Result<(u64, u64), ServiceError> {
     let mut purged = [0u64; 2];
     for (i, (stream, build)) in [
-        (topology::BACKLOG, subjects::backlog as fn(_, &_) -> _),
-        (topology::DLQ, subjects::dlq),
+        (topology::backlog(sink), subjects::backlog as fn(_, &_) -> _),
+        (topology::DLQ.to_owned(), subjects::dlq),
     ]
     .into_iter()
     .enumerate()
     {
         let filter = subject(build, sink, stream_key)?;
         let handle = js
-            .get_stream_no_info(stream)
+            .get_stream_no_info(&stream)
             .await
             .map_err(|e| unavailable(&format!("open {stream}"), e))?;
         let response = handle

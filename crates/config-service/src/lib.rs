@@ -203,7 +203,10 @@ fn topology_keeper(
     auditstream_bus::TopologyKeeper::new(
         nats.clone(),
         js.clone(),
-        auditstream_bus::TopologyGate::new(config.topology.clone()),
+        auditstream_bus::TopologyGate::new(
+            config.topology.clone(),
+            auditstream_bus::Service::ConfigService,
+        ),
         role,
     )
 }

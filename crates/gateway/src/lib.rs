@@ -79,7 +79,10 @@ pub async fn run(
 
     // The gateway never changes the streams (the config service owns them); it waits until
     // they exist and are at least as strong as its own configuration.
-    let topology = TopologyGate::new(config.nats.topology.clone());
+    let topology = TopologyGate::new(
+        config.nats.topology.clone(),
+        auditstream_bus::Service::Gateway,
+    );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let watcher = tokio::spawn(watch_connection(
         client.clone(),

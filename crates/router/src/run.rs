@@ -71,7 +71,10 @@ pub async fn run(
 
     // The router never changes the streams (the config service owns them): it opens its
     // consumer only once they exist and are at least as strong as its configuration.
-    let topology = TopologyGate::new(config.nats.topology.clone());
+    let topology = TopologyGate::new(
+        config.nats.topology.clone(),
+        auditstream_bus::Service::Router,
+    );
     let ready_nats = nats.clone();
     let ready_table = table_rx.clone();
     let ready_topology = topology.clone();

@@ -127,7 +127,7 @@ pub struct BacklogConfig {
     /// Events this close to the retention are reported as expiring (status, metric, e-mail).
     #[serde(with = "humantime_serde")]
     pub warn_before: Duration,
-    /// How often AUDIT_BACKLOG is scanned for streams with a backlog (another replica's, or
+    /// How often the type's backlog stream (`AUDIT_BACKLOG_<TYPE>`) is scanned for streams with a backlog (another replica's, or
     /// one left by a restart) and expiry is checked.
     #[serde(with = "humantime_serde")]
     pub scan_interval: Duration,

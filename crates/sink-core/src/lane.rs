@@ -607,11 +607,12 @@ impl<S: Sink> Lane<S> {
         rt: &Runtime<S>,
     ) -> Result<async_nats::jetstream::consumer::Consumer<pull::Config>, String> {
         let name = format!("backlog-{}-{}", S::TYPE.as_str(), self.key);
+        let backlog = topology::backlog(S::TYPE);
         let stream = rt
             .js
-            .get_stream(topology::BACKLOG)
+            .get_stream(&backlog)
             .await
-            .map_err(|e| format!("AUDIT_BACKLOG: {e}"))?;
+            .map_err(|e| format!("{backlog}: {e}"))?;
         stream
             .get_or_create_consumer(
                 &name,

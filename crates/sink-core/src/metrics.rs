@@ -47,7 +47,7 @@ pub struct Metrics {
     pub inflight_bytes: Gauge,
     /// Destinations of this replica's streams that are broken now.
     pub broken_destinations: Gauge,
-    /// Events in AUDIT_BACKLOG per stream (from the last scan).
+    /// Events in the backlog per stream (from the last scan).
     pub backlog_events: Family<StreamLabel, Gauge>,
     /// Each stream's destination state: 0 healthy, 1 retrying, 2 recovering, 3 broken.
     pub stream_state: Family<StreamLabel, Gauge>,
@@ -168,7 +168,7 @@ impl Metrics {
         );
         r.register(
             "backlog_events",
-            "Events in AUDIT_BACKLOG per stream",
+            "Events in the backlog per stream",
             m.backlog_events.clone(),
         );
         r.register(

@@ -1,7 +1,7 @@
 //! The sink service: one durable pull consumer per destination type on
 //! `audit.deliver.<type>.>` shared by every replica, a batcher per replica, one lane per
 //! stream (see [`crate::lane`]), and the background tasks around them: following the
-//! configuration, scanning AUDIT_BACKLOG, reporting status, answering config-service.
+//! configuration, scanning its type's backlog stream, reporting status, answering config-service.
 
 use std::{
     collections::HashMap,
@@ -214,7 +214,10 @@ pub async fn run<S: Sink, C>(
     let (consuming_tx, consuming) = watch::channel(false);
     // Sinks never change the streams (the config service owns them): they consume only once
     // the streams exist and are at least as strong as this sink's configuration.
-    let topology = TopologyGate::new(config.nats.topology.clone());
+    let topology = TopologyGate::new(
+        config.nats.topology.clone(),
+        auditstream_bus::Service::Sink(S::TYPE),
+    );
     let ready_topology = topology.clone();
     let ready_nats = nats.clone();
     let ops = OpsState {
@@ -492,7 +495,9 @@ async fn scan_backlog<S: Sink>(rt: Arc<Runtime<S>>) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot scan AUDIT_BACKLOG"),
+            Err(e) => {
+                tracing::warn!(stream = %topology::backlog(S::TYPE), error = %e, "cannot scan the backlog")
+            }
         }
         tokio::select! {
             _ = rt.shutdown.cancelled() => return,
@@ -507,7 +512,7 @@ async fn backlog_depths<S: Sink>(
 ) -> Result<HashMap<String, u64>, String> {
     let stream = rt
         .js
-        .get_stream(topology::BACKLOG)
+        .get_stream(topology::backlog(S::TYPE))
         .await
         .map_err(|e| e.to_string())?;
     let mut subjects = stream
@@ -528,7 +533,7 @@ async fn backlog_depths<S: Sink>(
 /// one expires (RFC 3339).
 async fn expiry<S: Sink>(rt: &Runtime<S>, subject: &str) -> (u64, String) {
     let b = &rt.settings.backlog;
-    let Ok(stream) = rt.js.get_stream(topology::BACKLOG).await else {
+    let Ok(stream) = rt.js.get_stream(topology::backlog(S::TYPE)).await else {
         return (0, String::new());
     };
     let Ok(oldest) = stream.direct_get_first_for_subject(subject).await else {
@@ -551,8 +556,8 @@ async fn expiry<S: Sink>(rt: &Runtime<S>, subject: &str) -> (u64, String) {
     };
     let newer = match stream
         .create_consumer(pull::OrderedConfig {
-            // Named, so the create subject carries the filter and the sink's NATS user may
-            // only count its own type's backlog (`permissions`); unique per call.
+            // Named, unique per call: the sink's NATS user may create consumers on its own
+            // type's backlog stream only (`permissions`).
             name: Some(format!(
                 "expiry-{}-{:016x}",
                 S::TYPE.as_str(),

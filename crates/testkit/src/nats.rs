@@ -390,17 +390,10 @@ pub async fn apply_topology(js: &jetstream::Context, topology: &TopologyConfig) 
 /// Every stream's stored configuration, as JSON, in topology order (to compare before and
 /// after something that must not change the topology).
 pub async fn stream_configs(js: &jetstream::Context) -> Vec<serde_json::Value> {
-    use auditstream_bus::topology;
     let mut out = Vec::new();
-    for name in [
-        topology::INGEST,
-        topology::DELIVER,
-        topology::BACKLOG,
-        topology::DLQ,
-        topology::CONTROL,
-    ] {
+    for name in auditstream_bus::topology::stream_names() {
         let info = js
-            .get_stream(name)
+            .get_stream(&name)
             .await
             .expect("stream exists")
             .get_info()

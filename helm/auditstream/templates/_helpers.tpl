@@ -153,7 +153,7 @@ configmap.yaml; `fail` stops the render with the message.
 {{- $kmin := $v.replicas }}
 {{- if not (kindIs "invalid" $v.keda.minReplicaCount) }}{{ $kmin = $v.keda.minReplicaCount }}{{ end }}
 {{- if lt (int $kmin) 1 }}
-{{- fail (printf "%s.keda: the minimum replica count must be at least 1 (set replicas or keda.minReplicaCount): only a running replica drains AUDIT_BACKLOG and answers test-connection requests" $path) }}
+{{- fail (printf "%s.keda: the minimum replica count must be at least 1 (set replicas or keda.minReplicaCount): only a running replica drains its backlog and answers test-connection requests" $path) }}
 {{- end }}
 {{- if gt (int $kmin) (int $v.keda.maxReplicaCount) }}
 {{- fail (printf "%s.keda: minReplicaCount (%v) is above maxReplicaCount (%v)" $path $kmin $v.keda.maxReplicaCount) }}

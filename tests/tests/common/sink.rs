@@ -332,7 +332,7 @@ impl SinkStack {
             "dead-lettered"
         );
         assert_eq!(
-            stream_messages(&js, topology::BACKLOG).await,
+            stream_messages(&js, &topology::backlog(SinkType::Http)).await,
             0,
             "backlogged"
         );
