@@ -52,7 +52,7 @@ const EVENT_SIZE: usize = 1024;
 const SATURATE_FOR: Duration = Duration::from_secs(8);
 const HALF_LOAD_FOR: Duration = Duration::from_secs(8);
 /// nats-server's `max_file_store` for the end-to-end stacks.
-const STORE: &str = "12GB";
+const STORE: &str = "14GB";
 const TOKEN: &str = "bench-token-0123456789abcdef";
 const ADMIN: &str = "bench-admin-0123456789abcdef";
 /// The config-service tokens of the router and of sink-http (one per service kind).
@@ -66,6 +66,7 @@ const SINK_TOKEN: &str = "bench-sink-http-0123456789abcdef";
 fn topology() -> TopologyConfig {
     let mut t = TopologyConfig::default();
     t.ingest.max_bytes = 2 << 30;
+    t.history.max_bytes = 2 << 30;
     t.deliver.max_bytes = 768 << 20;
     t.backlog.max_bytes = 2 << 30;
     t.dlq.max_bytes = 64 << 20;
@@ -77,6 +78,7 @@ fn topology_env() -> Vec<(String, String)> {
     let t = topology();
     [
         ("INGEST", t.ingest.max_bytes),
+        ("HISTORY", t.history.max_bytes),
         ("DELIVER", t.deliver.max_bytes),
         ("BACKLOG", t.backlog.max_bytes),
         ("DLQ", t.dlq.max_bytes),

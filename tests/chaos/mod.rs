@@ -92,8 +92,8 @@ pub struct Plan {
     pub full_stream_for: Duration,
     /// Longest wait, after healing, for every accepted id to arrive.
     pub drain_timeout: Duration,
-    /// Every stream's size cap: room for the whole run (AUDIT_INGEST keeps what it routed).
-    /// The JetStream store is sized for five of them.
+    /// Every stream's size cap: room for the whole run's backlog (AUDIT_HISTORY, bounded by
+    /// the same cap, drops its oldest). The JetStream store is sized for nine of them.
     pub stream_bytes: u64,
     pub seed: u64,
 }
@@ -266,7 +266,7 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
         e("AUDITSTREAM_LOG__FILTER", "info".into()),
         e("AUDITSTREAM_SHUTDOWN_GRACE", "2s".into()),
     ];
-    for s in ["INGEST", "DELIVER", "BACKLOG", "DLQ"] {
+    for s in ["INGEST", "HISTORY", "DELIVER", "BACKLOG", "DLQ"] {
         common.push(e(
             &format!("AUDITSTREAM_NATS__TOPOLOGY__{s}__MAX_BYTES"),
             plan.stream_bytes.to_string(),
@@ -945,8 +945,9 @@ pub async fn run(plan: Plan) -> Report {
             .tempdir()
             .expect("temp dir"),
     ));
-    // INGEST, DELIVER, DLQ and the four per-type backlogs, plus room for AUDIT_CONTROL.
-    let store = format!("{}MB", 8 * plan.stream_bytes / (1 << 20) + 256);
+    // INGEST, HISTORY, DELIVER, DLQ and the four per-type backlogs, plus room for
+    // AUDIT_CONTROL.
+    let store = format!("{}MB", 9 * plan.stream_bytes / (1 << 20) + 256);
     let mut nats = NatsServer::start_with(&store, false);
     let mut stores = Stores::start().await;
     let mut procs = services(&plan, dir.path(), &nats.url());
@@ -1046,6 +1047,16 @@ pub async fn run(plan: Plan) -> Report {
                 report.outages.push((outage.label(), length));
             }
             Fault::FillIngest => {
+                // AUDIT_INGEST fills only while the router falls behind (it removes what it
+                // routed): the routers stop, a burst fills the stream, and they go on after.
+                let routers: Vec<u32> = procs
+                    .iter()
+                    .filter(|p| p.name == "router")
+                    .filter_map(|p| p.child.as_ref().map(|c| c.id()))
+                    .collect();
+                for pid in &routers {
+                    signal(*pid, "-STOP");
+                }
                 report.filler_mib = fill_ingest(&nats).await;
                 let until = Instant::now() + plan.full_stream_for;
                 while Instant::now() < until {
@@ -1056,6 +1067,9 @@ pub async fn run(plan: Plan) -> Report {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 unfill_ingest(&nats).await;
+                for pid in &routers {
+                    signal(*pid, "-CONT");
+                }
             }
         }
     }

@@ -543,13 +543,14 @@ async fn packed_ingest_events_are_routed_one_by_one() {
         .iter()
         .map(|i| i["id"].as_str().unwrap().to_owned())
         .collect();
-    let packs = auditstream_testkit::read_stream(&js, auditstream_bus::topology::INGEST)
+    p.wait_all_processed().await;
+    // Routed and acked, the pack left AUDIT_INGEST and is kept in AUDIT_HISTORY.
+    let packs = auditstream_testkit::read_stream(&js, auditstream_bus::topology::HISTORY)
         .await
         .into_iter()
-        .filter(|m| m.subject.as_str() == "audit.ingest.org-acme.pack")
+        .filter(|m| m.subject.as_str() == "audit.history.org-acme.pack")
         .count();
     assert_eq!(packs, 1, "the request's ten events in one message");
-    p.wait_all_processed().await;
     assert_eq!(
         p.router
             .metric(r#"auditstream_router_events_unroutable_total{reason="unknown_workspace"}"#)

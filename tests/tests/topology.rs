@@ -64,10 +64,20 @@ async fn streams_have_the_documented_subjects_retention_and_discard() {
     ensure_topology(&js, &config).await.unwrap();
     let want = [
         (
+            // A work queue: the router's ack removes what it routed, so only a router that
+            // falls behind fills it; unrouted events never expire.
             topology::INGEST,
             "audit.ingest.>",
-            RetentionPolicy::Limits,
+            RetentionPolicy::WorkQueue,
             DiscardPolicy::New,
+            Duration::ZERO,
+        ),
+        (
+            // What was routed, for backfill: bounded, the oldest dropped, never refusing.
+            topology::HISTORY,
+            "audit.history.>",
+            RetentionPolicy::Limits,
+            DiscardPolicy::Old,
             Duration::from_secs(24 * 3600),
         ),
         (

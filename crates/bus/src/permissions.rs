@@ -115,7 +115,12 @@ impl Service {
         use topology::*;
         match self {
             Service::Gateway => vec![INGEST.into()],
-            Service::Router => vec![INGEST.into(), DELIVER.into(), CONTROL.into()],
+            Service::Router => vec![
+                INGEST.into(),
+                DELIVER.into(),
+                CONTROL.into(),
+                HISTORY.into(),
+            ],
             Service::ConfigService => stream_names(),
             Service::Sink(t) => vec![DELIVER.into(), backlog(t), DLQ.into(), CONTROL.into()],
         }
@@ -138,6 +143,8 @@ impl Service {
             }
             Service::Router => {
                 publish.push(format!("{}.>", subjects::DELIVER_PREFIX));
+                // Every routed ingest message is kept in AUDIT_HISTORY before its ack.
+                publish.push(format!("{}.>", subjects::HISTORY_PREFIX));
                 publish.extend(durable_consumer(
                     topology::INGEST,
                     ROUTER_CONSUMER,

@@ -4,6 +4,9 @@
 use auditstream_model::{EventType, IdError, SinkType, validate_id};
 
 pub const INGEST_PREFIX: &str = "audit.ingest";
+/// AUDIT_HISTORY: routed ingest messages under their ingest subject's tail
+/// (`audit.history.<org>.<workspace>.<event_type>`, `audit.history.<org>.pack`).
+pub const HISTORY_PREFIX: &str = "audit.history";
 pub const DELIVER_PREFIX: &str = "audit.deliver";
 pub const BACKLOG_PREFIX: &str = "audit.backlog";
 pub const DLQ_PREFIX: &str = "audit.dlq";
@@ -53,6 +56,15 @@ pub fn ingest_pack(org_id: &str) -> Result<String, SubjectError> {
     Ok(format!("{INGEST_PREFIX}.{}.pack", token("org_id", org_id)?))
 }
 
+/// The history subject of an ingest subject: `audit.ingest.<rest>` → `audit.history.<rest>`.
+/// `None` for a subject outside `audit.ingest.`.
+pub fn history_of(ingest_subject: &str) -> Option<String> {
+    let rest = ingest_subject
+        .strip_prefix(INGEST_PREFIX)?
+        .strip_prefix('.')?;
+    Some(format!("{HISTORY_PREFIX}.{rest}"))
+}
+
 /// `audit.deliver.<sink_type>.<stream_id>`
 pub fn deliver(sink: SinkType, stream_id: &str) -> Result<String, SubjectError> {
     Ok(format!(
@@ -98,6 +110,11 @@ mod tests {
             "audit.ingest.org-1.ws_2.user_activity"
         );
         assert_eq!(ingest_pack("org-1").unwrap(), "audit.ingest.org-1.pack");
+        assert_eq!(
+            history_of("audit.ingest.org-1.pack").as_deref(),
+            Some("audit.history.org-1.pack")
+        );
+        assert_eq!(history_of("audit.ingestx.a"), None);
         assert!(ingest_pack("org.1").is_err());
         assert_eq!(
             deliver(SinkType::AzureBlob, "s9").unwrap(),

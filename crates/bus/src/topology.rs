@@ -1,5 +1,9 @@
 //! The JetStream streams (DESIGN §2), and who may change them.
 //!
+//! AUDIT_INGEST holds only events not routed yet (a work queue: ingest stops only when the
+//! router falls behind), AUDIT_HISTORY what was routed, for backfill and replay (bounded,
+//! oldest dropped first).
+//!
 //! AUDIT_INGEST, AUDIT_DELIVER, AUDIT_DLQ and AUDIT_CONTROL are shared; the backlog is one
 //! stream per sink type (`AUDIT_BACKLOG_S3`, …, [`backlog`]), so a sink type's NATS user can
 //! be granted pull, ack and direct-get on its own backlog and nothing of another type's
@@ -34,6 +38,8 @@ use auditstream_model::SinkType;
 use crate::{permissions::Service, subjects};
 
 pub const INGEST: &str = "AUDIT_INGEST";
+/// What the router routed, kept for backfill and replay (bounded, oldest dropped first).
+pub const HISTORY: &str = "AUDIT_HISTORY";
 pub const DELIVER: &str = "AUDIT_DELIVER";
 /// The backlog stream of one sink type: see [`backlog`].
 const BACKLOG_PREFIX: &str = "AUDIT_BACKLOG";
@@ -56,7 +62,7 @@ pub const SHARED_BACKLOG: &str = BACKLOG_PREFIX;
 pub fn stream_names() -> Vec<String> {
     let mut names = vec![INGEST.to_owned(), DELIVER.to_owned()];
     names.extend(SinkType::ALL.map(backlog));
-    names.extend([DLQ.to_owned(), CONTROL.to_owned()]);
+    names.extend([DLQ.to_owned(), CONTROL.to_owned(), HISTORY.to_owned()]);
     names
 }
 
@@ -80,8 +86,13 @@ pub struct TopologyConfig {
     /// How long a producer `id` is remembered for de-duplication.
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
-    /// Also how far back a new stream can be backfilled.
+    /// Events not routed yet. The router takes each one out once it is routed, so this only
+    /// fills when the router falls behind; then, and only then, the gateway answers 503.
     pub ingest: StreamLimits,
+    /// Routed events, kept for backfill and replay: the history's horizon is whichever of
+    /// `max_age` and `max_bytes` is reached first, and a full history drops its oldest
+    /// events, never refusing new ones.
+    pub history: StreamLimits,
     pub deliver: StreamLimits,
     /// The persistent cache of broken or slow destinations: the limits of each sink type's
     /// backlog stream (four streams, so the defaults hold 4 × 4 GiB).
@@ -96,9 +107,17 @@ impl Default for TopologyConfig {
         TopologyConfig {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
+            // Never expires: an unrouted event waits for the router however long it is down.
+            // 4 GiB is the router's lag budget: about 70 minutes of 1 000 events/s of 1 KiB.
             ingest: StreamLimits {
-                max_age: day,
+                max_age: Duration::ZERO,
                 max_bytes: 4 * GIB,
+            },
+            // At the expected 1 000 events/s of 1 KiB (packed: about 1 MiB/s stored), 16 GiB
+            // keep about 4.5 hours; at 100 events/s the full day.
+            history: StreamLimits {
+                max_age: day,
+                max_bytes: 16 * GIB,
             },
             // Delivery messages never expire: losing one would lose an event.
             deliver: StreamLimits {
@@ -166,9 +185,16 @@ impl TopologyConfig {
         };
         use {DiscardPolicy::*, RetentionPolicy::*};
         let mut streams = vec![
-            // discard: new — when full the gateway answers 503 instead of JetStream dropping
-            // old, not yet routed events.
-            stream(INGEST, subjects::INGEST_PREFIX, Limits, New, &self.ingest),
+            // A work queue: the router's ack removes a routed event. discard: new — when the
+            // router falls behind until it is full, the gateway answers 503 instead of
+            // JetStream dropping old, not yet routed events.
+            stream(
+                INGEST,
+                subjects::INGEST_PREFIX,
+                WorkQueue,
+                New,
+                &self.ingest,
+            ),
             stream(
                 DELIVER,
                 subjects::DELIVER_PREFIX,
@@ -191,6 +217,15 @@ impl TopologyConfig {
                 Limits,
                 Old,
                 &self.control,
+            ),
+            // The history drops its oldest events when full: a bounded horizon, never a
+            // refusal.
+            stream(
+                HISTORY,
+                subjects::HISTORY_PREFIX,
+                Limits,
+                Old,
+                &self.history,
             ),
         ]);
         streams
@@ -788,9 +823,9 @@ impl TopologyKeeper {
 mod tests {
     use super::*;
 
-    /// The AUDIT_INGEST this topology asks for.
-    fn ingest(config: &TopologyConfig) -> jetstream::stream::Config {
-        config.streams().remove(0)
+    /// The AUDIT_HISTORY this topology asks for (limits retention, a day's age).
+    fn history(config: &TopologyConfig) -> jetstream::stream::Config {
+        config.streams().pop().unwrap()
     }
 
     fn weaker(
@@ -820,10 +855,10 @@ mod tests {
         };
         let mut stored = wanted.clone();
         stored.replicas = 1;
-        stored.ingest.max_age = Duration::from_secs(3600);
-        stored.ingest.max_bytes = GIB;
+        stored.history.max_age = Duration::from_secs(3600);
+        stored.history.max_bytes = GIB;
         stored.duplicate_window = Duration::from_secs(30);
-        let (s, w) = (ingest(&stored), ingest(&wanted));
+        let (s, w) = (history(&stored), history(&wanted));
         assert_eq!(
             weaker(&s, &w),
             ["replicas", "max_age", "max_bytes", "duplicate_window"]
@@ -831,7 +866,7 @@ mod tests {
         let d = compare_stream(&s, &w);
         assert_eq!(
             d[1].to_string(),
-            "stream AUDIT_INGEST: max_age is 1h stored, 1day configured"
+            "stream AUDIT_HISTORY: max_age is 1h stored, 1day configured"
         );
         let mut capped = s.clone();
         capped.max_messages = 10;
@@ -843,9 +878,9 @@ mod tests {
         let wanted = TopologyConfig::default();
         let mut stored = wanted.clone();
         stored.replicas = 3;
-        stored.ingest.max_age = Duration::from_secs(7 * 24 * 3600);
-        stored.ingest.max_bytes = 8 * GIB;
-        let diffs = compare_stream(&ingest(&stored), &ingest(&wanted));
+        stored.history.max_age = Duration::from_secs(7 * 24 * 3600);
+        stored.history.max_bytes = 32 * GIB;
+        let diffs = compare_stream(&history(&stored), &history(&wanted));
         assert_eq!(diffs.len(), 3, "{diffs:?}");
         assert!(diffs.iter().all(|d| d.verdict == Verdict::Stronger));
     }
@@ -877,12 +912,12 @@ mod tests {
 
     #[test]
     fn other_retention_discard_storage_or_subjects_are_refused_either_way() {
-        let wanted = ingest(&TopologyConfig::default());
+        let wanted = history(&TopologyConfig::default());
         let mut other = wanted.clone();
         other.retention = RetentionPolicy::WorkQueue;
-        other.discard = DiscardPolicy::Old;
+        other.discard = DiscardPolicy::New;
         other.storage = StorageType::Memory;
-        other.subjects = vec!["audit.ingest.>".into(), "elsewhere.>".into()];
+        other.subjects = vec!["audit.history.>".into(), "elsewhere.>".into()];
         other.allow_direct = false;
         assert_eq!(
             weaker(&other, &wanted),
@@ -906,15 +941,15 @@ mod tests {
     #[test]
     fn the_refusal_names_stream_field_both_values_and_the_owner() {
         let mut stored = TopologyConfig::default();
-        stored.ingest.max_age = Duration::from_secs(3600);
-        let d = compare_stream(&ingest(&stored), &ingest(&TopologyConfig::default()));
+        stored.history.max_age = Duration::from_secs(3600);
+        let d = compare_stream(&history(&stored), &history(&TopologyConfig::default()));
         let e = VerifyError::Mismatch(vec![
             Mismatch::Weaker(d[0].clone()),
             Mismatch::Missing { stream: DLQ.into() },
         ]);
         assert_eq!(
             e.to_string(),
-            "jetstream topology refused: stream AUDIT_INGEST: max_age is 1h stored, 1day configured (weaker); \
+            "jetstream topology refused: stream AUDIT_HISTORY: max_age is 1h stored, 1day configured (weaker); \
              stream AUDIT_DLQ is missing; only the config service or `auditctl topology apply` changes the topology"
         );
     }

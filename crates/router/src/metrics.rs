@@ -27,6 +27,8 @@ pub struct Metrics {
     /// Their bytes: payload, headers and subject (what JetStream stores per message, less
     /// its own framing).
     pub deliver_bytes: Counter,
+    /// Ingest messages stored in AUDIT_HISTORY (a pack counts once).
+    pub history_messages: Counter,
     /// Events no stream selected (none applies, or the selection filtered them out).
     pub filtered: Counter,
     pub unroutable: Family<ReasonLabel, Counter>,
@@ -51,6 +53,7 @@ impl Metrics {
             routed: Family::default(),
             deliver_messages: Counter::default(),
             deliver_bytes: Counter::default(),
+            history_messages: Counter::default(),
             filtered: Counter::default(),
             unroutable: Family::default(),
             retried: Counter::default(),
@@ -79,6 +82,11 @@ impl Metrics {
             "deliver_bytes",
             "Bytes of the messages published to AUDIT_DELIVER: payload, headers and subject",
             m.deliver_bytes.clone(),
+        );
+        r.register(
+            "history_messages",
+            "Ingest messages stored in AUDIT_HISTORY before their ack (a pack counts once)",
+            m.history_messages.clone(),
         );
         r.register(
             "events_filtered",

@@ -269,7 +269,11 @@ async fn handle(
         .collect();
     let started = Instant::now();
     let published = !outs.is_empty();
-    let failed = publish(js, outs, metrics, settings).await;
+    let (mut failed, unkept) = tokio::join!(
+        publish(js, outs, metrics, settings),
+        keep_history(js, &group, &routed, metrics, settings),
+    );
+    failed.extend(unkept);
     if published {
         metrics
             .publish_seconds
@@ -448,6 +452,58 @@ fn route_one<'t>(
         });
     }
     None
+}
+
+/// Stores each ingest message that is about to be acked (all but those left for another
+/// replica) in AUDIT_HISTORY under its history subject, with its headers and body (its
+/// `Nats-Msg-Id` de-duplicates a redelivered one). AUDIT_INGEST drops a message once acked,
+/// so this copy is what backfill and replay read. Returns the group indices of messages
+/// whose copy was not stored: they are nak'ed with the failed deliveries.
+async fn keep_history(
+    js: &jetstream::Context,
+    group: &[jetstream::Message],
+    routed: &[Routed],
+    metrics: &Metrics,
+    settings: &Settings,
+) -> Vec<usize> {
+    let stores = group
+        .iter()
+        .zip(routed)
+        .enumerate()
+        .filter(|(_, (_, routed))| !routed.retry)
+        .map(|(i, (message, _))| async move {
+            let Some(subject) = subjects::history_of(&message.subject) else {
+                return Some(i);
+            };
+            let headers = message.headers.clone().unwrap_or_default();
+            let msg_id = match headers.get(headers::MSG_ID) {
+                Some(id) => id.as_str().to_owned(),
+                None => match message.info() {
+                    Ok(info) => format!("ingest-{}", info.stream_sequence),
+                    Err(_) => String::new(),
+                },
+            };
+            match publish_durable(
+                js,
+                subject,
+                &msg_id,
+                headers,
+                message.payload.clone(),
+                settings.timeout,
+            )
+            .await
+            {
+                Ok(_) => {
+                    metrics.history_messages.inc();
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(subject = %message.subject, error = %e, "not kept in AUDIT_HISTORY; the message will be redelivered");
+                    Some(i)
+                }
+            }
+        });
+    join_all(stores).await.into_iter().flatten().collect()
 }
 
 /// Publishes `outs`: those of one subject in packs of up to `pack_events` events and

@@ -367,6 +367,7 @@ pub fn small_topology() -> TopologyConfig {
     let mut t = TopologyConfig::default();
     for limits in [
         &mut t.ingest,
+        &mut t.history,
         &mut t.deliver,
         &mut t.backlog,
         &mut t.dlq,
