@@ -110,7 +110,7 @@ TOKEN=$(cat "$TOKEN_FILE")
 # Every service gets the same topology from the environment: the config service, started
 # first, is its one owner and creates the streams; the others only verify them (and would
 # stay unready against streams weaker than their own settings).
-for stream in ingest:0s:268435456 history:24h:268435456 deliver:0s:268435456 backlog:7d:536870912 dlq:7d:134217728 control:7d:67108864; do
+for stream in ingest:0s:268435456 history:24h:268435456 parked:0s:67108864 deliver:0s:268435456 backlog:7d:536870912 dlq:7d:134217728 control:7d:67108864; do
   IFS=: read -r name age bytes <<<"$stream"
   export "AUDITSTREAM_NATS__TOPOLOGY__${name^^}__MAX_AGE=$age" "AUDITSTREAM_NATS__TOPOLOGY__${name^^}__MAX_BYTES=$bytes"
 done

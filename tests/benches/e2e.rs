@@ -67,6 +67,7 @@ fn topology() -> TopologyConfig {
     let mut t = TopologyConfig::default();
     t.ingest.max_bytes = 2 << 30;
     t.history.max_bytes = 2 << 30;
+    t.parked.max_bytes = 64 << 20;
     t.deliver.max_bytes = 768 << 20;
     t.backlog.max_bytes = 2 << 30;
     t.dlq.max_bytes = 64 << 20;
@@ -79,6 +80,7 @@ fn topology_env() -> Vec<(String, String)> {
     [
         ("INGEST", t.ingest.max_bytes),
         ("HISTORY", t.history.max_bytes),
+        ("PARKED", t.parked.max_bytes),
         ("DELIVER", t.deliver.max_bytes),
         ("BACKLOG", t.backlog.max_bytes),
         ("DLQ", t.dlq.max_bytes),

@@ -93,7 +93,7 @@ pub struct Plan {
     /// Longest wait, after healing, for every accepted id to arrive.
     pub drain_timeout: Duration,
     /// Every stream's size cap: room for the whole run's backlog (AUDIT_HISTORY, bounded by
-    /// the same cap, drops its oldest). The JetStream store is sized for nine of them.
+    /// the same cap, drops its oldest). The JetStream store is sized for ten of them.
     pub stream_bytes: u64,
     pub seed: u64,
 }
@@ -266,7 +266,7 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
         e("AUDITSTREAM_LOG__FILTER", "info".into()),
         e("AUDITSTREAM_SHUTDOWN_GRACE", "2s".into()),
     ];
-    for s in ["INGEST", "HISTORY", "DELIVER", "BACKLOG", "DLQ"] {
+    for s in ["INGEST", "HISTORY", "PARKED", "DELIVER", "BACKLOG", "DLQ"] {
         common.push(e(
             &format!("AUDITSTREAM_NATS__TOPOLOGY__{s}__MAX_BYTES"),
             plan.stream_bytes.to_string(),
@@ -945,9 +945,9 @@ pub async fn run(plan: Plan) -> Report {
             .tempdir()
             .expect("temp dir"),
     ));
-    // INGEST, HISTORY, DELIVER, DLQ and the four per-type backlogs, plus room for
+    // INGEST, HISTORY, PARKED, DELIVER, DLQ and the four per-type backlogs, plus room for
     // AUDIT_CONTROL.
-    let store = format!("{}MB", 9 * plan.stream_bytes / (1 << 20) + 256);
+    let store = format!("{}MB", 10 * plan.stream_bytes / (1 << 20) + 256);
     let mut nats = NatsServer::start_with(&store, false);
     let mut stores = Stores::start().await;
     let mut procs = services(&plan, dir.path(), &nats.url());

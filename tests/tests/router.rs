@@ -288,7 +288,7 @@ fn check_delivery(
 }
 
 #[tokio::test]
-async fn unknown_workspaces_are_acked_and_counted_not_delivered() {
+async fn unknown_workspaces_are_parked_not_delivered() {
     let p = pipeline(async |a: &mut ConfigClient| seed(a).await).await;
     let js = p.nats.jetstream().await;
     publish_ingest(
@@ -310,9 +310,10 @@ async fn unknown_workspaces_are_acked_and_counted_not_delivered() {
     )
     .await;
     p.wait_all_processed().await;
+    // Parked until the directory knows the workspace (router_dead_letters.rs), not dropped.
     assert_eq!(
         p.router
-            .metric(r#"auditstream_router_events_unroutable_total{reason="unknown_workspace"}"#)
+            .metric("auditstream_router_events_parked_total")
             .await,
         1.0
     );
@@ -522,7 +523,7 @@ async fn deliveries_routed_together_are_packed_per_stream() {
 }
 
 /// The gateway packs the events of a request whose ids it assigned; the router takes each
-/// event of a pack on its own: routed, or counted as unroutable, and the pack acked once.
+/// event of a pack on its own: routed, or parked, and the pack acked once.
 #[tokio::test]
 async fn packed_ingest_events_are_routed_one_by_one() {
     let p = pipeline(async |a: &mut ConfigClient| seed(a).await).await;
@@ -551,9 +552,10 @@ async fn packed_ingest_events_are_routed_one_by_one() {
         .filter(|m| m.subject.as_str() == "audit.history.org-acme.pack")
         .count();
     assert_eq!(packs, 1, "the request's ten events in one message");
+    // The pack's two events of an unknown workspace are parked one by one.
     assert_eq!(
         p.router
-            .metric(r#"auditstream_router_events_unroutable_total{reason="unknown_workspace"}"#)
+            .metric("auditstream_router_events_parked_total")
             .await,
         2.0
     );

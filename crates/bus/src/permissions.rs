@@ -120,6 +120,8 @@ impl Service {
                 DELIVER.into(),
                 CONTROL.into(),
                 HISTORY.into(),
+                PARKED.into(),
+                DLQ.into(),
             ],
             Service::ConfigService => stream_names(),
             Service::Sink(t) => vec![DELIVER.into(), backlog(t), DLQ.into(), CONTROL.into()],
@@ -145,6 +147,17 @@ impl Service {
                 publish.push(format!("{}.>", subjects::DELIVER_PREFIX));
                 // Every routed ingest message is kept in AUDIT_HISTORY before its ack.
                 publish.push(format!("{}.>", subjects::HISTORY_PREFIX));
+                // Events of unknown workspaces wait in AUDIT_PARKED; once the workspace is
+                // known they go back to AUDIT_INGEST (read and deleted one by one), and
+                // after the parking window, like any message that can never be routed, to
+                // the router's dead letters.
+                publish.extend([
+                    format!("{}.>", subjects::PARKED_PREFIX),
+                    format!("{}.>", subjects::INGEST_PREFIX),
+                    format!("{}.{}.>", subjects::DLQ_PREFIX, subjects::ROUTER_DLQ),
+                    api(format!("DIRECT.GET.{}", topology::PARKED)),
+                    api(format!("STREAM.MSG.DELETE.{}", topology::PARKED)),
+                ]);
                 publish.extend(durable_consumer(
                     topology::INGEST,
                     ROUTER_CONSUMER,

@@ -7,6 +7,8 @@ pub const INGEST_PREFIX: &str = "audit.ingest";
 /// AUDIT_HISTORY: routed ingest messages under their ingest subject's tail
 /// (`audit.history.<org>.<workspace>.<event_type>`, `audit.history.<org>.pack`).
 pub const HISTORY_PREFIX: &str = "audit.history";
+/// AUDIT_PARKED: `audit.parked.<org>.<workspace>.<event_type>`, one event per message.
+pub const PARKED_PREFIX: &str = "audit.parked";
 pub const DELIVER_PREFIX: &str = "audit.deliver";
 pub const BACKLOG_PREFIX: &str = "audit.backlog";
 pub const DLQ_PREFIX: &str = "audit.dlq";
@@ -65,6 +67,41 @@ pub fn history_of(ingest_subject: &str) -> Option<String> {
     Some(format!("{HISTORY_PREFIX}.{rest}"))
 }
 
+/// `audit.parked.<org>.<workspace>.<event_type>`
+pub fn parked(
+    org_id: &str,
+    workspace_id: &str,
+    event_type: EventType,
+) -> Result<String, SubjectError> {
+    Ok(format!(
+        "{PARKED_PREFIX}.{}.{}.{}",
+        token("org_id", org_id)?,
+        token("workspace_id", workspace_id)?,
+        event_type.as_str()
+    ))
+}
+
+/// The ingest subject of a parked event: `audit.parked.<rest>` → `audit.ingest.<rest>`.
+pub fn unparked(parked_subject: &str) -> Option<String> {
+    let rest = parked_subject
+        .strip_prefix(PARKED_PREFIX)?
+        .strip_prefix('.')?;
+    Some(format!("{INGEST_PREFIX}.{rest}"))
+}
+
+/// The router's own dead letters (ingest messages or events that can never be routed),
+/// per organization: `audit.dlq.router.<org>`. `router` is no sink type, so these never mix
+/// with a stream's DLQ (`audit.dlq.<sink_type>.<stream>`).
+pub fn router_dlq(org_id: &str) -> Result<String, SubjectError> {
+    Ok(format!(
+        "{DLQ_PREFIX}.{ROUTER_DLQ}.{}",
+        token("org_id", org_id)?
+    ))
+}
+
+/// The sink-type position of [`router_dlq`] subjects.
+pub const ROUTER_DLQ: &str = "router";
+
 /// `audit.deliver.<sink_type>.<stream_id>`
 pub fn deliver(sink: SinkType, stream_id: &str) -> Result<String, SubjectError> {
     Ok(format!(
@@ -115,6 +152,16 @@ mod tests {
             Some("audit.history.org-1.pack")
         );
         assert_eq!(history_of("audit.ingestx.a"), None);
+        assert_eq!(
+            parked("org-1", "ws_2", EventType::UserActivity).unwrap(),
+            "audit.parked.org-1.ws_2.user_activity"
+        );
+        assert_eq!(
+            unparked("audit.parked.org-1.ws_2.user_activity").as_deref(),
+            Some("audit.ingest.org-1.ws_2.user_activity")
+        );
+        assert!(parked("org-1", "ws.2", EventType::UserActivity).is_err());
+        assert_eq!(router_dlq("org-1").unwrap(), "audit.dlq.router.org-1");
         assert!(ingest_pack("org.1").is_err());
         assert_eq!(
             deliver(SinkType::AzureBlob, "s9").unwrap(),

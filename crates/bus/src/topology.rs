@@ -2,7 +2,9 @@
 //!
 //! AUDIT_INGEST holds only events not routed yet (a work queue: ingest stops only when the
 //! router falls behind), AUDIT_HISTORY what was routed, for backfill and replay (bounded,
-//! oldest dropped first).
+//! oldest dropped first), AUDIT_PARKED the events of workspaces the directory does not know
+//! yet (the router routes them once the workspace appears, or dead-letters them after its
+//! parking window).
 //!
 //! AUDIT_INGEST, AUDIT_DELIVER, AUDIT_DLQ and AUDIT_CONTROL are shared; the backlog is one
 //! stream per sink type (`AUDIT_BACKLOG_S3`, …, [`backlog`]), so a sink type's NATS user can
@@ -40,6 +42,9 @@ use crate::{permissions::Service, subjects};
 pub const INGEST: &str = "AUDIT_INGEST";
 /// What the router routed, kept for backfill and replay (bounded, oldest dropped first).
 pub const HISTORY: &str = "AUDIT_HISTORY";
+/// Events of workspaces not in the directory yet, waiting for it (the router expires them
+/// itself, counted, into the dead letters).
+pub const PARKED: &str = "AUDIT_PARKED";
 pub const DELIVER: &str = "AUDIT_DELIVER";
 /// The backlog stream of one sink type: see [`backlog`].
 const BACKLOG_PREFIX: &str = "AUDIT_BACKLOG";
@@ -62,7 +67,12 @@ pub const SHARED_BACKLOG: &str = BACKLOG_PREFIX;
 pub fn stream_names() -> Vec<String> {
     let mut names = vec![INGEST.to_owned(), DELIVER.to_owned()];
     names.extend(SinkType::ALL.map(backlog));
-    names.extend([DLQ.to_owned(), CONTROL.to_owned(), HISTORY.to_owned()]);
+    names.extend([
+        DLQ.to_owned(),
+        CONTROL.to_owned(),
+        HISTORY.to_owned(),
+        PARKED.to_owned(),
+    ]);
     names
 }
 
@@ -93,6 +103,10 @@ pub struct TopologyConfig {
     /// `max_age` and `max_bytes` is reached first, and a full history drops its oldest
     /// events, never refusing new ones.
     pub history: StreamLimits,
+    /// Events of workspaces the directory does not know yet. `max_age` should stay 0: the
+    /// router moves events older than its `park.max_age` to the dead letters, counted; a
+    /// stream age would drop them silently first.
+    pub parked: StreamLimits,
     pub deliver: StreamLimits,
     /// The persistent cache of broken or slow destinations: the limits of each sink type's
     /// backlog stream (four streams, so the defaults hold 4 × 4 GiB).
@@ -118,6 +132,12 @@ impl Default for TopologyConfig {
             history: StreamLimits {
                 max_age: day,
                 max_bytes: 16 * GIB,
+            },
+            // A workspace's first events race its registration for seconds to minutes; 1 GiB
+            // holds about an hour of 300 events/s of 1 KiB for workspaces nobody registered.
+            parked: StreamLimits {
+                max_age: Duration::ZERO,
+                max_bytes: GIB,
             },
             // Delivery messages never expire: losing one would lose an event.
             deliver: StreamLimits {
@@ -227,6 +247,9 @@ impl TopologyConfig {
                 Old,
                 &self.history,
             ),
+            // discard: new — a full parking stream makes the router dead-letter (counted)
+            // rather than JetStream dropping the oldest parked events unseen.
+            stream(PARKED, subjects::PARKED_PREFIX, Limits, New, &self.parked),
         ]);
         streams
     }
@@ -825,7 +848,8 @@ mod tests {
 
     /// The AUDIT_HISTORY this topology asks for (limits retention, a day's age).
     fn history(config: &TopologyConfig) -> jetstream::stream::Config {
-        config.streams().pop().unwrap()
+        let streams = config.streams();
+        streams.into_iter().find(|s| s.name == HISTORY).unwrap()
     }
 
     fn weaker(

@@ -15,6 +15,10 @@ pub struct RouterConfig {
     pub config_service: ConfigServiceSource,
     pub consumer: ConsumerConfig,
     pub pack: PackConfig,
+    pub park: ParkConfig,
+    /// Guards against a configuration that suddenly loses most of the tree (a config
+    /// service pointed at an empty or wrong database).
+    pub routing: RoutingGuard,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     pub log: LogConfig,
@@ -52,6 +56,35 @@ pub struct ConsumerConfig {
     /// Redelivery delay after a failed publish.
     #[serde(with = "humantime_serde")]
     pub retry_delay: Duration,
+    /// After this many deliveries, an ingest message this build cannot read (an unknown
+    /// pack version, which an upgraded replica might) goes to the router's dead letters
+    /// instead of holding an ack slot forever.
+    pub max_deliver: u64,
+}
+
+/// Events of workspaces the directory does not know yet (a workspace's first events race
+/// its registration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParkConfig {
+    /// How long a parked event waits for its workspace before it goes to the router's dead
+    /// letters (reason `unknown_workspace`), counted.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// How often AUDIT_PARKED is checked for events whose workspace appeared, and for
+    /// events past `max_age`.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingGuard {
+    /// A new configuration that keeps fewer than this share of the previous one's nodes is
+    /// refused (the router keeps routing on the last one and says so); 0 turns the guard
+    /// off. Only applies once the previous tree had `min_nodes` nodes.
+    pub min_kept_share: f64,
+    pub min_nodes: usize,
 }
 
 impl Default for RouterConfig {
@@ -62,6 +95,8 @@ impl Default for RouterConfig {
             config_service: ConfigServiceSource::default(),
             consumer: ConsumerConfig::default(),
             pack: PackConfig::default(),
+            park: ParkConfig::default(),
+            routing: RoutingGuard::default(),
             shutdown_grace: Duration::from_secs(10),
             log: LogConfig::default(),
         }
@@ -89,6 +124,25 @@ impl Default for ConsumerConfig {
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 20_000,
             retry_delay: Duration::from_secs(2),
+            max_deliver: 20,
+        }
+    }
+}
+
+impl Default for ParkConfig {
+    fn default() -> Self {
+        ParkConfig {
+            max_age: Duration::from_secs(3600),
+            check_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for RoutingGuard {
+    fn default() -> Self {
+        RoutingGuard {
+            min_kept_share: 0.5,
+            min_nodes: 100,
         }
     }
 }

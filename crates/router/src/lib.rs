@@ -9,8 +9,10 @@
 //! rebuilt from `config-client`'s view at every revision.
 
 pub mod config;
+mod dead_letter;
 pub mod enrich;
 pub mod metrics;
+mod park;
 pub mod pipeline;
 mod run;
 pub mod table;

@@ -32,6 +32,16 @@ pub struct Metrics {
     /// Events no stream selected (none applies, or the selection filtered them out).
     pub filtered: Counter,
     pub unroutable: Family<ReasonLabel, Counter>,
+    /// Events of unknown workspaces stored in AUDIT_PARKED.
+    pub parked: Counter,
+    /// Parked events sent back to AUDIT_INGEST once their workspace appeared.
+    pub unparked: Counter,
+    /// Events waiting in AUDIT_PARKED at the last check.
+    pub parked_messages: Gauge,
+    /// Messages moved to the router's dead letters, per reason.
+    pub dead_lettered: Family<ReasonLabel, Counter>,
+    /// Routing tables refused because they lost most of the tree.
+    pub config_refused: Counter,
     /// Ingest messages left for redelivery because a delivery publish failed.
     pub retried: Counter,
     /// The config revision routing runs on.
@@ -56,6 +66,11 @@ impl Metrics {
             history_messages: Counter::default(),
             filtered: Counter::default(),
             unroutable: Family::default(),
+            parked: Counter::default(),
+            unparked: Counter::default(),
+            parked_messages: Gauge::default(),
+            dead_lettered: Family::default(),
+            config_refused: Counter::default(),
             retried: Counter::default(),
             config_revision: Gauge::default(),
             config_snapshots: Gauge::default(),
@@ -87,6 +102,31 @@ impl Metrics {
             "history_messages",
             "Ingest messages stored in AUDIT_HISTORY before their ack (a pack counts once)",
             m.history_messages.clone(),
+        );
+        r.register(
+            "events_parked",
+            "Events of unknown workspaces stored in AUDIT_PARKED",
+            m.parked.clone(),
+        );
+        r.register(
+            "events_unparked",
+            "Parked events sent back to AUDIT_INGEST once their workspace appeared",
+            m.unparked.clone(),
+        );
+        r.register(
+            "parked_messages",
+            "Events waiting in AUDIT_PARKED at the last check",
+            m.parked_messages.clone(),
+        );
+        r.register(
+            "dead_lettered",
+            "Messages moved to the router's dead letters (audit.dlq.router.<org>), per reason",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "config_refused",
+            "Routing tables refused because they lost most of the tree",
+            m.config_refused.clone(),
         );
         r.register(
             "events_filtered",
@@ -125,6 +165,16 @@ impl Metrics {
             Unit::Seconds,
             m.publish_seconds.clone(),
         );
+        // Every known reason is exported from the start (at 0), so an alert on a rate sees
+        // the first one.
+        for reason in ["org_mismatch", "malformed"] {
+            let _ = m.unroutable.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in crate::dead_letter::Reason::ALL {
+            let _ = m.dead_lettered.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
         m
     }
 }

@@ -12,7 +12,7 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, pull},
 };
 use auditstream_bus::{
-    TopologyGate, connect, headers,
+    PublishError, TopologyGate, connect, headers,
     headers::EventMeta,
     jetstream_context,
     pack::{self, Packer},
@@ -28,7 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     RouterConfig,
+    config::RoutingGuard,
+    dead_letter::{DeadLetter, Reason, dead_letter},
     metrics::{Metrics, ReasonLabel, SinkLabel},
+    park::{Park, keep_unparking, park_all},
     pipeline::{Incoming, Outcome, route},
     table::RoutingTable,
 };
@@ -65,7 +68,16 @@ pub async fn run(
     tokio::spawn(keep_table(
         follower,
         table_tx,
+        config.routing.clone(),
         metrics.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(keep_unparking(
+        js.clone(),
+        table_rx.clone(),
+        config.park.clone(),
+        metrics.clone(),
+        config.nats.publish_timeout,
         shutdown.clone(),
     ));
 
@@ -109,6 +121,7 @@ pub async fn run(
 async fn keep_table(
     follower: Follower,
     tx: watch::Sender<Option<Arc<RoutingTable>>>,
+    guard: RoutingGuard,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -118,6 +131,21 @@ async fn keep_table(
         if view.synced {
             let previous = tx.borrow().clone();
             match RoutingTable::build(&view, previous.as_deref()) {
+                Ok(table)
+                    if lost_most_of_the_tree(
+                        &guard,
+                        previous.as_ref().map(|p| p.nodes.len()),
+                        table.nodes.len(),
+                    ) =>
+                {
+                    metrics.config_refused.inc();
+                    tracing::error!(
+                        revision = view.revision,
+                        nodes = table.nodes.len(),
+                        previous_nodes = previous.as_ref().map_or(0, |p| p.nodes.len()),
+                        "configuration refused: it lost most of the tree (routing.min_kept_share); routing goes on with the last one"
+                    );
+                }
                 Ok(table) => {
                     metrics.config_revision.set(table.revision as i64);
                     tx.send_replace(Some(Arc::new(table)));
@@ -136,6 +164,15 @@ async fn keep_table(
             changed = views.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// Whether a table of `after` nodes keeps fewer than the guard's share of the previous
+/// table's `before` (none: the first table, always taken).
+fn lost_most_of_the_tree(guard: &RoutingGuard, before: Option<usize>, after: usize) -> bool {
+    let Some(before) = before else {
+        return false;
+    };
+    before >= guard.min_nodes.max(1) && (after as f64) < guard.min_kept_share * before as f64
 }
 
 async fn consume(
@@ -180,6 +217,7 @@ async fn consume(
         retry_delay: config.consumer.retry_delay,
         pack_events: config.pack.max_events.max(1),
         pack_bytes: config.pack.max_bytes,
+        max_deliver: config.consumer.max_deliver.max(1),
     };
     // What is ready is routed together (no waiting for more), so packs form under load and a
     // lone event goes out at once.
@@ -233,6 +271,7 @@ struct Settings {
     retry_delay: Duration,
     pack_events: usize,
     pack_bytes: usize,
+    max_deliver: u64,
 }
 
 /// One delivery of one ingest message (`from`, its index in the group).
@@ -243,6 +282,9 @@ struct Out<'t> {
     msg_id: String,
     headers: async_nats::HeaderMap,
     body: Vec<u8>,
+    /// The event as ingested: what a delivery too large to publish is dead-lettered with.
+    event: bytes::Bytes,
+    org_id: &'t str,
 }
 
 /// Routes a group of ingest messages, publishes their deliveries (packed per stream), and
@@ -262,18 +304,45 @@ async fn handle(
     };
     let now = time::OffsetDateTime::now_utc();
     let mut outs: Vec<Out<'_>> = Vec::new();
-    let routed: Vec<Routed> = group
+    let mut parks: Vec<Park> = Vec::new();
+    let mut routed: Vec<Routed> = group
         .iter()
         .enumerate()
-        .map(|(i, message)| route_message(i, message, table, metrics, now, &mut outs))
+        .map(|(i, message)| route_message(i, message, table, metrics, now, &mut outs, &mut parks))
         .collect();
+    // A pack no replica read within max_deliver tries terminates in the dead letters.
+    for (message, routed) in group.iter().zip(&mut routed) {
+        if routed.retry
+            && message
+                .info()
+                .is_ok_and(|info| info.delivered as u64 >= settings.max_deliver)
+        {
+            routed.retry = false;
+            routed.dead = Some((
+                Reason::UnknownPackVersion,
+                format!(
+                    "pack format {:?} not read after {} deliveries",
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(pack::PACK))
+                        .map(|v| v.as_str()),
+                    settings.max_deliver
+                ),
+            ));
+        }
+    }
     let started = Instant::now();
     let published = !outs.is_empty();
-    let (mut failed, unkept) = tokio::join!(
+    let (mut failed, unkept, unparked, undead) = tokio::join!(
         publish(js, outs, metrics, settings),
         keep_history(js, &group, &routed, metrics, settings),
+        park_all(js, parks, metrics, settings.timeout),
+        dead_letter_messages(js, &group, &routed, metrics, settings),
     );
     failed.extend(unkept);
+    failed.extend(unparked);
+    failed.extend(undead);
     if published {
         metrics
             .publish_seconds
@@ -302,6 +371,8 @@ async fn handle(
                             Settled::Filtered => {
                                 metrics.filtered.inc();
                             }
+                            // Counted by `park_all` / `dead_letter` once stored.
+                            Settled::Parked | Settled::DeadLettered => {}
                         }
                     }
                     ack(message, metrics, routed.events).await
@@ -320,6 +391,8 @@ struct Routed {
     /// Leave it for another try (a pack of a format this build does not read: an upgraded
     /// replica may).
     retry: bool,
+    /// The whole ingest message goes to the router's dead letters before its ack.
+    dead: Option<(Reason, String)>,
 }
 
 /// Routes one ingest message, a lone event or a pack of them: deliveries go to `outs`.
@@ -330,12 +403,14 @@ fn route_message<'t>(
     metrics: &Metrics,
     now: time::OffsetDateTime,
     outs: &mut Vec<Out<'t>>,
+    parks: &mut Vec<Park>,
 ) -> Routed {
     let headers = message.headers.as_ref();
     let mut routed = Routed {
         events: 1,
         settled: Vec::new(),
         retry: false,
+        dead: None,
     };
     match pack::is_pack(headers).map(|packed| packed.then(|| pack::unpack(&message.payload))) {
         Ok(None) => routed.settled.extend(route_one(
@@ -346,19 +421,28 @@ fn route_message<'t>(
             metrics,
             now,
             outs,
+            parks,
         )),
         Ok(Some(Ok(events))) => {
             routed.events = events.len() as u64;
             for (h, body) in &events {
-                routed
-                    .settled
-                    .extend(route_one(i, Some(h), body, table, metrics, now, outs));
+                routed.settled.extend(route_one(
+                    i,
+                    Some(h),
+                    body,
+                    table,
+                    metrics,
+                    now,
+                    outs,
+                    parks,
+                ));
             }
         }
         // Cut off or garbled: nothing in it can be trusted to be an event.
         Ok(Some(Err(e))) => {
             tracing::warn!(subject = %message.subject, error = %e, "unreadable ingest pack");
-            routed.settled.push(Settled::Unroutable("malformed"));
+            routed.settled.push(Settled::DeadLettered);
+            routed.dead = Some((Reason::MalformedPack, e.to_string()));
         }
         Err(e) => {
             tracing::warn!(subject = %message.subject, error = %e, "ingest pack left for another replica");
@@ -372,18 +456,24 @@ fn route_message<'t>(
 enum Settled {
     Unroutable(&'static str),
     Filtered,
+    /// Its workspace is not in the directory yet: waits in AUDIT_PARKED.
+    Parked,
+    /// In the router's dead letters with its whole ingest message.
+    DeadLettered,
 }
 
 /// Routes one event (of ingest message `i`): its deliveries go to `outs`; `Some` when it
 /// has none.
+#[allow(clippy::too_many_arguments)]
 fn route_one<'t>(
     i: usize,
     h: Option<&async_nats::HeaderMap>,
-    body: &[u8],
+    body: &bytes::Bytes,
     table: &'t RoutingTable,
     metrics: &Metrics,
     now: time::OffsetDateTime,
     outs: &mut Vec<Out<'t>>,
+    parks: &mut Vec<Park>,
 ) -> Option<Settled> {
     let get = |name: &str| h.and_then(|h| h.get(name)).map(|v| v.as_str());
     let (Some(event_id), Some(event_type), Some(workspace_id)) = (
@@ -408,6 +498,20 @@ fn route_one<'t>(
         .resolve_seconds
         .observe(started.elapsed().as_secs_f64());
     let deliveries = match outcome {
+        Outcome::Unroutable("unknown_workspace") => {
+            let Ok(subject) = subjects::parked(incoming.org_id, workspace_id, event_type) else {
+                return Some(Settled::Unroutable("malformed"));
+            };
+            parks.push(Park {
+                from: i,
+                org_id: incoming.org_id.to_owned(),
+                subject,
+                msg_id: format!("parked.{}.{event_id}", incoming.org_id),
+                headers: h.cloned().unwrap_or_default(),
+                body: body.clone(),
+            });
+            return Some(Settled::Parked);
+        }
         Outcome::Unroutable(reason) => return Some(Settled::Unroutable(reason)),
         Outcome::NotWanted => return Some(Settled::Filtered),
         Outcome::Routed(d) => d,
@@ -449,6 +553,8 @@ fn route_one<'t>(
             msg_id,
             headers: h,
             body: d.body,
+            event: body.clone(),
+            org_id,
         });
     }
     None
@@ -507,8 +613,11 @@ async fn keep_history(
 }
 
 /// Publishes `outs`: those of one subject in packs of up to `pack_events` events and
-/// `pack_bytes` bytes, a lone one (or one bigger than a pack) as a plain message. Returns
-/// the group indices of ingest messages with a delivery that was not stored.
+/// `pack_bytes` bytes, a lone one (or one bigger than a pack) as a plain message. A pack the
+/// server refuses as too large is sent again one delivery at a time, and a lone delivery it
+/// refuses can never be stored: it goes to the router's dead letters with its event (the
+/// event's other deliveries go on). Returns the group indices of ingest messages with a
+/// delivery that was neither stored nor dead-lettered.
 async fn publish(
     js: &jetstream::Context,
     outs: Vec<Out<'_>>,
@@ -524,7 +633,7 @@ async fn publish(
         }
     }
     let mut sends = Vec::new();
-    for (subject, list) in subjects {
+    for (_, list) in subjects {
         let mut run: Vec<Out<'_>> = Vec::new();
         let mut run_bytes = 0;
         for out in list {
@@ -532,70 +641,29 @@ async fn publish(
             if !run.is_empty()
                 && (run.len() >= settings.pack_events || run_bytes + size > settings.pack_bytes)
             {
-                sends.push((subject, std::mem::take(&mut run)));
+                sends.push(std::mem::take(&mut run));
                 run_bytes = 0;
             }
             run_bytes += size;
             run.push(out);
         }
         if !run.is_empty() {
-            sends.push((subject, run));
+            sends.push(run);
         }
     }
-    let results = join_all(sends.into_iter().map(|(subject, mut run)| async move {
-        let r = if let [out] = run.as_mut_slice() {
-            let bytes = subject.len() + header_bytes(&out.headers) + out.body.len();
-            publish_durable(
-                js,
-                subject.to_owned(),
-                &out.msg_id,
-                std::mem::take(&mut out.headers),
-                std::mem::take(&mut out.body).into(),
-                settings.timeout,
-            )
-            .await
-            .map(|_| bytes)
-        } else {
-            let mut packer = Packer::new();
-            for out in &run {
-                packer.push(&out.headers, &out.body);
-            }
-            let mut h = async_nats::HeaderMap::new();
-            h.insert(pack::PACK, pack::VERSION);
-            if let Some(stream) = run[0].headers.get(headers::STREAM_ID) {
-                h.insert(headers::STREAM_ID, stream.as_str());
-            }
-            let (msg_id, payload) = packer.finish();
-            h.insert(headers::MSG_ID, msg_id.as_str());
-            let bytes = subject.len() + header_bytes(&h) + payload.len();
-            publish_durable(
-                js,
-                subject.to_owned(),
-                &msg_id,
-                h,
-                payload,
-                settings.timeout,
-            )
-            .await
-            .map(|_| bytes)
-        };
-        (run, r)
-    }))
-    .await;
     let mut failed = std::collections::HashSet::new();
-    for (run, r) in results {
+    // Deliveries the server refused as too large: pack members are sent again alone.
+    let mut alone = Vec::new();
+    let mut too_large = Vec::new();
+    for (run, r) in join_all(sends.into_iter().map(|run| send(js, run, settings))).await {
         match r {
-            Ok(bytes) => {
-                metrics.deliver_messages.inc();
-                metrics.deliver_bytes.inc_by(bytes as u64);
-                for out in &run {
-                    metrics
-                        .routed
-                        .get_or_create(&SinkLabel {
-                            sink_type: out.sink,
-                        })
-                        .inc();
-                }
+            Ok(bytes) => stored(metrics, &run, bytes),
+            Err(PublishError::Refused(e)) if run.len() > 1 => {
+                tracing::warn!(subject = %run[0].subject, events = run.len(), error = %e, "pack refused; sending its deliveries one by one");
+                alone.extend(run.into_iter().map(|out| vec![out]));
+            }
+            Err(PublishError::Refused(e)) => {
+                too_large.extend(run.into_iter().map(|o| (o, e.clone())))
             }
             Err(e) => {
                 tracing::warn!(subject = %run[0].subject, events = run.len(), error = %e, "delivery not stored; its events will be redelivered");
@@ -603,7 +671,143 @@ async fn publish(
             }
         }
     }
+    for (run, r) in join_all(alone.into_iter().map(|run| send(js, run, settings))).await {
+        match r {
+            Ok(bytes) => stored(metrics, &run, bytes),
+            Err(PublishError::Refused(e)) => {
+                too_large.extend(run.into_iter().map(|o| (o, e.clone())))
+            }
+            Err(e) => {
+                tracing::warn!(subject = %run[0].subject, error = %e, "delivery not stored; its event will be redelivered");
+                failed.extend(run.iter().map(|o| o.from));
+            }
+        }
+    }
+    let letters = too_large.into_iter().map(|(out, e)| async move {
+        let letter = DeadLetter {
+            org_id: out.org_id,
+            msg_id: format!("dl.{}", out.msg_id),
+            headers: out.headers.clone(),
+            body: out.event.clone(),
+            reason: Reason::DeliveryTooLarge,
+            detail: format!(
+                "the delivery for stream {} has {} bytes: {e}",
+                out.headers
+                    .get(headers::STREAM_ID)
+                    .map(|v| v.as_str())
+                    .unwrap_or_default(),
+                out.body.len()
+            ),
+        };
+        (
+            out.from,
+            dead_letter(js, letter, metrics, settings.timeout).await,
+        )
+    });
+    for (from, r) in join_all(letters).await {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "delivery neither stored nor dead-lettered; its event will be redelivered");
+            failed.insert(from);
+        }
+    }
     failed
+}
+
+/// Publishes one run of deliveries to one subject: a lone delivery as itself, more as a
+/// pack. Returns the run (for its accounting) and the bytes stored.
+async fn send<'t>(
+    js: &jetstream::Context,
+    run: Vec<Out<'t>>,
+    settings: &Settings,
+) -> (Vec<Out<'t>>, Result<usize, PublishError>) {
+    let subject = run[0].subject;
+    let r = if let [out] = run.as_slice() {
+        let bytes = subject.len() + header_bytes(&out.headers) + out.body.len();
+        publish_durable(
+            js,
+            subject.to_owned(),
+            &out.msg_id,
+            out.headers.clone(),
+            out.body.clone().into(),
+            settings.timeout,
+        )
+        .await
+        .map(|_| bytes)
+    } else {
+        let mut packer = Packer::new();
+        for out in &run {
+            packer.push(&out.headers, &out.body);
+        }
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(pack::PACK, pack::VERSION);
+        if let Some(stream) = run[0].headers.get(headers::STREAM_ID) {
+            h.insert(headers::STREAM_ID, stream.as_str());
+        }
+        let (msg_id, payload) = packer.finish();
+        h.insert(headers::MSG_ID, msg_id.as_str());
+        let bytes = subject.len() + header_bytes(&h) + payload.len();
+        publish_durable(
+            js,
+            subject.to_owned(),
+            &msg_id,
+            h,
+            payload,
+            settings.timeout,
+        )
+        .await
+        .map(|_| bytes)
+    };
+    (run, r)
+}
+
+/// Counts a stored run of deliveries.
+fn stored(metrics: &Metrics, run: &[Out<'_>], bytes: usize) {
+    metrics.deliver_messages.inc();
+    metrics.deliver_bytes.inc_by(bytes as u64);
+    for out in run {
+        metrics
+            .routed
+            .get_or_create(&SinkLabel {
+                sink_type: out.sink,
+            })
+            .inc();
+    }
+}
+
+/// Moves each ingest message marked `dead` to the router's dead letters, whole (headers and
+/// body as ingested). Returns the group indices of those that could not be stored there:
+/// they are nak'ed, and dead-lettered on a later try.
+async fn dead_letter_messages(
+    js: &jetstream::Context,
+    group: &[jetstream::Message],
+    routed: &[Routed],
+    metrics: &Metrics,
+    settings: &Settings,
+) -> Vec<usize> {
+    let letters = group.iter().zip(routed).enumerate().filter_map(|(i, (message, routed))| {
+        let (reason, detail) = routed.dead.clone()?;
+        Some(async move {
+            // `audit.ingest.<org>.…`: the organization the gateway accepted it for.
+            let org_id = message.subject.split('.').nth(2).unwrap_or_default();
+            let sequence = message.info().map_or(0, |info| info.stream_sequence);
+            let letter = DeadLetter {
+                org_id,
+                msg_id: format!("dl.ingest.{sequence}"),
+                headers: message.headers.clone().unwrap_or_default(),
+                body: message.payload.clone(),
+                reason,
+                detail,
+            };
+            dead_letter(js, letter, metrics, settings.timeout)
+                .await
+                .err()
+                .map(|e| {
+                    tracing::warn!(subject = %message.subject, error = %e, "not dead-lettered; it will be redelivered");
+                    i
+                })
+        })
+    });
+    join_all(letters).await.into_iter().flatten().collect()
 }
 
 /// A message's header bytes as sent (`Name: value\r\n`).
@@ -636,5 +840,28 @@ fn unroutable(message: &jetstream::Message, metrics: &Metrics, reason: &'static 
     let seen = seen.get();
     if seen <= 10 || seen.is_multiple_of(1000) {
         tracing::warn!(reason, subject = %message.subject, seen, "event cannot be routed; acked and counted");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_that_loses_most_of_a_large_tree_is_refused() {
+        let guard = RoutingGuard::default();
+        // The first table is always taken, even an empty one (events are parked).
+        assert!(!lost_most_of_the_tree(&guard, None, 0));
+        assert!(lost_most_of_the_tree(&guard, Some(1000), 0));
+        assert!(lost_most_of_the_tree(&guard, Some(1000), 499));
+        assert!(!lost_most_of_the_tree(&guard, Some(1000), 500));
+        assert!(!lost_most_of_the_tree(&guard, Some(1000), 2000));
+        // A small tree may shrink freely: deleting 3 of 5 test nodes is no accident.
+        assert!(!lost_most_of_the_tree(&guard, Some(99), 0));
+        let off = RoutingGuard {
+            min_kept_share: 0.0,
+            ..guard
+        };
+        assert!(!lost_most_of_the_tree(&off, Some(1000), 0));
     }
 }

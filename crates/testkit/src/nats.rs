@@ -368,6 +368,7 @@ pub fn small_topology() -> TopologyConfig {
     for limits in [
         &mut t.ingest,
         &mut t.history,
+        &mut t.parked,
         &mut t.deliver,
         &mut t.backlog,
         &mut t.dlq,

@@ -20,6 +20,7 @@ pub fn test_router_config(nats_url: &str, config_url: &str) -> RouterConfig {
     c.config_service.url = config_url.to_owned();
     c.config_service.token = Secret::new(TestToken::service(ServiceKind::Router).token);
     c.consumer.retry_delay = Duration::from_millis(200);
+    c.park.check_interval = Duration::from_millis(100);
     c.shutdown_grace = Duration::from_secs(2);
     c
 }
