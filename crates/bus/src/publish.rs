@@ -92,7 +92,14 @@ pub async fn connect(
         Some((token, None)) if !explicit => options = options.token(token),
         _ => {}
     }
-    options.connect(url.as_str()).await
+    // A comma-separated list names several servers of a cluster: the client tries each
+    // (a single &str would be parsed as one address and refused).
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    options.connect(servers).await
 }
 
 /// `url` (comma-separated) without userinfo, and the first userinfo found: `(user,

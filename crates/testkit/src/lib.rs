@@ -12,6 +12,7 @@ pub mod conformance;
 mod dns;
 mod gateway;
 mod nats;
+mod nats_cluster;
 mod otlp;
 mod postgres;
 mod proxy;
@@ -38,6 +39,7 @@ pub use nats::{
     login_env, nats_server_bin, provision_for, read_stream, service_password, small_topology,
     stream_configs, stream_messages,
 };
+pub use nats_cluster::NatsCluster;
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::PgSchema;
 pub use proxy::FaultProxy;

@@ -20,7 +20,7 @@ pub const NATS_SERVER_BIN_ENV: &str = "NATS_SERVER_BIN";
 /// The unrestricted user of a test server, for tests that publish or inspect as a raw client
 /// ([`NatsServer::connect`]). Production NATS has no such user.
 pub const TEST_SUPERUSER: &str = "test";
-const TEST_SUPERUSER_PASSWORD: &str = "test-superuser-password";
+pub(crate) const TEST_SUPERUSER_PASSWORD: &str = "test-superuser-password";
 
 /// The password of `service`'s NATS user on every test server. Fixed (the servers listen on
 /// loopback only), so a configuration can be built before or without the server.
@@ -281,39 +281,40 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let log = self.dir.path().join("nats.log");
-        let child = Command::new(nats_server_bin())
-            .arg("-c")
-            .arg(self.dir.path().join("nats.conf"))
-            .arg("-l")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nats-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("nats-server exited with {status}; log:\n{}", read_log(&log));
-            }
-            let ready = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Server is ready"));
-            if ready && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "nats-server did not become ready in 15s; log:\n{}",
-                    read_log(&log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.child = Some(spawn_server(self.dir.path(), self.port));
+    }
+}
+
+/// Starts nats-server on `dir/nats.conf`, logging to `dir/nats.log`, and waits until it
+/// says it is ready and accepts connections on `port`.
+pub(crate) fn spawn_server(dir: &Path, port: u16) -> Child {
+    let log = dir.join("nats.log");
+    let mut child = Command::new(nats_server_bin())
+        .arg("-c")
+        .arg(dir.join("nats.conf"))
+        .arg("-l")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nats-server");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            panic!("nats-server exited with {status}; log:\n{}", read_log(&log));
         }
+        let ready = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("Server is ready"));
+        if ready && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "nats-server did not become ready in 15s; log:\n{}",
+                read_log(&log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -334,11 +335,11 @@ impl Drop for NatsServer {
     }
 }
 
-fn read_log(path: &Path) -> String {
+pub(crate) fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})"))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("find a free port")
