@@ -955,6 +955,20 @@ async fn create_stream_refuses_each_broken_rule_with_its_field() {
             &["the template is not valid JSON once placeholders are filled in"],
         ),
         (
+            // Each copy of the event grows every delivery by the event's size (H4).
+            "template copying the event three times",
+            Kind::S3,
+            |s| {
+                s.template =
+                    r#"[{{{log_message}}}, {{{log_message}}}, "{{{log_message_str}}}"]"#.into()
+            },
+            "stream.template",
+            &[
+                "the template copies the event 3 times",
+                "at most 2 are allowed",
+            ],
+        ),
+        (
             "template with an unterminated placeholder",
             Kind::S3,
             |s| s.template = r#"{"msg": {{{log_message}}"#.into(),

@@ -272,21 +272,22 @@ async fn an_unknown_pack_version_and_an_unreadable_pack_end_in_dead_letters_and_
 async fn a_delivery_too_large_for_nats_is_dead_lettered_with_its_event_and_the_other_streams_get_theirs()
  {
     let mut s = setup(|_| {}).await;
-    // A second stream whose template repeats the whole event: with a 1 MiB event its
-    // delivery is ~10 MiB, over the server's 8 MB max_payload.
+    // A second stream whose template copies the event twice (the most a template may): with
+    // a 4.5 MiB event (the gateway would refuse it; the router still bounds what it gets) its
+    // delivery is ~9 MiB, over the server's 8 MB max_payload.
     let mut big = s3_stream("s-big", "org-p", Descendants, "conn");
     big.selection = Some(EventSelection {
         event_types: vec!["api_platform".into()],
         ..Default::default()
     });
-    big.template = format!("[{}]", ["{{{log_message}}}"; 10].join(","));
+    big.template = "[{{{log_message}}}, {{{log_message}}}]".into();
     create_stream(&mut s.admin, big).await.unwrap();
     let mut service = s._config.client_service(ServiceKind::Router).await;
     s.router
         .wait_revision(current_revision(&mut service).await)
         .await;
     let js = s.nats.jetstream().await;
-    let data = format!(r#"{{"blob":"{}"}}"#, "x".repeat(1 << 20));
+    let data = format!(r#"{{"blob":"{}"}}"#, "x".repeat(9 << 19));
     publish_ingest(&js, "huge", "api_platform", "org-p", "ws-known", &data).await;
     publish_ingest(&js, "small", "api_platform", "org-p", "ws-known", "{}").await;
     s.wait_metric(

@@ -496,7 +496,9 @@ pub fn stream(
         }
     }
     if !stream.template.is_empty() {
-        Template::compile(&stream.template).map_err(|e| invalid("stream.template", e))?;
+        Template::compile(&stream.template)
+            .and_then(|t| t.check_bounds().map(|()| t))
+            .map_err(|e| invalid("stream.template", e))?;
     }
     if let Some(b) = stream.batching.as_ref() {
         if b.max_events > 100_000 {

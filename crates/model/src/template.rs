@@ -31,6 +31,13 @@ use time::{OffsetDateTime, UtcOffset};
 /// Longest template accepted, in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 
+/// Most `{{log_message}}` / `{{log_message_str}}` placeholders a stream's template may hold
+/// (checked when a stream is saved): each copies the whole event into every delivery, so a
+/// template with thousands of them would render deliveries far over NATS' `max_payload`
+/// (security review H4). Two bound a delivery to about twice its event (four times with
+/// `log_message_str` escaping) plus the template's own 64 KiB.
+pub const MAX_LOG_MESSAGE_USES: usize = 2;
+
 /// Why a template was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -129,6 +136,21 @@ impl Template {
     /// braces, not valid JSON once filled, too long, empty).
     pub fn compile(source: &str) -> Result<Template, TemplateError> {
         compile_with_max(source, MAX_TEMPLATE_BYTES)
+    }
+
+    /// The save-time bounds beyond [`Template::compile`]: at most [`MAX_LOG_MESSAGE_USES`]
+    /// copies of the event. Not part of `compile`, so that a template stored before the bound
+    /// still compiles where it is used (a delivery it renders too large for NATS is
+    /// dead-lettered by the router, counted).
+    pub fn check_bounds(&self) -> Result<(), TemplateError> {
+        if self.log_message_uses > MAX_LOG_MESSAGE_USES {
+            return Err(TemplateError::new(format!(
+                "the template copies the event {} times ({{{{{{log_message}}}}}} / {{{{{{log_message_str}}}}}}); \
+                 at most {MAX_LOG_MESSAGE_USES} are allowed, since each copies the whole event into every delivery",
+                self.log_message_uses
+            )));
+        }
+        Ok(())
     }
 
     /// The source text, as given.
@@ -637,6 +659,17 @@ mod tests {
     fn escaped(text: &str) -> String {
         let quoted = serde_json::to_string(text).unwrap();
         quoted[1..quoted.len() - 1].to_owned()
+    }
+
+    #[test]
+    fn copies_of_the_event_are_bounded_at_save_not_at_compile() {
+        let two = Template::compile(r#"[{{{log_message}}}, "{{{log_message_str}}}", {{{now}}}]"#)
+            .unwrap();
+        assert_eq!(two.check_bounds(), Ok(()));
+        let many = format!("[{}]", ["{{{log_message}}}"; 1000].join(","));
+        let stored = Template::compile(&many).expect("a stored template still compiles");
+        let e = stored.check_bounds().unwrap_err().message;
+        assert!(e.starts_with("the template copies the event 1000 times ({{{log_message}}} / {{{log_message_str}}}); at most 2"), "{e}");
     }
 
     // --- each placeholder, bare and inside a string ---

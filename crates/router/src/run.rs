@@ -204,10 +204,14 @@ async fn consume(
         }
     };
     tracing::info!(consumer = %config.consumer.durable_name, "routing");
+    // A pull never hands out a message larger than its byte budget: one below the server's
+    // max_payload would leave such a message (a big pack, a big event) unpulled for ever,
+    // and every message behind it with it.
+    let max_payload = js.client().server_info().max_payload;
     let messages = consumer
         .stream()
         .max_messages_per_batch(config.consumer.batch)
-        .max_bytes_per_batch(config.consumer.batch_bytes.max(1))
+        .max_bytes_per_batch(config.consumer.batch_bytes.max(max_payload).max(1))
         .messages()
         .await
         .context("pull from AUDIT_INGEST")?
