@@ -37,7 +37,7 @@ export MOTO_SERVER_BIN := $(VENV)/bin/moto_server
 export AZURITE_BLOB_BIN := $(TOOLS)/node_modules/.bin/azurite-blob
 export S3S_FS_BIN := $(S3S_FS)
 
-.PHONY: test run deps fmt lint unit build clean bench chaos fuzz fuzz-smoke
+.PHONY: test run deps fmt lint unit build clean bench chaos chaos-cluster fuzz fuzz-smoke
 
 deps: $(VENV)/.installed $(TOOLS)/.installed $(S3S_FS)
 
@@ -110,6 +110,13 @@ bench: deps
 chaos: deps
 	$(CARGO) build --release --locked --bins
 	$(CARGO) bench --locked -p auditstream-tests --bench chaos
+
+## chaos-cluster: the same on a 3-node JetStream cluster (replicas 3); nats restarts kill the
+## AUDIT_INGEST leader, the pause stops the AUDIT_DELIVER leader (figures in
+## target/chaos-cluster/report.md)
+chaos-cluster: deps
+	$(CARGO) build --release --locked --bins
+	CHAOS_CLUSTER=1 $(CARGO) bench --locked -p auditstream-tests --bench chaos
 
 clean:
 	rm -rf .run .tools

@@ -33,7 +33,7 @@ use auditstream_loadgen::{
 use auditstream_proto::v1::{self as pb, connection::Credentials, destination::Target};
 use auditstream_testkit::{
     AzureMonitorStandIn, Azurite, Behavior, HttpReceiver, MonitorContract, MonitorFault,
-    NatsServer, S3Server,
+    NatsCluster, NatsServer, S3Server,
 };
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use serde_json::{Value, json};
@@ -96,6 +96,10 @@ pub struct Plan {
     /// the same cap, drops its oldest). The JetStream store is sized for ten of them.
     pub stream_bytes: u64,
     pub seed: u64,
+    /// A 3-node JetStream cluster (streams at replicas 3) instead of one server: a nats
+    /// restart SIGKILLs and restarts the node leading AUDIT_INGEST, a pause stops the one
+    /// leading AUDIT_DELIVER.
+    pub cluster: bool,
 }
 
 impl Plan {
@@ -117,6 +121,7 @@ impl Plan {
             drain_timeout: Duration::from_secs(180),
             stream_bytes: 1 << 30,
             seed: 20261123,
+            cluster: false,
         }
     }
 
@@ -138,6 +143,7 @@ impl Plan {
             drain_timeout: Duration::from_secs(240),
             stream_bytes: 256 << 20,
             seed: 7,
+            cluster: false,
         }
     }
 }
@@ -276,6 +282,9 @@ fn services(plan: &Plan, dir: &Path, nats_url: &str) -> Vec<Proc> {
         "AUDITSTREAM_NATS__TOPOLOGY__CONTROL__MAX_BYTES",
         (64u64 << 20).to_string(),
     ));
+    if plan.cluster {
+        common.push(e("AUDITSTREAM_NATS__TOPOLOGY__REPLICAS", "3".into()));
+    }
     let (gw_http, config_grpc) = (free_port(), free_port());
     let proc = |name: &'static str, bin: &str, ops: u16, extra: Vec<(String, String)>| Proc {
         name,
@@ -685,11 +694,14 @@ pub struct Report {
     pub secret_leaks: Vec<String>,
     pub drain: Duration,
     pub elapsed: Duration,
+    /// "one nats-server" or "3-node cluster, replicas 3".
+    pub nats: &'static str,
 }
 
 impl Report {
     pub fn json(&self) -> Value {
         json!({
+            "nats": self.nats,
             "accepted": self.accepted,
             "delivered": self.delivered,
             "lost": self.lost,
@@ -740,7 +752,8 @@ impl Report {
              | duplicates delivered | {} ({:.2} %) |\n\
              | requests (failed: not accepted, resent by no one) | {} ({}) |\n\
              | SIGKILLs (each followed by a restart) | {} |\n\
-             | nats-server restarts | {} |\n\
+             | NATS | {} |\n\
+             | nats-server restarts (in a cluster: the AUDIT_INGEST leader) | {} |\n\
              | nats-server paused (SIGSTOP) | {:.0} s |\n\
              | destination outages | {} |\n\
              | answers while AUDIT_INGEST was full (filled with {} MiB; status: count) | {:?} |\n\
@@ -755,6 +768,7 @@ impl Report {
             self.requests,
             self.failed_requests,
             kills.join(", "),
+            self.nats,
             self.nats_restarts,
             self.nats_paused.as_secs_f64(),
             outages.join(", "),
@@ -770,12 +784,70 @@ impl Report {
     }
 }
 
+/// The run's NATS: one server, or a 3-node cluster.
+enum Nats {
+    Single(NatsServer),
+    Cluster(NatsCluster),
+}
+
+impl Nats {
+    fn start(plan: &Plan, store: &str) -> Nats {
+        if plan.cluster {
+            Nats::Cluster(NatsCluster::start(3, store))
+        } else {
+            Nats::Single(NatsServer::start_with(store, false))
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Nats::Single(n) => n.url(),
+            Nats::Cluster(c) => c.url(),
+        }
+    }
+
+    async fn jetstream(&self) -> async_nats::jetstream::Context {
+        match self {
+            Nats::Single(n) => n.jetstream().await,
+            Nats::Cluster(c) => {
+                let js = c.jetstream().await;
+                c.wait_jetstream(&js).await;
+                js
+            }
+        }
+    }
+
+    /// SIGKILL and restart: the server, or the node leading AUDIT_INGEST.
+    async fn restart(&mut self) {
+        match self {
+            Nats::Single(n) => n.restart(),
+            Nats::Cluster(c) => {
+                let js = c.jetstream().await;
+                let leader = c.leader_of(&js, auditstream_bus::topology::INGEST).await;
+                c.restart(leader);
+            }
+        }
+    }
+
+    /// The process to SIGSTOP: the server, or the node leading AUDIT_DELIVER.
+    async fn pausable_pid(&self) -> u32 {
+        match self {
+            Nats::Single(n) => n.pid().expect("nats-server runs"),
+            Nats::Cluster(c) => {
+                let js = c.jetstream().await;
+                let leader = c.leader_of(&js, auditstream_bus::topology::DELIVER).await;
+                c.pid(leader).expect("the leader runs")
+            }
+        }
+    }
+}
+
 /// Where the filler goes: an organization no stream knows, so the router acks it unrouted.
 const FILLER: &str = "audit.ingest.chaos-filler.ws-filler.job_status";
 
 /// Fills AUDIT_INGEST's disk quota (`max_bytes`, `discard: new`) with 1 MiB filler messages
 /// until JetStream refuses one, as a burst of traffic would; returns how many it took.
-async fn fill_ingest(nats: &NatsServer) -> usize {
+async fn fill_ingest(nats: &Nats) -> usize {
     let js = nats.jetstream().await;
     let chunk = bytes::Bytes::from(vec![b'x'; 1 << 20]);
     for n in 0.. {
@@ -793,7 +865,7 @@ async fn fill_ingest(nats: &NatsServer) -> usize {
 }
 
 /// Frees the quota again: removes the filler, and only the filler.
-async fn unfill_ingest(nats: &NatsServer) {
+async fn unfill_ingest(nats: &Nats) {
     let js = nats.jetstream().await;
     js.get_stream("AUDIT_INGEST")
         .await
@@ -842,8 +914,8 @@ fn secrets(stores: &Stores) -> Vec<(&'static str, String)> {
 }
 
 /// Every message AUDIT_CONTROL holds (headers and payload), as bytes.
-async fn control_messages(nats_url: &str) -> Vec<Vec<u8>> {
-    let js = async_nats::jetstream::new(auditstream_testkit::connect_superuser(nats_url).await);
+async fn control_messages(nats: &Nats) -> Vec<Vec<u8>> {
+    let js = nats.jetstream().await;
     let mut stream = js
         .get_stream(auditstream_bus::topology::CONTROL)
         .await
@@ -948,7 +1020,7 @@ pub async fn run(plan: Plan) -> Report {
     // INGEST, HISTORY, PARKED, DELIVER, DLQ and the four per-type backlogs, plus room for
     // AUDIT_CONTROL.
     let store = format!("{}MB", 10 * plan.stream_bytes / (1 << 20) + 256);
-    let mut nats = NatsServer::start_with(&store, false);
+    let mut nats = Nats::start(&plan, &store);
     let mut stores = Stores::start().await;
     let mut procs = services(&plan, dir.path(), &nats.url());
     for p in &mut procs {
@@ -992,7 +1064,14 @@ pub async fn run(plan: Plan) -> Report {
         seed: plan.seed,
     }));
 
-    let mut report = Report::default();
+    let mut report = Report {
+        nats: if plan.cluster {
+            "3-node cluster, replicas 3"
+        } else {
+            "one nats-server"
+        },
+        ..Report::default()
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -1022,11 +1101,11 @@ pub async fn run(plan: Plan) -> Report {
                 p.start();
             }
             Fault::RestartNats => {
-                nats.restart();
+                nats.restart().await;
                 report.nats_restarts += 1;
             }
             Fault::PauseNats => {
-                let pid = nats.pid().expect("nats-server runs");
+                let pid = nats.pausable_pid().await;
                 signal(pid, "-STOP");
                 tokio::time::sleep(plan.nats_pause).await;
                 signal(pid, "-CONT");
@@ -1142,7 +1221,7 @@ pub async fn run(plan: Plan) -> Report {
                 .push(format!("{name} in a GetStatus answer or /metrics"));
         }
     }
-    let control = control_messages(&nats.url()).await;
+    let control = control_messages(&nats).await;
     report.bus_messages_checked = control.len();
     for (name, value) in &secrets {
         if control

@@ -17,7 +17,9 @@ async fn nothing_accepted_is_lost_through_kills_restarts_pauses_and_outages() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let plan = chaos::Plan::smoke(bin_dir);
+    let mut plan = chaos::Plan::smoke(bin_dir);
+    // `CHAOS_CLUSTER=1`: the same on a 3-node cluster (`make chaos-cluster` runs the full plan).
+    plan.cluster = std::env::var("CHAOS_CLUSTER").is_ok_and(|v| v == "1");
     let (kills, outages) = (plan.kills_per_service, plan.outages.len());
     let report = chaos::run(plan).await;
     println!("{}", report.markdown());

@@ -86,6 +86,11 @@ impl NatsCluster {
         self.nodes.iter().position(|n| n.name == name)
     }
 
+    /// Node `i`'s process id while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(|c| c.id())
+    }
+
     /// SIGKILLs node `i`; its store stays for [`Self::restart`].
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
