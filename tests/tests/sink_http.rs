@@ -524,3 +524,55 @@ async fn backlog_events_are_reported_before_they_expire_and_moved_to_the_dlq_aft
     ctl(&stack, &["dlq", "replay", "s-0"]).await;
     stack.wait_delivered(0, &ids, MINUTE).await;
 }
+/// M12: a destination that refuses every event (a schema or setting on its side) is broken,
+/// with its events in the backlog, instead of dead-lettering them all while it looks healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_refusing_every_event_is_broken_not_dead_lettered() {
+    let stack = sink_stack(&[GOOD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::Status {
+        status: 400,
+        retry_after: None,
+        body: r#"{"error":"field audit.org_id is not in the index schema"}"#.into(),
+    });
+    let ids = stack.send(0, "all", 40, None).await;
+    let broken = stack
+        .wait_status("s-0", "broken with the events in the backlog", |s| {
+            s.state() == HealthState::Broken && s.backlog_depth + s.dead_lettered_events >= 40
+        })
+        .await;
+    assert!(broken.last_error.contains("refused"), "{broken:?}");
+    assert!(broken.last_error.contains("400"), "{broken:?}");
+    assert!(
+        broken.dead_lettered_events < 10,
+        "at most delivery.broken_after_refused - 1 dead-lettered: {broken:?}"
+    );
+    let mails = stack.smtp.wait_for(1, MINUTE).await;
+    let mail = mails[0].replace("=\r\n", "").replace("\r\n", "\n");
+    assert!(
+        mail.contains(ADMIN_MAIL) && mail.contains("refused"),
+        "{mail}"
+    );
+
+    // Fixed at the destination: the backlog drains, nothing is lost.
+    stack.receivers[0].set_behavior(Behavior::Accept);
+    let dead = broken.dead_lettered_events as usize;
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    loop {
+        let got: HashSet<String> = stack.receivers[0].accepted_ids().into_iter().collect();
+        let missing = ids.iter().filter(|id| !got.contains(*id)).count();
+        if missing <= dead {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} events never delivered ({dead} dead-lettered)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = stack
+        .wait_status("s-0", "healthy again", |s| {
+            s.state() == HealthState::Healthy && s.backlog_depth == 0
+        })
+        .await;
+    assert_eq!(status.dlq_depth as usize, dead, "{status:?}");
+}

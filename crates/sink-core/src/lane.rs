@@ -70,6 +70,8 @@ pub(crate) struct LaneState {
     pub last_error: String,
     pub hint: String,
     pub last_delivery_at: Option<time::OffsetDateTime>,
+    /// Events refused in a row, in batches nearly all refused (`delivery.broken_after_refused`).
+    pub refused_run: u64,
     pub backlog_depth: u64,
     pub expiring: u64,
     pub oldest_expires_at: String,
@@ -123,6 +125,7 @@ impl<S: Sink> Lane<S> {
                 last_error: String::new(),
                 hint: String::new(),
                 last_delivery_at: None,
+                refused_run: 0,
                 backlog_depth: 0,
                 expiring: 0,
                 oldest_expires_at: String::new(),
@@ -404,7 +407,10 @@ impl<S: Sink> Lane<S> {
                 Vec::new()
             };
             let started = Instant::now();
-            let outcome = with_progress(rt, &items, deliver(&*dest, &items)).await;
+            let mut outcome = with_progress(rt, &items, deliver(&*dest, &items)).await;
+            let requests = outcome.requests as u64;
+            let failed = u64::from(outcome.stopped_by.is_some());
+            self.refusing_everything(rt, &mut outcome);
             for (i, span) in spans.iter().enumerate() {
                 let result = if outcome.delivered.contains(&i) {
                     "delivered"
@@ -434,8 +440,6 @@ impl<S: Sink> Lane<S> {
                 }
                 e.ack().await;
             }
-            let requests = outcome.requests as u64;
-            let failed = u64::from(outcome.stopped_by.is_some());
             for _ in 0..requests - failed {
                 rt.metrics.request("delivered");
             }
@@ -485,6 +489,49 @@ impl<S: Sink> Lane<S> {
                 None => return,
             }
         }
+    }
+
+    /// Keeps count of events refused in a row; once `delivery.broken_after_refused` of them
+    /// were, the destination refuses (nearly) everything, which is its configuration, not
+    /// the events (M12): the refused events of this batch are not dead-lettered but stop it
+    /// with a configuration answer, so they go to the backlog and the stream is broken
+    /// (status, e-mail) until a probe or a configuration change.
+    fn refusing_everything(&self, rt: &Runtime<S>, outcome: &mut crate::deliver::Outcome) {
+        let refused = outcome.rejected.len() as u64;
+        let mut st = self.st();
+        let (run, broken) = refusal_run(
+            st.refused_run,
+            outcome.delivered.len() as u64,
+            refused,
+            rt.settings.delivery.broken_after_refused,
+        );
+        st.refused_run = run;
+        drop(st);
+        if !broken {
+            return;
+        }
+        let last = outcome
+            .rejected
+            .last()
+            .map(|(_, reason)| reason.clone())
+            .unwrap_or_default();
+        let mut pending: Vec<usize> = outcome
+            .rejected
+            .drain(..)
+            .map(|(i, _)| i)
+            .chain(outcome.pending.drain(..))
+            .collect();
+        // In batch order, so the backlog keeps the stream's order.
+        pending.sort_unstable();
+        outcome.pending = pending;
+        outcome.stopped_by = Some(Answer::configuration(
+            format!("the destination refused {run} events in a row; the last answer: {last}"),
+            "nearly every event is refused, so the cause is the destination's settings or the \
+             stream's (its template, the destination's schema, a policy), not the events: fix \
+             it, and the events waiting in the backlog are delivered",
+        ));
+        // A fresh count once the destination takes events again.
+        self.st().refused_run = 0;
     }
 
     /// Handles an answer that stopped a batch. Returns the events to try again (after the
@@ -788,6 +835,21 @@ impl<S: Sink> Lane<S> {
     }
 }
 
+/// The run of refused events after a batch with `delivered` and `refused` events, and
+/// whether it reached `threshold` (0: never). Only batches nearly all refused (nine in ten or
+/// more) extend the run; a batch mostly delivered ends it (a poison event now and then is the
+/// DLQ's business); a batch with neither (stopped before any answer) leaves it as it is.
+fn refusal_run(run: u64, delivered: u64, refused: u64, threshold: u64) -> (u64, bool) {
+    let run = if refused > 0 && refused * 10 >= (refused + delivered) * 9 {
+        run + refused
+    } else if delivered > 0 {
+        0
+    } else {
+        run
+    };
+    (run, threshold > 0 && refused > 0 && run >= threshold)
+}
+
 /// Runs `work` while sending in-progress acks for `events` every third of the ack wait,
 /// so JetStream does not hand them to another replica meanwhile.
 async fn with_progress<S: Sink, T>(
@@ -838,4 +900,31 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_refusing_nearly_everything_is_broken() {
+        // A whole batch refused event by event.
+        assert_eq!(refusal_run(0, 0, 500, 10), (500, true));
+        // Nearly all: 95 of 100.
+        assert_eq!(refusal_run(0, 5, 95, 10), (95, true));
+        // Single-event batches add up to the threshold.
+        let mut run = 0;
+        for n in 1..=10 {
+            let (r, broken) = refusal_run(run, 0, 1, 10);
+            assert_eq!((r, broken), (n, n == 10));
+            run = r;
+        }
+        // A poison event in a batch otherwise delivered ends the run and breaks nothing.
+        assert_eq!(refusal_run(9, 99, 1, 10), (0, false));
+        assert_eq!(refusal_run(9, 40, 9, 10), (0, false));
+        // A batch stopped before any answer (transient) keeps the run.
+        assert_eq!(refusal_run(7, 0, 0, 10), (7, false));
+        // 0 turns the rule off.
+        assert_eq!(refusal_run(0, 0, 500, 0), (500, false));
+    }
 }
