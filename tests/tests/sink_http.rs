@@ -576,3 +576,96 @@ async fn a_destination_refusing_every_event_is_broken_not_dead_lettered() {
         .await;
     assert_eq!(status.dlq_depth as usize, dead, "{status:?}");
 }
+
+/// M10: a stream whose batches wait longer than `ack_wait`. The messages held in the open
+/// batch get in-progress acks, so JetStream redelivers none of them, and every event reaches
+/// the destination exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_older_than_ack_wait_are_delivered_once_without_redeliveries() {
+    use auditstream_bus::topology;
+    let ack_wait = Duration::from_secs(1);
+    let max_age = Duration::from_secs(4);
+    let mut stack = stack_without_sink(&[GOOD_TOKEN]).await;
+    let mut stream = stack
+        .admin
+        .get_stream(pb::GetStreamRequest { id: "s-0".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.batching = Some(pb::Batching {
+        max_age_ms: max_age.as_millis() as u32,
+        ..Default::default()
+    });
+    stack
+        .admin
+        .update_stream(pb::UpdateStreamRequest {
+            stream: Some(stream),
+            update_mask: vec!["batching".into()],
+        })
+        .await
+        .unwrap();
+    stack
+        .start_sink(
+            loopback_http(),
+            |c| {
+                c.consumer.ack_wait = ack_wait;
+                // The sink's default too, in case its view has not caught up with the
+                // stream's batching when the events arrive: either way batches wait 4 s.
+                c.batching.max_age = max_age;
+            },
+            |c| auditstream_sink_http::HttpSink::new(c.clone()).unwrap(),
+        )
+        .await;
+    let sent_at = tokio::time::Instant::now();
+    let ids = stack.send(0, "slow", 30, None).await;
+
+    // While the batch is open (4 ack_waits), no message of the consumer is redelivered.
+    let js = stack.nats.jetstream().await;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(topology::DELIVER)
+        .await
+        .unwrap()
+        .get_consumer("sink-http")
+        .await
+        .unwrap();
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    let deadline = sent_at + MINUTE;
+    loop {
+        let info = consumer.info().await.unwrap().clone();
+        assert_eq!(
+            info.num_redelivered, 0,
+            "redelivered while batched: {info:?}"
+        );
+        let got: HashSet<String> = stack.receivers[0].accepted_ids().into_iter().collect();
+        if want.is_subset(&got) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sent_at.elapsed() >= 2 * ack_wait,
+        "the batch waited longer than ack_wait ({:?})",
+        sent_at.elapsed()
+    );
+    stack.wait_all_delivered().await;
+    let delivered: Vec<String> = stack.receivers[0]
+        .accepted_ids()
+        .into_iter()
+        .filter(|id| id.starts_with("slow-"))
+        .collect();
+    let mut counted = std::collections::HashMap::<&str, usize>::new();
+    for id in &delivered {
+        *counted.entry(id.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = counted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_eq!(counted.len(), ids.len());
+    let sink = stack.sink.as_ref().unwrap();
+    assert_eq!(
+        sink.metric("auditstream_sink_redeliveries_dropped_total")
+            .await,
+        0.0,
+        "JetStream redelivered nothing the sink held"
+    );
+}

@@ -45,6 +45,10 @@ pub struct Metrics {
     pub open_batches_peak: Gauge,
     pub buffered_peak_bytes: Gauge,
     pub inflight_bytes: Gauge,
+    /// Live messages held unsettled by this replica (kept alive with in-progress acks).
+    pub held_messages: Gauge,
+    /// Redeliveries of messages this replica still held, dropped (the held copy goes on).
+    pub redeliveries_dropped: Counter,
     /// Destinations of this replica's streams that are broken now.
     pub broken_destinations: Gauge,
     /// Events in the backlog per stream (from the last scan).
@@ -70,6 +74,8 @@ impl Metrics {
             open_batches_peak: Gauge::default(),
             buffered_peak_bytes: Gauge::default(),
             inflight_bytes: Gauge::default(),
+            held_messages: Gauge::default(),
+            redeliveries_dropped: Counter::default(),
             broken_destinations: Gauge::default(),
             backlog_events: Family::default(),
             stream_state: Family::default(),
@@ -160,6 +166,16 @@ impl Metrics {
             "Bytes in closed, undelivered batches",
             Unit::Bytes,
             m.inflight_bytes.clone(),
+        );
+        r.register(
+            "held_messages",
+            "Live messages held unsettled by this replica, kept alive with in-progress acks",
+            m.held_messages.clone(),
+        );
+        r.register(
+            "redeliveries_dropped",
+            "Redeliveries of messages this replica still held, dropped",
+            m.redeliveries_dropped.clone(),
         );
         r.register(
             "broken_destinations",

@@ -29,7 +29,7 @@ use crate::{
     batch::{Batch, BatchLimits, Batcher},
     config::{BacklogConfig, BatchingConfig, ConsumerConfig, DeliveryConfig, SinkConfig},
     control::{Control, serve_rpcs},
-    event::Event,
+    event::{Event, Held, Live},
     lane::{Lane, rfc3339},
     metrics::{Metrics, StreamLabel},
     sink::Sink,
@@ -59,6 +59,8 @@ pub(crate) struct Runtime<S: Sink> {
     pub lanes: Mutex<HashMap<String, Arc<Lane<S>>>>,
     pub metrics: Metrics,
     pub inflight_bytes: AtomicUsize,
+    /// The live consumer's messages this replica holds: kept alive, redeliveries dropped.
+    pub held: Arc<Held>,
     /// KiB of batches being moved to the backlog (`delivery.max_spill_bytes`).
     spill_budget: Arc<tokio::sync::Semaphore>,
     spill_kib: usize,
@@ -204,6 +206,7 @@ pub async fn run<S: Sink, C>(
         lanes: Mutex::new(HashMap::new()),
         metrics,
         inflight_bytes: AtomicUsize::new(0),
+        held: Arc::new(Held::default()),
         spill_budget: Arc::new(tokio::sync::Semaphore::new(spill_kib)),
         spill_kib,
         shutdown: CancellationToken::new(),
@@ -252,6 +255,7 @@ pub async fn run<S: Sink, C>(
     ));
     tokio::spawn(watch_config(rt.clone()));
     tokio::spawn(scan_backlog(rt.clone()));
+    tokio::spawn(keep_alive(rt.clone()));
     let reporter = tokio::spawn(report_status(rt.clone()));
 
     let consumed = consume(&rt, &topology, &shutdown, consuming_tx).await;
@@ -356,8 +360,14 @@ async fn consume<S: Sink>(
                         let _ = m.ack().await;
                         continue;
                     };
-                    let events = match Event::from_message(m) {
-                        Ok(events) => events,
+                    let events = match Event::from_live_message(m, &rt.held) {
+                        Ok(Live::Events(events)) => events,
+                        Ok(Live::Held) => {
+                            // Still in an open batch, queued or being delivered here: that
+                            // copy is acked when it is settled (M10).
+                            rt.metrics.redeliveries_dropped.inc();
+                            continue;
+                        }
                         Err(e) => {
                             // Left unacked: redelivered after ack_wait, to a sink that reads it.
                             tracing::error!(stream = %key, error = %e, "unreadable delivery message");
@@ -399,6 +409,7 @@ async fn consume<S: Sink>(
         rt.metrics
             .inflight_bytes
             .set(rt.inflight_bytes.load(Ordering::Relaxed) as i64);
+        rt.metrics.held_messages.set(rt.held.len() as i64);
     }
     consuming.send_replace(false);
     // Stop pulling, and flush what is open: the lanes deliver it within the grace period.
@@ -407,6 +418,22 @@ async fn consume<S: Sink>(
         rt.hand(batch).await;
     }
     Ok(())
+}
+
+/// Every third of `consumer.ack_wait`: an in-progress ack for every live message this
+/// replica holds (open batches, lane windows, deliveries, moves to the backlog), so
+/// JetStream redelivers none of them while they wait here, however long the stream's
+/// `batching.max_age` or its lane's queue (M10). It stops with the runtime: what a replica
+/// still holds then (or when it dies) is redelivered after `ack_wait`.
+async fn keep_alive<S: Sink>(rt: Arc<Runtime<S>>) {
+    let every = (rt.settings.consumer.ack_wait / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = rt.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        rt.held.keep_alive().await;
+    }
 }
 
 /// Tells lanes when their stream or its connection changed, so a broken destination is
