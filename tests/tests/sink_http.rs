@@ -669,3 +669,93 @@ async fn batches_older_than_ack_wait_are_delivered_once_without_redeliveries() {
         "JetStream redelivered nothing the sink held"
     );
 }
+
+/// L5: an event arriving again for a broken stream (a DLQ replay) whose backlog id is in the
+/// backlog's de-duplication window, but whose earlier copy was drained already, is stored in
+/// the backlog, not taken as stored and lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_into_a_backlog_that_saw_its_id_is_kept() {
+    use auditstream_bus::{headers, headers::EventMeta, subjects, topology};
+    use auditstream_model::SinkType;
+    let stack = sink_stack(&[GOOD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::Status {
+        status: 403,
+        retry_after: None,
+        body: String::new(),
+    });
+    let first = stack.send(0, "before", 3, None).await;
+    stack
+        .wait_status("s-0", "broken with a backlog", |s| {
+            s.state() == HealthState::Broken && s.backlog_depth >= 3
+        })
+        .await;
+
+    let js = stack.nats.jetstream().await;
+    let key = common::stream_key(&stack.admin, "s-0").await;
+    let backlog = topology::backlog(SinkType::Http);
+    let backlog_subject = subjects::backlog(SinkType::Http, &key).unwrap();
+    let event_id = "replayed-0";
+    let mut h = EventMeta {
+        event_id,
+        org_id: "org",
+        workspace_id: "ws-0",
+        event_type: "user_activity",
+        occurred_at: "2026-11-21T10:15:02.120Z",
+        received_at: "2026-11-21T10:15:03Z",
+        traceparent: None,
+    }
+    .to_headers();
+    h.insert(headers::STREAM_ID, "s-0");
+    let body = format!(r#"{{"audit":{{"event_id":"{event_id}"}}}}"#);
+    // The event went through this backlog a moment ago (under the id the sink gives an event
+    // without one of its own) and was drained from it since.
+    let earlier = js
+        .send_publish(
+            backlog_subject.clone(),
+            async_nats::jetstream::message::PublishMessage::build()
+                .headers(h.clone())
+                .message_id(format!("{event_id}.{key}"))
+                .payload(body.clone().into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.get_stream(&backlog)
+        .await
+        .unwrap()
+        .delete_message(earlier.sequence)
+        .await
+        .unwrap();
+    // Now it comes back on the delivery subject without a message id (a replay as the
+    // review found them: `Nats-*` headers stripped).
+    js.publish_with_headers(
+        subjects::deliver(SinkType::Http, &key).unwrap(),
+        h,
+        body.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    while auditstream_testkit::stream_messages(&js, topology::DELIVER).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = auditstream_testkit::read_stream(&js, &backlog).await;
+    assert!(
+        held.iter()
+            .any(|m| common::header(m, headers::EVENT_ID) == Some(event_id)),
+        "the replayed event is in the backlog: {:?}",
+        held.iter()
+            .map(|m| common::header(m, headers::EVENT_ID))
+            .collect::<Vec<_>>()
+    );
+
+    // And it is delivered once the destination works.
+    stack.receivers[0].set_behavior(Behavior::Accept);
+    let mut want = first;
+    want.push(event_id.to_owned());
+    stack.wait_delivered(0, &want, MINUTE).await;
+}

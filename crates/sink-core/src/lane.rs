@@ -183,15 +183,35 @@ impl<S: Sink> Lane<S> {
     }
 
     async fn to_backlog(&self, rt: &Runtime<S>, event: Event) -> bool {
-        let published = publish_durable(
-            &rt.js,
-            self.backlog_subject.clone(),
-            &event.msg_id(&self.key),
-            event.headers.clone(),
-            event.body.clone(),
-            rt.settings.publish_timeout,
-        )
-        .await;
+        let msg_id = event.msg_id(&self.key);
+        let (headers, body) = (&event.headers, &event.body);
+        let publish = |msg_id: String| async move {
+            publish_durable(
+                &rt.js,
+                self.backlog_subject.clone(),
+                &msg_id,
+                headers.clone(),
+                body.clone(),
+                rt.settings.publish_timeout,
+            )
+            .await
+        };
+        let mut published = publish(msg_id.clone()).await;
+        // A duplicate is stored only if the copy it names is still in the backlog. If that
+        // copy was drained already (the backlog is a work queue), this is another arrival of
+        // the event within the de-duplication window, e.g. a DLQ replay whose message has no
+        // id of its own (L5): kept under an id of its own, never taken as stored. At worst
+        // the event is delivered twice.
+        if let Ok(ack) = &published
+            && ack.duplicate
+            && !self.in_backlog(rt, ack.sequence, &msg_id).await
+        {
+            published = publish(format!(
+                "{msg_id}.again.{}",
+                auditstream_model::new_event_id()
+            ))
+            .await;
+        }
         match published {
             Ok(_) => {
                 event.ack().await;
@@ -202,6 +222,21 @@ impl<S: Sink> Lane<S> {
                 event.nak(Some(rt.settings.consumer.retry_delay)).await;
                 false
             }
+        }
+    }
+
+    /// Whether the type's backlog stream still holds message `sequence` under `msg_id`.
+    /// Unknown (the stream cannot be read) counts as no: publishing once more is safe.
+    async fn in_backlog(&self, rt: &Runtime<S>, sequence: u64, msg_id: &str) -> bool {
+        let Ok(stream) = rt.js.get_stream(topology::backlog(S::TYPE)).await else {
+            return false;
+        };
+        match stream.direct_get(sequence).await {
+            Ok(m) => m
+                .headers
+                .get(headers::MSG_ID)
+                .is_some_and(|v| v.as_str() == msg_id),
+            Err(_) => false,
         }
     }
 
