@@ -759,3 +759,65 @@ async fn a_replay_into_a_backlog_that_saw_its_id_is_kept() {
     want.push(event_id.to_owned());
     stack.wait_delivered(0, &want, MINUTE).await;
 }
+
+/// The `auditstream_sink_*` series of the sink's `/metrics` that name `stream`.
+async fn stream_series(stack: &SinkStack, stream: &str) -> Vec<String> {
+    let ops = stack.sink.as_ref().unwrap().ops;
+    let text = reqwest::get(format!("http://{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let label = format!("stream=\"{stream}\"");
+    text.lines()
+        .filter(|l| l.starts_with("auditstream_sink_") && l.contains(&label))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// L6: a deleted stream's lane and its per-stream metric series go away once nothing of it
+/// is left in the sink (no backlog, nothing queued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_streams_lane_and_metric_series_are_removed() {
+    let mut stack = sink_stack(&[GOOD_TOKEN, GOOD_TOKEN], |_| {}).await;
+    let ids = stack.send(0, "gone", 5, None).await;
+    let kept = stack.send(1, "kept", 5, None).await;
+    stack.wait_delivered(0, &ids, MINUTE).await;
+    stack.wait_delivered(1, &kept, MINUTE).await;
+    let sink = stack.sink.as_ref().unwrap();
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    while stream_series(&stack, "s-0").await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no series of s-0");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sink.metric("auditstream_sink_lanes").await >= 2.0);
+
+    stack
+        .admin
+        .delete_stream(pb::DeleteStreamRequest {
+            id: "s-0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sink = stack.sink.as_ref().unwrap();
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    loop {
+        let lanes = sink.metric("auditstream_sink_lanes").await;
+        let series = stream_series(&stack, "s-0").await;
+        if lanes == 1.0 && series.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lanes {lanes}, series of s-0 left: {series:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The other stream keeps its lane and delivers on.
+    let more = stack.send(1, "more", 5, None).await;
+    stack.wait_delivered(1, &more, MINUTE).await;
+    assert!(!stream_series(&stack, "s-1").await.is_empty());
+    assert_eq!(sink.metric("auditstream_sink_lanes").await, 1.0);
+}

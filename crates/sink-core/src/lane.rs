@@ -79,6 +79,17 @@ pub(crate) struct LaneState {
     pub counts: Counts,
     /// Something changed since the last status report.
     pub dirty: bool,
+    /// Its stream was deleted and nothing of it is left here: the lane takes no more
+    /// batches, and its worker ends once its queue is empty (L6).
+    pub retired: bool,
+}
+
+/// Why [`Lane::offer`] did not take a batch.
+pub(crate) enum NotTaken {
+    /// The lane cannot take live traffic now: move the batch to the backlog.
+    Backlog(Batch<Event>),
+    /// The lane was retired meanwhile: hand the batch to the stream's current lane.
+    Retired(Batch<Event>),
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -131,6 +142,7 @@ impl<S: Sink> Lane<S> {
                 oldest_expires_at: String::new(),
                 counts: Counts::default(),
                 dirty: false,
+                retired: false,
             }),
             dest: tokio::sync::Mutex::new(None),
         }
@@ -142,8 +154,11 @@ impl<S: Sink> Lane<S> {
 
     /// Takes a closed batch for delivery if the destination takes live traffic and the
     /// window has room; otherwise the caller spills it to the backlog.
-    pub fn offer(&self, rt: &Runtime<S>, batch: Batch<Event>) -> Result<(), Batch<Event>> {
+    pub fn offer(&self, rt: &Runtime<S>, batch: Batch<Event>) -> Result<(), NotTaken> {
         let mut st = self.st();
+        if st.retired {
+            return Err(NotTaken::Retired(batch));
+        }
         let mut queue = self.queue.lock().expect("lane queue lock");
         let inflight = rt.inflight_bytes.load(std::sync::atomic::Ordering::Relaxed);
         let accept = !st.backlogged
@@ -153,7 +168,7 @@ impl<S: Sink> Lane<S> {
         if !accept {
             st.backlogged = true;
             st.spilling += 1;
-            return Err(batch);
+            return Err(NotTaken::Backlog(batch));
         }
         rt.inflight_bytes
             .fetch_add(batch.bytes, std::sync::atomic::Ordering::Relaxed);
@@ -162,6 +177,22 @@ impl<S: Sink> Lane<S> {
         drop(st);
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Retires the lane if nothing of its stream is left here: no batch queued, none being
+    /// moved to the backlog, no backlog (`backlog_empty`: the last scan found none, and the
+    /// lane is not draining one). Called with the runtime's lanes locked, so no batch can
+    /// reach the lane after this; its worker finishes what it holds, then ends.
+    pub fn retire_if_idle(&self, backlog_empty: bool) -> bool {
+        let mut st = self.st();
+        let queue_empty = self.queue.lock().expect("lane queue lock").is_empty();
+        if !backlog_empty || st.backlogged || st.spilling > 0 || !queue_empty {
+            return false;
+        }
+        st.retired = true;
+        drop(st);
+        self.wake.notify_one();
+        true
     }
 
     /// Moves a batch the lane did not take to the backlog: published with PubAck, then
@@ -352,7 +383,7 @@ impl<S: Sink> Lane<S> {
                     .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
-            if rt.shutdown.is_cancelled() {
+            if rt.shutdown.is_cancelled() || self.st().retired {
                 return;
             }
             let (broken, backlogged, changed) = {

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub held_messages: Gauge,
     /// Redeliveries of messages this replica still held, dropped (the held copy goes on).
     pub redeliveries_dropped: Counter,
+    /// Lanes (one per stream with traffic) this replica holds now.
+    pub lanes: Gauge,
     /// Destinations of this replica's streams that are broken now.
     pub broken_destinations: Gauge,
     /// Events in the backlog per stream (from the last scan).
@@ -76,6 +78,7 @@ impl Metrics {
             inflight_bytes: Gauge::default(),
             held_messages: Gauge::default(),
             redeliveries_dropped: Counter::default(),
+            lanes: Gauge::default(),
             broken_destinations: Gauge::default(),
             backlog_events: Family::default(),
             stream_state: Family::default(),
@@ -178,6 +181,11 @@ impl Metrics {
             m.redeliveries_dropped.clone(),
         );
         r.register(
+            "lanes",
+            "Stream lanes held by this replica",
+            m.lanes.clone(),
+        );
+        r.register(
             "broken_destinations",
             "Destinations broken now",
             m.broken_destinations.clone(),
@@ -198,6 +206,17 @@ impl Metrics {
             m.expiring_events.clone(),
         );
         m
+    }
+
+    /// Removes a stream's series (its lane was removed: the stream is deleted).
+    pub fn forget_stream(&self, stream_id: &str) {
+        let label = StreamLabel {
+            stream: stream_id.to_owned(),
+        };
+        self.latency_seconds.remove(&label);
+        self.backlog_events.remove(&label);
+        self.stream_state.remove(&label);
+        self.expiring_events.remove(&label);
     }
 
     pub fn request(&self, result: &'static str) {

@@ -30,7 +30,7 @@ use crate::{
     config::{BacklogConfig, BatchingConfig, ConsumerConfig, DeliveryConfig, SinkConfig},
     control::{Control, serve_rpcs},
     event::{Event, Held, Live},
-    lane::{Lane, rfc3339},
+    lane::{Lane, NotTaken, rfc3339},
     metrics::{Metrics, StreamLabel},
     sink::Sink,
 };
@@ -92,9 +92,45 @@ impl<S: Sink> Runtime<S> {
             self.settings.delivery.broken_after,
         ));
         lanes.insert(key.to_owned(), lane.clone());
+        self.metrics.lanes.set(lanes.len() as i64);
         let worker = tokio::spawn(lane.clone().work(self.clone()));
-        self.workers.lock().expect("workers lock").push(worker);
+        let mut workers = self.workers.lock().expect("workers lock");
+        // Workers of retired lanes have ended: keep only the running ones.
+        workers.retain(|w| !w.is_finished());
+        workers.push(worker);
         lane
+    }
+
+    /// Removes the lanes of deleted streams that have nothing left here (L6): lanes and
+    /// their per-stream metric series would otherwise grow without bound as streams come and
+    /// go. `backlogged` holds the keys of the streams the last scan found a backlog for. A
+    /// stream the view does not know is deleted only once the view is synced (before, the
+    /// router may simply be ahead of this sink); if it shows up after all, its next batch
+    /// makes a new lane.
+    fn retire_lanes(&self, backlogged: &std::collections::HashSet<&str>) {
+        let view = self.view.borrow().clone();
+        if !view.synced {
+            return;
+        }
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        let mut retired = Vec::new();
+        lanes.retain(|key, lane| {
+            let gone = view.stream_by_key(key).is_none()
+                && lane.retire_if_idle(!backlogged.contains(key.as_str()));
+            if gone {
+                retired.push(lane.stream_id.clone());
+            }
+            !gone
+        });
+        self.metrics.lanes.set(lanes.len() as i64);
+        for stream_id in retired {
+            tracing::info!(stream = %stream_id, "stream deleted and its backlog empty; lane removed");
+            // A re-created stream of the same id keeps its series.
+            if lanes.values().any(|l| l.stream_id == stream_id) {
+                continue;
+            }
+            self.metrics.forget_stream(&stream_id);
+        }
     }
 
     fn lanes(&self) -> Vec<Arc<Lane<S>>> {
@@ -143,21 +179,28 @@ impl<S: Sink> Runtime<S> {
             .first()
             .and_then(|e| e.headers.get(auditstream_bus::headers::STREAM_ID))
             .map(|v| v.as_str().to_owned());
-        let lane = self.lane(&batch.stream_id, stream_id.as_deref());
-        if let Err(batch) = lane.offer(self, batch) {
-            let kib = (batch.bytes / 1024).clamp(1, self.spill_kib) as u32;
-            let permit = self
-                .spill_budget
-                .clone()
-                .acquire_many_owned(kib)
-                .await
-                .expect("the spill budget is never closed");
-            let rt = self.clone();
-            tokio::spawn(async move {
-                lane.spill(&rt, batch.items).await;
-                drop(permit);
-            });
-        }
+        let mut batch = batch;
+        let (lane, batch) = loop {
+            let lane = self.lane(&batch.stream_id, stream_id.as_deref());
+            match lane.offer(self, batch) {
+                Ok(()) => return,
+                Err(NotTaken::Backlog(b)) => break (lane, b),
+                // Retired between the lookup and the offer: the next lookup makes a new lane.
+                Err(NotTaken::Retired(b)) => batch = b,
+            }
+        };
+        let kib = (batch.bytes / 1024).clamp(1, self.spill_kib) as u32;
+        let permit = self
+            .spill_budget
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("the spill budget is never closed");
+        let rt = self.clone();
+        tokio::spawn(async move {
+            lane.spill(&rt, batch.items).await;
+            drop(permit);
+        });
     }
 }
 
@@ -489,6 +532,11 @@ async fn scan_backlog<S: Sink>(rt: Arc<Runtime<S>>) {
                     }
                 }
                 rt.metrics.broken_destinations.set(broken);
+                let backlogged: std::collections::HashSet<&str> = depths
+                    .keys()
+                    .filter_map(|s| s.strip_prefix(&prefix))
+                    .collect();
+                rt.retire_lanes(&backlogged);
                 for (subject, depth) in depths {
                     let Some(key) = subject.strip_prefix(&prefix) else {
                         continue;
