@@ -524,3 +524,300 @@ async fn backlog_events_are_reported_before_they_expire_and_moved_to_the_dlq_aft
     ctl(&stack, &["dlq", "replay", "s-0"]).await;
     stack.wait_delivered(0, &ids, MINUTE).await;
 }
+/// M12: a destination that refuses every event (a schema or setting on its side) is broken,
+/// with its events in the backlog, instead of dead-lettering them all while it looks healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_refusing_every_event_is_broken_not_dead_lettered() {
+    let stack = sink_stack(&[GOOD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::Status {
+        status: 400,
+        retry_after: None,
+        body: r#"{"error":"field audit.org_id is not in the index schema"}"#.into(),
+    });
+    let ids = stack.send(0, "all", 40, None).await;
+    let broken = stack
+        .wait_status("s-0", "broken with the events in the backlog", |s| {
+            s.state() == HealthState::Broken && s.backlog_depth + s.dead_lettered_events >= 40
+        })
+        .await;
+    assert!(broken.last_error.contains("refused"), "{broken:?}");
+    assert!(broken.last_error.contains("400"), "{broken:?}");
+    assert!(
+        broken.dead_lettered_events < 10,
+        "at most delivery.broken_after_refused - 1 dead-lettered: {broken:?}"
+    );
+    let mails = stack.smtp.wait_for(1, MINUTE).await;
+    let mail = mails[0].replace("=\r\n", "").replace("\r\n", "\n");
+    assert!(
+        mail.contains(ADMIN_MAIL) && mail.contains("refused"),
+        "{mail}"
+    );
+
+    // Fixed at the destination: the backlog drains, nothing is lost.
+    stack.receivers[0].set_behavior(Behavior::Accept);
+    let dead = broken.dead_lettered_events as usize;
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    loop {
+        let got: HashSet<String> = stack.receivers[0].accepted_ids().into_iter().collect();
+        let missing = ids.iter().filter(|id| !got.contains(*id)).count();
+        if missing <= dead {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} events never delivered ({dead} dead-lettered)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = stack
+        .wait_status("s-0", "healthy again", |s| {
+            s.state() == HealthState::Healthy && s.backlog_depth == 0
+        })
+        .await;
+    assert_eq!(status.dlq_depth as usize, dead, "{status:?}");
+}
+
+/// M10: a stream whose batches wait longer than `ack_wait`. The messages held in the open
+/// batch get in-progress acks, so JetStream redelivers none of them, and every event reaches
+/// the destination exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_older_than_ack_wait_are_delivered_once_without_redeliveries() {
+    use auditstream_bus::topology;
+    let ack_wait = Duration::from_secs(1);
+    let max_age = Duration::from_secs(4);
+    let mut stack = stack_without_sink(&[GOOD_TOKEN]).await;
+    let mut stream = stack
+        .admin
+        .get_stream(pb::GetStreamRequest { id: "s-0".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.batching = Some(pb::Batching {
+        max_age_ms: max_age.as_millis() as u32,
+        ..Default::default()
+    });
+    stack
+        .admin
+        .update_stream(pb::UpdateStreamRequest {
+            stream: Some(stream),
+            update_mask: vec!["batching".into()],
+        })
+        .await
+        .unwrap();
+    stack
+        .start_sink(
+            loopback_http(),
+            |c| {
+                c.consumer.ack_wait = ack_wait;
+                // The sink's default too, in case its view has not caught up with the
+                // stream's batching when the events arrive: either way batches wait 4 s.
+                c.batching.max_age = max_age;
+            },
+            |c| auditstream_sink_http::HttpSink::new(c.clone()).unwrap(),
+        )
+        .await;
+    let sent_at = tokio::time::Instant::now();
+    let ids = stack.send(0, "slow", 30, None).await;
+
+    // While the batch is open (4 ack_waits), no message of the consumer is redelivered.
+    let js = stack.nats.jetstream().await;
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(topology::DELIVER)
+        .await
+        .unwrap()
+        .get_consumer("sink-http")
+        .await
+        .unwrap();
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    let deadline = sent_at + MINUTE;
+    loop {
+        let info = consumer.info().await.unwrap().clone();
+        assert_eq!(
+            info.num_redelivered, 0,
+            "redelivered while batched: {info:?}"
+        );
+        let got: HashSet<String> = stack.receivers[0].accepted_ids().into_iter().collect();
+        if want.is_subset(&got) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sent_at.elapsed() >= 2 * ack_wait,
+        "the batch waited longer than ack_wait ({:?})",
+        sent_at.elapsed()
+    );
+    stack.wait_all_delivered().await;
+    let delivered: Vec<String> = stack.receivers[0]
+        .accepted_ids()
+        .into_iter()
+        .filter(|id| id.starts_with("slow-"))
+        .collect();
+    let mut counted = std::collections::HashMap::<&str, usize>::new();
+    for id in &delivered {
+        *counted.entry(id.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = counted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_eq!(counted.len(), ids.len());
+    let sink = stack.sink.as_ref().unwrap();
+    assert_eq!(
+        sink.metric("auditstream_sink_redeliveries_dropped_total")
+            .await,
+        0.0,
+        "JetStream redelivered nothing the sink held"
+    );
+}
+
+/// L5: an event arriving again for a broken stream (a DLQ replay) whose backlog id is in the
+/// backlog's de-duplication window, but whose earlier copy was drained already, is stored in
+/// the backlog, not taken as stored and lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_into_a_backlog_that_saw_its_id_is_kept() {
+    use auditstream_bus::{headers, headers::EventMeta, subjects, topology};
+    use auditstream_model::SinkType;
+    let stack = sink_stack(&[GOOD_TOKEN], |_| {}).await;
+    stack.receivers[0].set_behavior(Behavior::Status {
+        status: 403,
+        retry_after: None,
+        body: String::new(),
+    });
+    let first = stack.send(0, "before", 3, None).await;
+    stack
+        .wait_status("s-0", "broken with a backlog", |s| {
+            s.state() == HealthState::Broken && s.backlog_depth >= 3
+        })
+        .await;
+
+    let js = stack.nats.jetstream().await;
+    let key = common::stream_key(&stack.admin, "s-0").await;
+    let backlog = topology::backlog(SinkType::Http);
+    let backlog_subject = subjects::backlog(SinkType::Http, &key).unwrap();
+    let event_id = "replayed-0";
+    let mut h = EventMeta {
+        event_id,
+        org_id: "org",
+        workspace_id: "ws-0",
+        event_type: "user_activity",
+        occurred_at: "2026-11-21T10:15:02.120Z",
+        received_at: "2026-11-21T10:15:03Z",
+        traceparent: None,
+    }
+    .to_headers();
+    h.insert(headers::STREAM_ID, "s-0");
+    let body = format!(r#"{{"audit":{{"event_id":"{event_id}"}}}}"#);
+    // The event went through this backlog a moment ago (under the id the sink gives an event
+    // without one of its own) and was drained from it since.
+    let earlier = js
+        .send_publish(
+            backlog_subject.clone(),
+            async_nats::jetstream::message::PublishMessage::build()
+                .headers(h.clone())
+                .message_id(format!("{event_id}.{key}"))
+                .payload(body.clone().into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.get_stream(&backlog)
+        .await
+        .unwrap()
+        .delete_message(earlier.sequence)
+        .await
+        .unwrap();
+    // Now it comes back on the delivery subject without a message id (a replay as the
+    // review found them: `Nats-*` headers stripped).
+    js.publish_with_headers(
+        subjects::deliver(SinkType::Http, &key).unwrap(),
+        h,
+        body.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    while auditstream_testkit::stream_messages(&js, topology::DELIVER).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = auditstream_testkit::read_stream(&js, &backlog).await;
+    assert!(
+        held.iter()
+            .any(|m| common::header(m, headers::EVENT_ID) == Some(event_id)),
+        "the replayed event is in the backlog: {:?}",
+        held.iter()
+            .map(|m| common::header(m, headers::EVENT_ID))
+            .collect::<Vec<_>>()
+    );
+
+    // And it is delivered once the destination works.
+    stack.receivers[0].set_behavior(Behavior::Accept);
+    let mut want = first;
+    want.push(event_id.to_owned());
+    stack.wait_delivered(0, &want, MINUTE).await;
+}
+
+/// The `auditstream_sink_*` series of the sink's `/metrics` that name `stream`.
+async fn stream_series(stack: &SinkStack, stream: &str) -> Vec<String> {
+    let ops = stack.sink.as_ref().unwrap().ops;
+    let text = reqwest::get(format!("http://{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let label = format!("stream=\"{stream}\"");
+    text.lines()
+        .filter(|l| l.starts_with("auditstream_sink_") && l.contains(&label))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// L6: a deleted stream's lane and its per-stream metric series go away once nothing of it
+/// is left in the sink (no backlog, nothing queued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_streams_lane_and_metric_series_are_removed() {
+    let mut stack = sink_stack(&[GOOD_TOKEN, GOOD_TOKEN], |_| {}).await;
+    let ids = stack.send(0, "gone", 5, None).await;
+    let kept = stack.send(1, "kept", 5, None).await;
+    stack.wait_delivered(0, &ids, MINUTE).await;
+    stack.wait_delivered(1, &kept, MINUTE).await;
+    let sink = stack.sink.as_ref().unwrap();
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    while stream_series(&stack, "s-0").await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no series of s-0");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sink.metric("auditstream_sink_lanes").await >= 2.0);
+
+    stack
+        .admin
+        .delete_stream(pb::DeleteStreamRequest {
+            id: "s-0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sink = stack.sink.as_ref().unwrap();
+    let deadline = tokio::time::Instant::now() + MINUTE;
+    loop {
+        let lanes = sink.metric("auditstream_sink_lanes").await;
+        let series = stream_series(&stack, "s-0").await;
+        if lanes == 1.0 && series.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lanes {lanes}, series of s-0 left: {series:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The other stream keeps its lane and delivers on.
+    let more = stack.send(1, "more", 5, None).await;
+    stack.wait_delivered(1, &more, MINUTE).await;
+    assert!(!stream_series(&stack, "s-1").await.is_empty());
+    assert_eq!(sink.metric("auditstream_sink_lanes").await, 1.0);
+}

@@ -526,6 +526,68 @@ async fn wrong_keys_break_the_stream_mail_the_admins_and_fixed_keys_drain_the_ba
     assert!(healthy.replayed_events >= 60, "{healthy:?}");
 }
 
+/// M12: a 4xx of the object store that is not about the size (here a KMS key S3 cannot find,
+/// as S3 answers `KMS.NotFoundException`; or Object Lock's `InvalidRequest`) is the bucket's
+/// configuration, not the events: the stream is broken, its events wait in the backlog, the
+/// admins are mailed, and not one event is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlisted_4xx_breaks_the_stream_and_dead_letters_nothing() {
+    use auditstream_bus::topology;
+    use auditstream_testkit::{Behavior, HttpReceiver};
+    // An S3 stand-in answering every request as S3 does when the destination's KMS key is
+    // gone: 400 with an error code sink-s3 does not list.
+    let store = HttpReceiver::start().await;
+    store.set_behavior(Behavior::Status {
+        status: 400,
+        retry_after: None,
+        body:
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>KMS.NotFoundException</Code>\
+               <Message>Invalid keyId arn:aws:kms:us-east-1:123456789012:key/gone</Message>\
+               <RequestId>4442587FB7D0A2F9</RequestId></Error>"
+                .into(),
+    });
+    let keys = static_keys(&store.url(""), "AKIAAUDITSTREAM00003", "kms-secret");
+    let mut stack = stack_with(vec![(keys, Target::S3(target("kms")))]).await;
+    stack
+        .start_sink(sink_config(), |_| {}, |c| S3Sink::new(c.clone()).unwrap())
+        .await;
+
+    let accepted = stack.send(0, "kms", 60, None).await;
+    let broken = stack
+        .wait_status("s-0", "broken with a backlog", |s| {
+            s.state() == HealthState::Broken && s.backlog_depth >= 60
+        })
+        .await;
+    // (The probes' HEAD answers carry no error code, so the last error may be theirs.)
+    assert!(broken.last_error.contains("S3 answered 400"), "{broken:?}");
+    assert!(
+        broken.hint.contains("not because of the events"),
+        "{broken:?}"
+    );
+    assert_eq!(broken.dead_lettered_events, 0, "{broken:?}");
+    let mails = stack.smtp.wait_for(1, MINUTE).await;
+    let mail = mails[0].replace("=\r\n", "").replace("\r\n", "\n");
+    assert!(
+        mail.contains(ADMIN_MAIL) && mail.contains("S3 answered 400"),
+        "{mail}"
+    );
+    let js = stack.nats.jetstream().await;
+    assert_eq!(
+        auditstream_testkit::stream_messages(&js, topology::DLQ).await,
+        0,
+        "nothing dead-lettered"
+    );
+    assert!(
+        store
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path_and_query.starts_with("/kms/audit/")),
+        "the sink did try to upload"
+    );
+    assert_eq!(stack.status("s-0").await.dlq_depth, 0);
+    assert!(accepted.len() == 60);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_down_for_60s_then_back_loses_nothing() {
     let mut server = S3Server::s3s_fs("AKIAAUDITSTREAM00002", "outage-secret");

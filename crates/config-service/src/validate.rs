@@ -510,6 +510,10 @@ pub fn stream(
                 "at most 104857600 (100 MiB)",
             ));
         }
+        // No bound from the sinks' `consumer.ack_wait` (which this service cannot know, it
+        // is each sink's setting): sinks keep every message they hold alive with in-progress
+        // acks, so a batch may wait longer than `ack_wait` (M10). The cap bounds how long
+        // events sit unseen in a sink.
         if b.max_age_ms > 15 * 60 * 1000 {
             return Err(invalid(
                 "stream.batching.max_age_ms",

@@ -99,6 +99,13 @@ pub struct DeliveryConfig {
     /// to the backlog instead of waiting).
     #[serde(with = "humantime_serde")]
     pub broken_after: Duration,
+    /// Refused events in a row (in batches of which nearly all, nine in ten or more, were
+    /// refused, with no batch mostly delivered in between) that mark the destination broken
+    /// instead of dead-lettering them: a destination that refuses (nearly) everything is
+    /// misconfigured (a schema, a setting, a policy), not fed bad events, and its events wait
+    /// in the backlog for the fix rather than all landing in the DLQ while the stream looks
+    /// healthy. 0 = never (every refused event goes to the DLQ).
+    pub broken_after_refused: u64,
     /// A stream's in-flight window: closed batches waiting for its destination. When full
     /// the destination is slower than its share and new batches go to the backlog.
     pub window: usize,
@@ -218,6 +225,7 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             retry: Backoff::default(),
             broken_after: Duration::from_secs(300),
+            broken_after_refused: 10,
             window: 4,
             max_inflight_bytes: 128 * 1024 * 1024,
             max_spill_bytes: 8 * 1024 * 1024,

@@ -6,9 +6,12 @@
 //! [`Carrier`]: the message is acked when the last of them is settled, and given back for
 //! redelivery (the whole pack: duplicates, never loss) as soon as one of them is.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use async_nats::{HeaderMap, jetstream};
@@ -45,6 +48,70 @@ pub(crate) struct Carrier {
     /// Set once the message is acked or given back: nothing more is said about it, so a
     /// late ack can never settle a redelivery that another replica is working on.
     done: Mutex<bool>,
+    /// The live messages this replica holds, and this one's stream sequence there, for a
+    /// message of the live consumer (see [`Held`]).
+    held: Option<(Arc<Held>, u64)>,
+}
+
+/// The live consumer's messages this replica holds unsettled (in open batches, queued in a
+/// lane's window, being delivered or moved), by stream sequence (M10).
+///
+/// - They get in-progress acks every third of `ack_wait` ([`Held::keep_alive`]), wherever
+///   they wait: a stream's `batching.max_age` may be longer than `ack_wait`, and a lane's
+///   window may wait behind a slow delivery, without JetStream redelivering them meanwhile.
+/// - A redelivery of a message still held (an in-progress ack lost, or late) is dropped
+///   ([`Event::from_live_message`]): the held copy is delivered and acked, and JetStream
+///   settles a message by its stream sequence, whichever delivery the ack came from.
+#[derive(Default)]
+pub(crate) struct Held {
+    carriers: Mutex<HashMap<u64, Weak<Carrier>>>,
+}
+
+impl Held {
+    /// How many messages are held now.
+    pub(crate) fn len(&self) -> usize {
+        self.carriers.lock().expect("held lock").len()
+    }
+
+    /// Sends an in-progress ack for every held message.
+    pub(crate) async fn keep_alive(&self) {
+        let carriers: Vec<Arc<Carrier>> = self
+            .carriers
+            .lock()
+            .expect("held lock")
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for c in carriers {
+            c.progress().await;
+        }
+    }
+
+    /// Forgets `carrier` (settled or dropped), unless a later carrier took its sequence.
+    fn forget(&self, sequence: u64, carrier: *const Carrier) {
+        let mut carriers = self.carriers.lock().expect("held lock");
+        if carriers
+            .get(&sequence)
+            .is_some_and(|c| std::ptr::eq(c.as_ptr(), carrier))
+        {
+            carriers.remove(&sequence);
+        }
+    }
+}
+
+impl Drop for Carrier {
+    fn drop(&mut self) {
+        if let Some((held, sequence)) = &self.held {
+            held.forget(*sequence, self);
+        }
+    }
+}
+
+/// What [`Event::from_live_message`] found in a message of the live consumer.
+pub(crate) enum Live {
+    Events(Vec<Event>),
+    /// A redelivery of a message this replica still holds: dropped, the held copy goes on.
+    Held,
 }
 
 impl Carrier {
@@ -63,7 +130,17 @@ impl Carrier {
 
     /// Marks the message settled; true if it already was.
     fn finish(&self) -> bool {
-        std::mem::replace(&mut *self.done.lock().unwrap(), true)
+        let was = std::mem::replace(&mut *self.done.lock().unwrap(), true);
+        if let Some((held, sequence)) = &self.held {
+            held.forget(*sequence, self);
+        }
+        was
+    }
+
+    async fn progress(&self) {
+        if !*self.done.lock().unwrap() {
+            let _ = self.message.ack_with(jetstream::AckKind::Progress).await;
+        }
     }
 }
 
@@ -87,6 +164,34 @@ impl Event {
     /// every event of a pack. A pack this build cannot read is an error; the message is then
     /// left unacked, for JetStream to redeliver after `ack_wait` (to a sink that reads it).
     pub fn from_message(message: jetstream::Message) -> Result<Vec<Self>, pack::PackError> {
+        Self::carried(message, None)
+    }
+
+    /// The events of a live consumer's message, kept alive and de-duplicated by stream
+    /// sequence in `held` (see [`Held`]).
+    pub(crate) fn from_live_message(
+        message: jetstream::Message,
+        held: &Arc<Held>,
+    ) -> Result<Live, pack::PackError> {
+        let Some(sequence) = message.info().ok().map(|i| i.stream_sequence) else {
+            return Self::carried(message, None).map(Live::Events);
+        };
+        {
+            let carriers = held.carriers.lock().expect("held lock");
+            if carriers
+                .get(&sequence)
+                .is_some_and(|c| c.upgrade().is_some_and(|c| !*c.done.lock().unwrap()))
+            {
+                return Ok(Live::Held);
+            }
+        }
+        Self::carried(message, Some((held.clone(), sequence))).map(Live::Events)
+    }
+
+    fn carried(
+        message: jetstream::Message,
+        held: Option<(Arc<Held>, u64)>,
+    ) -> Result<Vec<Self>, pack::PackError> {
         let parts = if pack::is_pack(message.headers.as_ref())? {
             pack::unpack(&message.payload)?
         } else {
@@ -100,7 +205,14 @@ impl Event {
             unsettled: AtomicUsize::new(parts.len()),
             message,
             done: Mutex::new(false),
+            held: held.clone(),
         });
+        if let Some((held, sequence)) = held {
+            held.carriers
+                .lock()
+                .expect("held lock")
+                .insert(sequence, Arc::downgrade(&carrier));
+        }
         Ok(parts
             .into_iter()
             .map(|(h, body)| {
@@ -165,10 +277,8 @@ impl Event {
 
     /// Tells JetStream the work is still going, so it is not redelivered meanwhile.
     pub(crate) async fn progress(&self) {
-        if let Some(m) = &self.message
-            && !*m.done.lock().unwrap()
-        {
-            let _ = m.message.ack_with(jetstream::AckKind::Progress).await;
+        if let Some(m) = &self.message {
+            m.progress().await;
         }
     }
 

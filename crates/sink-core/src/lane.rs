@@ -70,6 +70,8 @@ pub(crate) struct LaneState {
     pub last_error: String,
     pub hint: String,
     pub last_delivery_at: Option<time::OffsetDateTime>,
+    /// Events refused in a row, in batches nearly all refused (`delivery.broken_after_refused`).
+    pub refused_run: u64,
     pub backlog_depth: u64,
     pub expiring: u64,
     pub oldest_expires_at: String,
@@ -77,6 +79,17 @@ pub(crate) struct LaneState {
     pub counts: Counts,
     /// Something changed since the last status report.
     pub dirty: bool,
+    /// Its stream was deleted and nothing of it is left here: the lane takes no more
+    /// batches, and its worker ends once its queue is empty (L6).
+    pub retired: bool,
+}
+
+/// Why [`Lane::offer`] did not take a batch.
+pub(crate) enum NotTaken {
+    /// The lane cannot take live traffic now: move the batch to the backlog.
+    Backlog(Batch<Event>),
+    /// The lane was retired meanwhile: hand the batch to the stream's current lane.
+    Retired(Batch<Event>),
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -123,11 +136,13 @@ impl<S: Sink> Lane<S> {
                 last_error: String::new(),
                 hint: String::new(),
                 last_delivery_at: None,
+                refused_run: 0,
                 backlog_depth: 0,
                 expiring: 0,
                 oldest_expires_at: String::new(),
                 counts: Counts::default(),
                 dirty: false,
+                retired: false,
             }),
             dest: tokio::sync::Mutex::new(None),
         }
@@ -139,8 +154,11 @@ impl<S: Sink> Lane<S> {
 
     /// Takes a closed batch for delivery if the destination takes live traffic and the
     /// window has room; otherwise the caller spills it to the backlog.
-    pub fn offer(&self, rt: &Runtime<S>, batch: Batch<Event>) -> Result<(), Batch<Event>> {
+    pub fn offer(&self, rt: &Runtime<S>, batch: Batch<Event>) -> Result<(), NotTaken> {
         let mut st = self.st();
+        if st.retired {
+            return Err(NotTaken::Retired(batch));
+        }
         let mut queue = self.queue.lock().expect("lane queue lock");
         let inflight = rt.inflight_bytes.load(std::sync::atomic::Ordering::Relaxed);
         let accept = !st.backlogged
@@ -150,7 +168,7 @@ impl<S: Sink> Lane<S> {
         if !accept {
             st.backlogged = true;
             st.spilling += 1;
-            return Err(batch);
+            return Err(NotTaken::Backlog(batch));
         }
         rt.inflight_bytes
             .fetch_add(batch.bytes, std::sync::atomic::Ordering::Relaxed);
@@ -159,6 +177,22 @@ impl<S: Sink> Lane<S> {
         drop(st);
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Retires the lane if nothing of its stream is left here: no batch queued, none being
+    /// moved to the backlog, no backlog (`backlog_empty`: the last scan found none, and the
+    /// lane is not draining one). Called with the runtime's lanes locked, so no batch can
+    /// reach the lane after this; its worker finishes what it holds, then ends.
+    pub fn retire_if_idle(&self, backlog_empty: bool) -> bool {
+        let mut st = self.st();
+        let queue_empty = self.queue.lock().expect("lane queue lock").is_empty();
+        if !backlog_empty || st.backlogged || st.spilling > 0 || !queue_empty {
+            return false;
+        }
+        st.retired = true;
+        drop(st);
+        self.wake.notify_one();
+        true
     }
 
     /// Moves a batch the lane did not take to the backlog: published with PubAck, then
@@ -180,15 +214,35 @@ impl<S: Sink> Lane<S> {
     }
 
     async fn to_backlog(&self, rt: &Runtime<S>, event: Event) -> bool {
-        let published = publish_durable(
-            &rt.js,
-            self.backlog_subject.clone(),
-            &event.msg_id(&self.key),
-            event.headers.clone(),
-            event.body.clone(),
-            rt.settings.publish_timeout,
-        )
-        .await;
+        let msg_id = event.msg_id(&self.key);
+        let (headers, body) = (&event.headers, &event.body);
+        let publish = |msg_id: String| async move {
+            publish_durable(
+                &rt.js,
+                self.backlog_subject.clone(),
+                &msg_id,
+                headers.clone(),
+                body.clone(),
+                rt.settings.publish_timeout,
+            )
+            .await
+        };
+        let mut published = publish(msg_id.clone()).await;
+        // A duplicate is stored only if the copy it names is still in the backlog. If that
+        // copy was drained already (the backlog is a work queue), this is another arrival of
+        // the event within the de-duplication window, e.g. a DLQ replay whose message has no
+        // id of its own (L5): kept under an id of its own, never taken as stored. At worst
+        // the event is delivered twice.
+        if let Ok(ack) = &published
+            && ack.duplicate
+            && !self.in_backlog(rt, ack.sequence, &msg_id).await
+        {
+            published = publish(format!(
+                "{msg_id}.again.{}",
+                auditstream_model::new_event_id()
+            ))
+            .await;
+        }
         match published {
             Ok(_) => {
                 event.ack().await;
@@ -199,6 +253,21 @@ impl<S: Sink> Lane<S> {
                 event.nak(Some(rt.settings.consumer.retry_delay)).await;
                 false
             }
+        }
+    }
+
+    /// Whether the type's backlog stream still holds message `sequence` under `msg_id`.
+    /// Unknown (the stream cannot be read) counts as no: publishing once more is safe.
+    async fn in_backlog(&self, rt: &Runtime<S>, sequence: u64, msg_id: &str) -> bool {
+        let Ok(stream) = rt.js.get_stream(topology::backlog(S::TYPE)).await else {
+            return false;
+        };
+        match stream.direct_get(sequence).await {
+            Ok(m) => m
+                .headers
+                .get(headers::MSG_ID)
+                .is_some_and(|v| v.as_str() == msg_id),
+            Err(_) => false,
         }
     }
 
@@ -314,7 +383,7 @@ impl<S: Sink> Lane<S> {
                     .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
                 continue;
             }
-            if rt.shutdown.is_cancelled() {
+            if rt.shutdown.is_cancelled() || self.st().retired {
                 return;
             }
             let (broken, backlogged, changed) = {
@@ -404,7 +473,10 @@ impl<S: Sink> Lane<S> {
                 Vec::new()
             };
             let started = Instant::now();
-            let outcome = with_progress(rt, &items, deliver(&*dest, &items)).await;
+            let mut outcome = with_progress(rt, &items, deliver(&*dest, &items)).await;
+            let requests = outcome.requests as u64;
+            let failed = u64::from(outcome.stopped_by.is_some());
+            self.refusing_everything(rt, &mut outcome);
             for (i, span) in spans.iter().enumerate() {
                 let result = if outcome.delivered.contains(&i) {
                     "delivered"
@@ -434,8 +506,6 @@ impl<S: Sink> Lane<S> {
                 }
                 e.ack().await;
             }
-            let requests = outcome.requests as u64;
-            let failed = u64::from(outcome.stopped_by.is_some());
             for _ in 0..requests - failed {
                 rt.metrics.request("delivered");
             }
@@ -485,6 +555,49 @@ impl<S: Sink> Lane<S> {
                 None => return,
             }
         }
+    }
+
+    /// Keeps count of events refused in a row; once `delivery.broken_after_refused` of them
+    /// were, the destination refuses (nearly) everything, which is its configuration, not
+    /// the events (M12): the refused events of this batch are not dead-lettered but stop it
+    /// with a configuration answer, so they go to the backlog and the stream is broken
+    /// (status, e-mail) until a probe or a configuration change.
+    fn refusing_everything(&self, rt: &Runtime<S>, outcome: &mut crate::deliver::Outcome) {
+        let refused = outcome.rejected.len() as u64;
+        let mut st = self.st();
+        let (run, broken) = refusal_run(
+            st.refused_run,
+            outcome.delivered.len() as u64,
+            refused,
+            rt.settings.delivery.broken_after_refused,
+        );
+        st.refused_run = run;
+        drop(st);
+        if !broken {
+            return;
+        }
+        let last = outcome
+            .rejected
+            .last()
+            .map(|(_, reason)| reason.clone())
+            .unwrap_or_default();
+        let mut pending: Vec<usize> = outcome
+            .rejected
+            .drain(..)
+            .map(|(i, _)| i)
+            .chain(outcome.pending.drain(..))
+            .collect();
+        // In batch order, so the backlog keeps the stream's order.
+        pending.sort_unstable();
+        outcome.pending = pending;
+        outcome.stopped_by = Some(Answer::configuration(
+            format!("the destination refused {run} events in a row; the last answer: {last}"),
+            "nearly every event is refused, so the cause is the destination's settings or the \
+             stream's (its template, the destination's schema, a policy), not the events: fix \
+             it, and the events waiting in the backlog are delivered",
+        ));
+        // A fresh count once the destination takes events again.
+        self.st().refused_run = 0;
     }
 
     /// Handles an answer that stopped a batch. Returns the events to try again (after the
@@ -788,6 +901,21 @@ impl<S: Sink> Lane<S> {
     }
 }
 
+/// The run of refused events after a batch with `delivered` and `refused` events, and
+/// whether it reached `threshold` (0: never). Only batches nearly all refused (nine in ten or
+/// more) extend the run; a batch mostly delivered ends it (a poison event now and then is the
+/// DLQ's business); a batch with neither (stopped before any answer) leaves it as it is.
+fn refusal_run(run: u64, delivered: u64, refused: u64, threshold: u64) -> (u64, bool) {
+    let run = if refused > 0 && refused * 10 >= (refused + delivered) * 9 {
+        run + refused
+    } else if delivered > 0 {
+        0
+    } else {
+        run
+    };
+    (run, threshold > 0 && refused > 0 && run >= threshold)
+}
+
 /// Runs `work` while sending in-progress acks for `events` every third of the ack wait,
 /// so JetStream does not hand them to another replica meanwhile.
 async fn with_progress<S: Sink, T>(
@@ -838,4 +966,31 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_refusing_nearly_everything_is_broken() {
+        // A whole batch refused event by event.
+        assert_eq!(refusal_run(0, 0, 500, 10), (500, true));
+        // Nearly all: 95 of 100.
+        assert_eq!(refusal_run(0, 5, 95, 10), (95, true));
+        // Single-event batches add up to the threshold.
+        let mut run = 0;
+        for n in 1..=10 {
+            let (r, broken) = refusal_run(run, 0, 1, 10);
+            assert_eq!((r, broken), (n, n == 10));
+            run = r;
+        }
+        // A poison event in a batch otherwise delivered ends the run and breaks nothing.
+        assert_eq!(refusal_run(9, 99, 1, 10), (0, false));
+        assert_eq!(refusal_run(9, 40, 9, 10), (0, false));
+        // A batch stopped before any answer (transient) keeps the run.
+        assert_eq!(refusal_run(7, 0, 0, 10), (7, false));
+        // 0 turns the rule off.
+        assert_eq!(refusal_run(0, 0, 500, 0), (500, false));
+    }
 }

@@ -45,6 +45,12 @@ pub struct Metrics {
     pub open_batches_peak: Gauge,
     pub buffered_peak_bytes: Gauge,
     pub inflight_bytes: Gauge,
+    /// Live messages held unsettled by this replica (kept alive with in-progress acks).
+    pub held_messages: Gauge,
+    /// Redeliveries of messages this replica still held, dropped (the held copy goes on).
+    pub redeliveries_dropped: Counter,
+    /// Lanes (one per stream with traffic) this replica holds now.
+    pub lanes: Gauge,
     /// Destinations of this replica's streams that are broken now.
     pub broken_destinations: Gauge,
     /// Events in the backlog per stream (from the last scan).
@@ -70,6 +76,9 @@ impl Metrics {
             open_batches_peak: Gauge::default(),
             buffered_peak_bytes: Gauge::default(),
             inflight_bytes: Gauge::default(),
+            held_messages: Gauge::default(),
+            redeliveries_dropped: Counter::default(),
+            lanes: Gauge::default(),
             broken_destinations: Gauge::default(),
             backlog_events: Family::default(),
             stream_state: Family::default(),
@@ -162,6 +171,21 @@ impl Metrics {
             m.inflight_bytes.clone(),
         );
         r.register(
+            "held_messages",
+            "Live messages held unsettled by this replica, kept alive with in-progress acks",
+            m.held_messages.clone(),
+        );
+        r.register(
+            "redeliveries_dropped",
+            "Redeliveries of messages this replica still held, dropped",
+            m.redeliveries_dropped.clone(),
+        );
+        r.register(
+            "lanes",
+            "Stream lanes held by this replica",
+            m.lanes.clone(),
+        );
+        r.register(
             "broken_destinations",
             "Destinations broken now",
             m.broken_destinations.clone(),
@@ -182,6 +206,17 @@ impl Metrics {
             m.expiring_events.clone(),
         );
         m
+    }
+
+    /// Removes a stream's series (its lane was removed: the stream is deleted).
+    pub fn forget_stream(&self, stream_id: &str) {
+        let label = StreamLabel {
+            stream: stream_id.to_owned(),
+        };
+        self.latency_seconds.remove(&label);
+        self.backlog_events.remove(&label);
+        self.stream_state.remove(&label);
+        self.expiring_events.remove(&label);
     }
 
     pub fn request(&self, result: &'static str) {

@@ -29,8 +29,8 @@ use crate::{
     batch::{Batch, BatchLimits, Batcher},
     config::{BacklogConfig, BatchingConfig, ConsumerConfig, DeliveryConfig, SinkConfig},
     control::{Control, serve_rpcs},
-    event::Event,
-    lane::{Lane, rfc3339},
+    event::{Event, Held, Live},
+    lane::{Lane, NotTaken, rfc3339},
     metrics::{Metrics, StreamLabel},
     sink::Sink,
 };
@@ -59,6 +59,8 @@ pub(crate) struct Runtime<S: Sink> {
     pub lanes: Mutex<HashMap<String, Arc<Lane<S>>>>,
     pub metrics: Metrics,
     pub inflight_bytes: AtomicUsize,
+    /// The live consumer's messages this replica holds: kept alive, redeliveries dropped.
+    pub held: Arc<Held>,
     /// KiB of batches being moved to the backlog (`delivery.max_spill_bytes`).
     spill_budget: Arc<tokio::sync::Semaphore>,
     spill_kib: usize,
@@ -90,9 +92,45 @@ impl<S: Sink> Runtime<S> {
             self.settings.delivery.broken_after,
         ));
         lanes.insert(key.to_owned(), lane.clone());
+        self.metrics.lanes.set(lanes.len() as i64);
         let worker = tokio::spawn(lane.clone().work(self.clone()));
-        self.workers.lock().expect("workers lock").push(worker);
+        let mut workers = self.workers.lock().expect("workers lock");
+        // Workers of retired lanes have ended: keep only the running ones.
+        workers.retain(|w| !w.is_finished());
+        workers.push(worker);
         lane
+    }
+
+    /// Removes the lanes of deleted streams that have nothing left here (L6): lanes and
+    /// their per-stream metric series would otherwise grow without bound as streams come and
+    /// go. `backlogged` holds the keys of the streams the last scan found a backlog for. A
+    /// stream the view does not know is deleted only once the view is synced (before, the
+    /// router may simply be ahead of this sink); if it shows up after all, its next batch
+    /// makes a new lane.
+    fn retire_lanes(&self, backlogged: &std::collections::HashSet<&str>) {
+        let view = self.view.borrow().clone();
+        if !view.synced {
+            return;
+        }
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        let mut retired = Vec::new();
+        lanes.retain(|key, lane| {
+            let gone = view.stream_by_key(key).is_none()
+                && lane.retire_if_idle(!backlogged.contains(key.as_str()));
+            if gone {
+                retired.push(lane.stream_id.clone());
+            }
+            !gone
+        });
+        self.metrics.lanes.set(lanes.len() as i64);
+        for stream_id in retired {
+            tracing::info!(stream = %stream_id, "stream deleted and its backlog empty; lane removed");
+            // A re-created stream of the same id keeps its series.
+            if lanes.values().any(|l| l.stream_id == stream_id) {
+                continue;
+            }
+            self.metrics.forget_stream(&stream_id);
+        }
     }
 
     fn lanes(&self) -> Vec<Arc<Lane<S>>> {
@@ -141,21 +179,28 @@ impl<S: Sink> Runtime<S> {
             .first()
             .and_then(|e| e.headers.get(auditstream_bus::headers::STREAM_ID))
             .map(|v| v.as_str().to_owned());
-        let lane = self.lane(&batch.stream_id, stream_id.as_deref());
-        if let Err(batch) = lane.offer(self, batch) {
-            let kib = (batch.bytes / 1024).clamp(1, self.spill_kib) as u32;
-            let permit = self
-                .spill_budget
-                .clone()
-                .acquire_many_owned(kib)
-                .await
-                .expect("the spill budget is never closed");
-            let rt = self.clone();
-            tokio::spawn(async move {
-                lane.spill(&rt, batch.items).await;
-                drop(permit);
-            });
-        }
+        let mut batch = batch;
+        let (lane, batch) = loop {
+            let lane = self.lane(&batch.stream_id, stream_id.as_deref());
+            match lane.offer(self, batch) {
+                Ok(()) => return,
+                Err(NotTaken::Backlog(b)) => break (lane, b),
+                // Retired between the lookup and the offer: the next lookup makes a new lane.
+                Err(NotTaken::Retired(b)) => batch = b,
+            }
+        };
+        let kib = (batch.bytes / 1024).clamp(1, self.spill_kib) as u32;
+        let permit = self
+            .spill_budget
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("the spill budget is never closed");
+        let rt = self.clone();
+        tokio::spawn(async move {
+            lane.spill(&rt, batch.items).await;
+            drop(permit);
+        });
     }
 }
 
@@ -204,6 +249,7 @@ pub async fn run<S: Sink, C>(
         lanes: Mutex::new(HashMap::new()),
         metrics,
         inflight_bytes: AtomicUsize::new(0),
+        held: Arc::new(Held::default()),
         spill_budget: Arc::new(tokio::sync::Semaphore::new(spill_kib)),
         spill_kib,
         shutdown: CancellationToken::new(),
@@ -252,6 +298,7 @@ pub async fn run<S: Sink, C>(
     ));
     tokio::spawn(watch_config(rt.clone()));
     tokio::spawn(scan_backlog(rt.clone()));
+    tokio::spawn(keep_alive(rt.clone()));
     let reporter = tokio::spawn(report_status(rt.clone()));
 
     let consumed = consume(&rt, &topology, &shutdown, consuming_tx).await;
@@ -356,8 +403,14 @@ async fn consume<S: Sink>(
                         let _ = m.ack().await;
                         continue;
                     };
-                    let events = match Event::from_message(m) {
-                        Ok(events) => events,
+                    let events = match Event::from_live_message(m, &rt.held) {
+                        Ok(Live::Events(events)) => events,
+                        Ok(Live::Held) => {
+                            // Still in an open batch, queued or being delivered here: that
+                            // copy is acked when it is settled (M10).
+                            rt.metrics.redeliveries_dropped.inc();
+                            continue;
+                        }
                         Err(e) => {
                             // Left unacked: redelivered after ack_wait, to a sink that reads it.
                             tracing::error!(stream = %key, error = %e, "unreadable delivery message");
@@ -399,6 +452,7 @@ async fn consume<S: Sink>(
         rt.metrics
             .inflight_bytes
             .set(rt.inflight_bytes.load(Ordering::Relaxed) as i64);
+        rt.metrics.held_messages.set(rt.held.len() as i64);
     }
     consuming.send_replace(false);
     // Stop pulling, and flush what is open: the lanes deliver it within the grace period.
@@ -407,6 +461,22 @@ async fn consume<S: Sink>(
         rt.hand(batch).await;
     }
     Ok(())
+}
+
+/// Every third of `consumer.ack_wait`: an in-progress ack for every live message this
+/// replica holds (open batches, lane windows, deliveries, moves to the backlog), so
+/// JetStream redelivers none of them while they wait here, however long the stream's
+/// `batching.max_age` or its lane's queue (M10). It stops with the runtime: what a replica
+/// still holds then (or when it dies) is redelivered after `ack_wait`.
+async fn keep_alive<S: Sink>(rt: Arc<Runtime<S>>) {
+    let every = (rt.settings.consumer.ack_wait / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = rt.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        rt.held.keep_alive().await;
+    }
 }
 
 /// Tells lanes when their stream or its connection changed, so a broken destination is
@@ -462,6 +532,11 @@ async fn scan_backlog<S: Sink>(rt: Arc<Runtime<S>>) {
                     }
                 }
                 rt.metrics.broken_destinations.set(broken);
+                let backlogged: std::collections::HashSet<&str> = depths
+                    .keys()
+                    .filter_map(|s| s.strip_prefix(&prefix))
+                    .collect();
+                rt.retire_lanes(&backlogged);
                 for (subject, depth) in depths {
                     let Some(key) = subject.strip_prefix(&prefix) else {
                         continue;
