@@ -821,3 +821,27 @@ async fn a_deleted_streams_lane_and_metric_series_are_removed() {
     assert!(!stream_series(&stack, "s-1").await.is_empty());
     assert_eq!(sink.metric("auditstream_sink_lanes").await, 1.0);
 }
+
+/// A backlog message larger than the stream's batch byte limit: the drain must still take
+/// it. A fetch bounded by the batch limit hands out nothing for such a message, and the lane
+/// took that empty fetch for a drained backlog, went live again and left the event in the
+/// backlog for good (found by the 3-node chaos run, where fetches also come back empty
+/// while a consumer's leader moves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_event_larger_than_a_batch_is_drained_not_forgotten() {
+    let stack = sink_stack(&[GOOD_TOKEN], |c| c.batching.max_bytes = 512).await;
+    stack.receivers[0].set_behavior(Behavior::Status {
+        status: 403,
+        retry_after: None,
+        body: String::new(),
+    });
+    // user_activity events of about 600 bytes each: every one is larger than a batch.
+    let sent = stack.send(0, "big", 5, None).await;
+    stack
+        .wait_status("s-0", "broken with a backlog", |s| {
+            s.state() == HealthState::Broken && s.backlog_depth >= 5
+        })
+        .await;
+    stack.receivers[0].set_behavior(Behavior::Accept);
+    stack.wait_delivered(0, &sent, MINUTE).await;
+}

@@ -769,6 +769,22 @@ impl<S: Sink> Lane<S> {
                 Err(e) => tracing::debug!(error = %e, "backlog fetch ended"),
             }
         }
+        if events.is_empty() {
+            // An empty fetch is no proof of an empty backlog: a message larger than the
+            // batch's byte limit is never handed out under it, and a fetch can come back
+            // empty while the consumer's leader moves. Only the consumer's own counts say
+            // the backlog is drained.
+            let info = consumer
+                .get_info()
+                .await
+                .map_err(|e| format!("backlog consumer info: {e}"))?;
+            if info.num_pending > 0 || info.num_ack_pending > 0 {
+                events = self.fetch_one(&consumer).await?;
+                if events.is_empty() {
+                    return Ok(true);
+                }
+            }
+        }
         if !events.is_empty() {
             self.deliver_batch(rt, events, Source::Backlog).await;
             return Ok(true);
@@ -791,6 +807,33 @@ impl<S: Sink> Lane<S> {
             rt.report_now.notify_one();
         }
         Ok(false)
+    }
+
+    /// The next backlog message alone, whatever its size (up to the server's max_payload).
+    async fn fetch_one(
+        &self,
+        consumer: &async_nats::jetstream::consumer::Consumer<pull::Config>,
+    ) -> Result<Vec<Event>, String> {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_millis(500))
+            .messages()
+            .await
+            .map_err(|e| format!("backlog fetch: {e}"))?;
+        let mut events = Vec::new();
+        while let Some(m) = batch.next().await {
+            match m
+                .map_err(|e| e.to_string())
+                .and_then(|m| Event::from_message(m).map_err(|e| e.to_string()))
+            {
+                Ok(es) => events.extend(es),
+                Err(e) => {
+                    tracing::debug!(stream = %self.stream_id, error = %e, "backlog fetch of one ended")
+                }
+            }
+        }
+        Ok(events)
     }
 
     /// While broken: backlog events older than the retention go to the DLQ (counted and

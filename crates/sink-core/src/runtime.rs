@@ -381,7 +381,15 @@ async fn consume<S: Sink>(
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(rt.settings.consumer.pull_batch)
-        .max_bytes_per_batch(rt.settings.consumer.pull_bytes.max(1))
+        // Never below the server's max_payload: a delivery larger than the pull's byte
+        // budget would never be handed out, and every delivery behind it would wait.
+        .max_bytes_per_batch(
+            rt.settings
+                .consumer
+                .pull_bytes
+                .max(rt.js.client().server_info().max_payload)
+                .max(1),
+        )
         .messages()
         .await
         .context("pull from AUDIT_DELIVER")?;
