@@ -170,7 +170,7 @@ async fn a_workspace_registered_30_s_after_its_first_events_gets_every_one_of_th
 
 #[tokio::test]
 async fn events_parked_past_the_window_are_dead_lettered_with_their_reason_and_counted() {
-    let s = setup(|c| c.park.max_age = Duration::from_secs(1)).await;
+    let mut s = setup(|c| c.park.max_age = Duration::from_secs(1)).await;
     let js = s.nats.jetstream().await;
     publish_ingest(&js, "lost-1", "api_platform", "org-p", "ws-never", "{}").await;
     publish_ingest(&js, "kept-1", "api_platform", "org-p", "ws-known", "{}").await;
@@ -194,6 +194,75 @@ async fn events_parked_past_the_window_are_dead_lettered_with_their_reason_and_c
     );
     let parked = js.get_stream(topology::PARKED).await.unwrap();
     assert_eq!(parked.get_info().await.unwrap().state.messages, 0);
+
+    // An operator lists the router's dead letters and, once the workspace exists, replays
+    // them: the event is routed and delivered, and the dead letter is gone.
+    let dir = tempfile::tempdir().unwrap();
+    let listed: serde_json::Value = serde_json::from_str(
+        &router_dlq(&s, dir.path(), &["list", "--org", "org-p", "--json"]).await,
+    )
+    .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["event_id"], "lost-1");
+    assert_eq!(listed[0]["workspace_id"], "ws-never");
+    assert!(
+        listed[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown_workspace: "),
+        "{listed}"
+    );
+    put(&mut s.admin, node("ws-never", "org-p", Workspace)).await;
+    let mut service = s._config.client_service(ServiceKind::Router).await;
+    s.router
+        .wait_revision(current_revision(&mut service).await)
+        .await;
+    let replayed = router_dlq(&s, dir.path(), &["replay", "--org", "org-p"]).await;
+    assert_eq!(replayed.trim(), "replayed 1 router dead letter(s)");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while delivered(&js).await.get("lost-1").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replayed event was not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(router_dead_letters(&js, "org-p").await.is_empty());
+}
+
+/// `auditctl router-dlq <args>` in-process, as the config service's NATS user.
+async fn router_dlq(s: &Setup, dir: &std::path::Path, args: &[&str]) -> String {
+    let owner = auditstream_bus::Service::ConfigService;
+    let file = dir.join("nats.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[nats]\nuser = \"{}\"\npassword = \"{}\"\n",
+            owner.user(),
+            auditstream_testkit::service_password(owner)
+        ),
+    )
+    .unwrap();
+    let url = s.nats.url();
+    let mut argv = vec!["auditctl"];
+    let json = args.contains(&"--json");
+    if json {
+        argv.push("--json");
+    }
+    argv.extend([
+        "router-dlq",
+        args[0],
+        "--config",
+        file.to_str().unwrap(),
+        "--nats-url",
+        &url,
+    ]);
+    argv.extend(args[1..].iter().filter(|a| **a != "--json"));
+    let mut out = Vec::new();
+    auditstream_cli::run_args(argv, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("auditctl router-dlq {args:?}: {e}"));
+    String::from_utf8(out).unwrap()
 }
 
 /// Publishes an ingest message on `audit.ingest.org-p.pack` with `pack_header` and `body`.

@@ -86,6 +86,37 @@ pub enum Command {
     /// The JetStream streams (talks to NATS, not to the config service).
     #[command(subcommand)]
     Topology(TopologyCommand),
+    /// The router's dead letters: events no stream could take for good (a workspace that
+    /// never appeared, an unreadable or unknown pack, a delivery too large for NATS). Talks
+    /// to NATS, as `topology` does.
+    #[command(subcommand)]
+    RouterDlq(RouterDlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouterDlqCommand {
+    /// Oldest first: sequence, time, organization, workspace, event id and reason.
+    List(RouterDlqArgs),
+    /// Republish them to their ingest subjects (the router routes them again), each deleted
+    /// from the DLQ after its PubAck.
+    Replay(RouterDlqArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RouterDlqArgs {
+    /// A service's TOML configuration file: its `[nats]` section is used (run with the
+    /// config service's NATS user). `AUDITSTREAM_NATS__*` variables override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// NATS URL; overrides the file and `AUDITSTREAM_NATS__URL`.
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+    /// Only this organization's dead letters.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,12 +31,13 @@ use tonic::{
 pub mod args;
 pub mod render;
 pub mod request;
+pub mod router_dlq;
 pub mod topology;
 
 pub use args::{Cli, Command, DEFAULT_SERVER};
 use args::{
-    ConnectionCommand, DestinationArgs, DestinationCommand, DlqCommand, NodeCommand, StatusCommand,
-    StreamCommand, Token, TopologyCommand,
+    ConnectionCommand, DestinationArgs, DestinationCommand, DlqCommand, NodeCommand,
+    RouterDlqCommand, StatusCommand, StreamCommand, Token, TopologyCommand,
 };
 use render::Render;
 
@@ -357,6 +358,12 @@ pub async fn run(cli: Cli, out: &mut impl Write) -> Result<(), CliError> {
         // The command line's edge: the environment is read here, as clap reads `--server`'s.
         Command::Topology(TopologyCommand::Apply(args)) => {
             topology::apply(&args, std::env::vars(), out.json, &mut *out.out).await
+        }
+        Command::RouterDlq(RouterDlqCommand::List(args)) => {
+            router_dlq::list(&args, std::env::vars(), out.json, &mut *out.out).await
+        }
+        Command::RouterDlq(RouterDlqCommand::Replay(args)) => {
+            router_dlq::replay(&args, std::env::vars(), out.json, &mut *out.out).await
         }
     }
 }
