@@ -220,7 +220,7 @@ async fn events_parked_past_the_window_are_dead_lettered_with_their_reason_and_c
     let replayed = router_dlq(&s, dir.path(), &["replay", "--org", "org-p"]).await;
     assert_eq!(replayed.trim(), "replayed 1 router dead letter(s)");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while delivered(&js).await.get("lost-1").is_none() {
+    while !delivered(&js).await.contains_key("lost-1") {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the replayed event was not delivered"
