@@ -6,7 +6,10 @@
 //! revision changes. Writes go through [`Store::write`]: inside one transaction it locks the
 //! revision counter, loads the world, lets the caller decide the mutations against it (so
 //! checks and writes see the same state), stores them with consecutive revisions and
-//! appends each to the `changes` outbox that feeds AUDIT_CONTROL.
+//! appends each to the `changes` outbox that feeds AUDIT_CONTROL. The self-audit events
+//! stored with a change are published from a cursor of their own (`audit_cursor`, M14), so
+//! a full AUDIT_INGEST never holds the feed back. The `mail_outbox` is shared by every
+//! replica's mailer, which claims a mail before sending it ([`Store::claim_mails`]).
 
 use std::{
     borrow::Cow,
