@@ -130,6 +130,29 @@ async fn a_tree_far_above_4_mib_loads_in_a_follower_and_resyncs_after_a_gap() {
         (WORKSPACES + 1, STREAMS)
     );
 
+    // auditctl reads the one-message snapshot too: it decodes up to 64 MiB.
+    let token = TestToken::service(ServiceKind::Router).token;
+    let mut printed = Vec::new();
+    auditstream_cli::run_args(
+        [
+            "auditctl",
+            "--server",
+            &config.url(),
+            "--token",
+            token,
+            "snapshot",
+        ],
+        &mut printed,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("auditctl snapshot: {e}"));
+    let printed = String::from_utf8(printed).unwrap();
+    assert!(
+        printed.contains("s-089") && printed.contains("ws-02999"),
+        "{}",
+        &printed[..200]
+    );
+
     // Pages: each within 1 MiB (the default), all at the snapshot's revision.
     let mut pages = svc
         .stream_routing_snapshot(pb::StreamRoutingSnapshotRequest {})
