@@ -328,6 +328,8 @@ def all_features_render():
     assert common["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://otel-collector")
     assert "AUDITSTREAM_NATS__URL" not in common, "NATS URL must come from its Secret"
     assert cms[name("config-service-env")]["data"]["AUDITSTREAM_NOTIFICATIONS__SMTP_HOST"] == "smtp.example.com"
+    assert cms[name("config-service-env")]["data"]["AUDITSTREAM_NOTIFICATIONS__CLAIM_LEASE"] == "10m"
+    assert cms[name("config-service-env")]["data"]["AUDITSTREAM_SNAPSHOT_PAGE_BYTES"] == "524288"
     env = {e["name"]: e for e in container(deployments[name("config-service")])["env"]}
     assert env["AUDITSTREAM_NOTIFICATIONS__SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "auditstream-smtp", "key": "password"}
     assert env["AUDITSTREAM_NATS__URL"]["valueFrom"]["secretKeyRef"] == {"name": "auditstream-nats", "key": "url"}

@@ -521,6 +521,112 @@ async fn streaming_changes_are_audited_as_user_activity_events() {
     );
 }
 
+/// Fills `stream` until JetStream refuses more: 1 KiB messages, then 16-byte ones, so that
+/// no self-audit event (some hundred bytes) fits in what is left.
+async fn fill(js: &jetstream::Context, subject: &str) -> usize {
+    let mut stored = 0;
+    for size in [1024, 16] {
+        loop {
+            let acked = match js
+                .publish(subject.to_owned(), vec![b'x'; size].into())
+                .await
+            {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            };
+            if !acked {
+                break;
+            }
+            stored += 1;
+        }
+    }
+    stored
+}
+
+/// The user_activity events (self-audit) in AUDIT_INGEST, as JSON, in stream order.
+async fn self_audit_events(js: &jetstream::Context) -> Vec<serde_json::Value> {
+    read_stream(js, topology::INGEST)
+        .await
+        .iter()
+        .filter(|m| m.subject.ends_with(".user_activity"))
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect()
+}
+
+/// M14: a full AUDIT_INGEST (the router down past the lag budget) used to stop the change
+/// feed, because each change's self-audit event was published first. Now config changes
+/// reach the data plane regardless, and the self-audit events follow, each once, as soon as
+/// AUDIT_INGEST has room.
+#[tokio::test]
+async fn a_full_audit_ingest_delays_only_the_self_audit_events() {
+    let nats = auditstream_testkit::NatsServer::start();
+    let config = auditstream_testkit::ConfigHarness::start(
+        &nats.url(),
+        auditstream_testkit::Database::Sqlite,
+        |c| c.nats.topology.ingest.max_bytes = 32 * 1024,
+    )
+    .await;
+    let mut s = ConfigStack {
+        admin: config.client_as(Role::PlatformAdmin, None).await,
+        nats,
+        config,
+    };
+    let js = s.nats.jetstream().await;
+    let filler = fill(&js, "audit.ingest.filler.w.log_event").await;
+    assert!(filler > 0);
+    let shutdown = CancellationToken::new();
+    let follower = Follower::start(service_source(&s), s.nats.connect().await, shutdown.clone());
+
+    let a = &mut s.admin;
+    tree(a, &[("org", "", Organization), ("w1", "org", Workspace)]).await;
+    create_connection(a, s3_connection("conn", "org", SECRET)).await;
+    create_stream(a, s3_stream("s1", "w1", SelfOnly, "conn"))
+        .await
+        .unwrap();
+    set_enabled(a, "s1", false).await.unwrap();
+    set_enabled(a, "s1", true).await.unwrap();
+    let last = revision(&mut s).await;
+
+    // The data plane gets every change while AUDIT_INGEST refuses everything.
+    let view = follower.wait_for(last, Duration::from_secs(15)).await;
+    assert_eq!(view.revision, last);
+    assert!(view.streams["s1"].enabled);
+    assert!(
+        self_audit_events(&js).await.is_empty(),
+        "AUDIT_INGEST had room after all"
+    );
+
+    // Room again: the three self-audit events arrive, in order...
+    js.get_stream(topology::INGEST)
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+    wait_until("the delayed self-audit events", async || {
+        self_audit_events(&js).await.len() >= 3
+    })
+    .await;
+    // ...and a later change's event comes after them, with nothing published twice on the
+    // way (the publisher keeps order, so once it is in, every earlier retry is done).
+    set_enabled(&mut s.admin, "s1", false).await.unwrap();
+    wait_until("the next self-audit event", async || {
+        self_audit_events(&js).await.len() >= 4
+    })
+    .await;
+    let events = self_audit_events(&js).await;
+    let enabled: Vec<_> = events
+        .iter()
+        .map(|e| e["data"]["details"]["enabled"].as_bool().unwrap())
+        .collect();
+    assert_eq!(enabled, [true, false, true, false], "{events:#?}");
+    let mut ids: Vec<_> = events.iter().map(|e| e["id"].to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "a self-audit event was published twice");
+    shutdown.cancel();
+}
+
 #[tokio::test]
 async fn list_targets_is_answered_by_the_sink_over_nats_or_unavailable_without_one() {
     let mut s = config_stack().await;

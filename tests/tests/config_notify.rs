@@ -83,6 +83,9 @@ async fn one_mail_when_broken_one_when_recovered() {
         "403 AccessDenied",
         "the IAM role lacks s3:PutObject on bucket audit-s1",
     );
+    // The sink reports a backlog of 42 (`report`), JetStream holds 5: the mail says what
+    // JetStream holds when it is sent.
+    backlog(&_nats, &_config, 5).await;
     report(&mut service, HealthState::Retrying, "503", "", 0).await;
     // Reported broken three times: one mail.
     for _ in 0..3 {
@@ -109,7 +112,7 @@ async fn one_mail_when_broken_one_when_recovered() {
         error,
         hint,
         "Stream: stream s1 (s1)",
-        "42 so far",
+        "5 so far",
     ] {
         assert!(
             broken.contains(needle),
@@ -148,6 +151,8 @@ async fn a_mail_the_smtp_server_could_not_take_is_retried() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await; // a few failed attempts
+    // The backlog grew while the mail waited: it is written with the figure of its sending.
+    backlog(&_nats, &_config, 7).await;
     let smtp = SmtpServer::start_on(port);
     let mails: Vec<String> = smtp
         .wait_for(1, Duration::from_secs(20))
@@ -156,8 +161,117 @@ async fn a_mail_the_smtp_server_could_not_take_is_retried() {
         .map(|m| readable(m))
         .collect();
     assert!(
-        mails[0].contains("401 invalid token") && mails[0].contains("rotate the HEC token"),
+        mails[0].contains("401 invalid token")
+            && mails[0].contains("rotate the HEC token")
+            && mails[0].contains("7 so far"),
         "{}",
         mails[0]
     );
+}
+
+/// Puts `count` more events into stream s1's backlog (AUDIT_BACKLOG_S3).
+async fn backlog(nats: &NatsServer, config: &ConfigHarness, count: usize) {
+    let mut admin = config.client_as(Role::PlatformAdmin, None).await;
+    let s1 = admin
+        .get_stream(pb::GetStreamRequest { id: "s1".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let subject =
+        auditstream_bus::subjects::backlog(auditstream_model::SinkType::S3, s1.key()).unwrap();
+    let js = nats.jetstream().await;
+    for _ in 0..count {
+        js.publish(subject.clone(), "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+/// Two config-service replicas on one Postgres database, each with its mailer on the shared
+/// outbox: each mail reaches the SMTP server exactly once (a replica sends only what it
+/// claimed), whichever replica took the report.
+#[tokio::test]
+async fn two_replicas_on_one_database_send_each_mail_once() {
+    const STREAMS: usize = 20;
+    let smtp = SmtpServer::start();
+    let nats = NatsServer::start();
+    let port = smtp.port();
+    let tweak = move |c: &mut auditstream_config_service::ConfigServiceConfig| {
+        c.notifications.smtp_host = "127.0.0.1".into();
+        c.notifications.smtp_port = port;
+        c.notifications.from = "auditstream@platform.example".into();
+    };
+    let first = ConfigHarness::start(&nats.url(), Database::Postgres, tweak).await;
+    let second = ConfigHarness::start(
+        &nats.url(),
+        Database::Shared(first.database_url.clone()),
+        tweak,
+    )
+    .await;
+    let mut admin = first.client_as(Role::PlatformAdmin, None).await;
+    put(
+        &mut admin,
+        pb::Node {
+            admin_emails: vec!["sre@acme.example".into()],
+            ..node("org", "", Organization)
+        },
+    )
+    .await;
+    put(&mut admin, node("ws", "org", Workspace)).await;
+    create_connection(&mut admin, s3_connection("conn", "org", SECRET)).await;
+    for i in 0..STREAMS {
+        create_stream(
+            &mut admin,
+            s3_stream(&format!("s{i}"), "ws", SelfOnly, "conn"),
+        )
+        .await
+        .unwrap();
+    }
+    let mut sinks = [
+        first.client_service(ServiceKind::SinkS3).await,
+        second.client_service(ServiceKind::SinkS3).await,
+    ];
+    for i in 0..STREAMS {
+        let status = pb::StreamStatus {
+            stream_id: format!("s{i}"),
+            state: HealthState::Broken as i32,
+            last_error: "403 AccessDenied".into(),
+            ..Default::default()
+        };
+        sinks[i % 2]
+            .report_status(pb::ReportStatusRequest {
+                status: Some(status),
+            })
+            .await
+            .unwrap();
+    }
+    smtp.wait_for(STREAMS, Duration::from_secs(30)).await;
+    // Every mail is marked sent; stopping both replicas lets any send in progress finish, so
+    // a duplicate would be in the mailbox by then.
+    let store = auditstream_config_service::store::Store::connect(&first.database_url, 1)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !store.due_mails(i64::MAX).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "mails left unsent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.stop().await.unwrap();
+    let mails: Vec<String> = smtp.messages().iter().map(|m| readable(m)).collect();
+    let mut subjects: Vec<String> = mails
+        .iter()
+        .filter_map(|m| {
+            m.lines()
+                .find(|l| l.starts_with("Subject: "))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(subjects.len(), STREAMS, "{subjects:#?}");
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), STREAMS, "a mail was sent twice");
+    first.stop().await.unwrap();
+    assert_eq!(smtp.messages().len(), STREAMS);
 }

@@ -409,6 +409,9 @@ impl<W: Write> Printer<'_, W> {
 
 type Client = ConfigServiceClient<InterceptedService<Channel, BearerAuth>>;
 
+/// The largest answer auditctl decodes (tonic's default is 4 MiB).
+const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Connects on first use, so a bad argument or file is reported without a server.
 struct Connector {
     url: String,
@@ -430,7 +433,12 @@ impl Connector {
                 url: self.url.clone(),
                 reason: error_chain(&e),
             })?;
-            self.client = Some(ConfigServiceClient::with_interceptor(channel, auth));
+            // `auditctl snapshot` reads the unary GetRoutingSnapshot, one message that
+            // outgrows tonic's default 4 MiB decode limit with a large tree (H5).
+            self.client = Some(
+                ConfigServiceClient::with_interceptor(channel, auth)
+                    .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES),
+            );
         }
         Ok(self.client.as_mut().expect("connected above"))
     }

@@ -1,10 +1,12 @@
 //! The data plane's view of the configuration.
 //!
 //! The router and the sinks never ask config-service per event. [`Follower`] keeps an
-//! in-memory [`ConfigView`]: loaded from `GetRoutingSnapshot`, then updated from the change
-//! feed on AUDIT_CONTROL (`audit.ctl.config`), one revision at a time. A revision other than
-//! `last + 1` means something was missed, so the view is replaced by a fresh snapshot. While
-//! config-service is unreachable the last view stays in force (last known good).
+//! in-memory [`ConfigView`]: loaded from `StreamRoutingSnapshot` (the snapshot in pages, so
+//! no tree is too large to load, H5; `GetRoutingSnapshot` from a config service that does
+//! not page), then updated from the change feed on AUDIT_CONTROL (`audit.ctl.config`), one
+//! revision at a time. A revision other than `last + 1` means something was missed, so the
+//! view is replaced by a fresh snapshot. While config-service is unreachable the last view
+//! stays in force (last known good).
 //!
 //! The feed is signed (H7): a change whose `Auditstream-Signature` does not verify against
 //! the snapshot's `feed_public_key` is ignored and counted (`forged`), so a NATS client that
@@ -27,7 +29,8 @@ use std::{
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use auditstream_bus::{headers, subjects, topology};
 use auditstream_proto::v1::{
-    ConfigChange, GetRoutingSnapshotRequest, Node, RoutingSnapshot, Stream, config_change::Change,
+    ConfigChange, GetRoutingSnapshotRequest, Node, RoutingSnapshot, Stream,
+    StreamRoutingSnapshotRequest, config_change::Change,
     config_service_client::ConfigServiceClient,
 };
 use base64::Engine as _;
@@ -372,6 +375,12 @@ async fn reload(
     Ok(view)
 }
 
+/// The largest single message the follower accepts from config-service. Pages of
+/// `StreamRoutingSnapshot` are far smaller (1 MiB by default); the limit matters for the
+/// unary `GetRoutingSnapshot` a config service from before paging answers with, which
+/// tonic's default of 4 MiB refused for any larger tree (H5).
+pub const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 async fn snapshot(source: &ConfigSource) -> Result<ConfigView, String> {
     let channel = source
         .tls
@@ -388,11 +397,51 @@ async fn snapshot(source: &ConfigSource) -> Result<ConfigView, String> {
         ConfigServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
             r.metadata_mut().insert("authorization", token.clone());
             Ok(r)
-        });
-    let snapshot = client
-        .get_routing_snapshot(GetRoutingSnapshotRequest {})
+        })
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
+    let mut pages = match client
+        .stream_routing_snapshot(StreamRoutingSnapshotRequest {})
         .await
-        .map_err(|e| format!("GetRoutingSnapshot: {e}"))?
-        .into_inner();
-    Ok(ConfigView::from_snapshot(snapshot))
+    {
+        Ok(pages) => pages.into_inner(),
+        Err(status) if status.code() == tonic::Code::Unimplemented => {
+            // A config service from before paging: one message.
+            let snapshot = client
+                .get_routing_snapshot(GetRoutingSnapshotRequest {})
+                .await
+                .map_err(|e| format!("GetRoutingSnapshot: {e}"))?
+                .into_inner();
+            return Ok(ConfigView::from_snapshot(snapshot));
+        }
+        Err(e) => return Err(format!("StreamRoutingSnapshot: {e}")),
+    };
+    let mut snapshot: Option<RoutingSnapshot> = None;
+    loop {
+        let page = pages
+            .message()
+            .await
+            .map_err(|e| format!("StreamRoutingSnapshot: {e}"))?
+            .ok_or_else(|| "StreamRoutingSnapshot ended before its last page".to_string())?;
+        let whole = snapshot.get_or_insert_with(|| RoutingSnapshot {
+            revision: page.revision,
+            ..Default::default()
+        });
+        // The server pages one world; a page of another revision is not part of this
+        // snapshot, and mixing two revisions would be a view that never existed.
+        if page.revision != whole.revision {
+            return Err(format!(
+                "StreamRoutingSnapshot: a page of revision {} in a snapshot of revision {}",
+                page.revision, whole.revision
+            ));
+        }
+        whole.nodes.extend(page.nodes);
+        whole.streams.extend(page.streams);
+        if !page.feed_public_key.is_empty() {
+            whole.feed_public_key = page.feed_public_key;
+        }
+        if page.last {
+            break;
+        }
+    }
+    Ok(ConfigView::from_snapshot(snapshot.unwrap_or_default()))
 }

@@ -38,6 +38,9 @@ pub struct ConfigServiceConfig {
     /// the process exits anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Largest message of `StreamRoutingSnapshot` (H5): the snapshot goes to the router and
+    /// the sinks in pages of at most this many bytes, far below any gRPC decode limit.
+    pub snapshot_page_bytes: usize,
     pub log: LogConfig,
 }
 
@@ -72,6 +75,7 @@ impl Default for ConfigServiceConfig {
             notifications: crate::notify::NotifyConfig::default(),
             request_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(10),
+            snapshot_page_bytes: 1024 * 1024,
             log: LogConfig::default(),
         }
     }

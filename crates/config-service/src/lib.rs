@@ -22,6 +22,7 @@ pub mod notify;
 pub mod service;
 pub mod signing;
 mod sink_rpc;
+pub mod snapshot;
 pub mod status;
 pub mod store;
 pub mod validate;
@@ -101,6 +102,8 @@ pub async fn run(
     let mailer = tokio::spawn(notify::run_mailer(
         store.clone(),
         config.notifications.clone(),
+        js.clone(),
+        config.request_timeout,
         metrics.clone(),
         shutdown.clone(),
     ));
@@ -126,6 +129,7 @@ pub async fn run(
         request_timeout: config.request_timeout,
         publish_timeout: config.nats.publish_timeout,
         notifications: config.notifications.clone(),
+        snapshot_page_bytes: config.snapshot_page_bytes,
     };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(auditstream_proto::FILE_DESCRIPTOR_SET)

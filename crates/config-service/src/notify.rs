@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::ServiceError,
-    store::{Mail, MailKind, Store, World},
+    store::{Mail, MailKind, Notice, NoticeKind, QueuedMail, Store, World},
 };
 
 /// `notifications` configuration.
@@ -40,6 +40,11 @@ pub struct NotifyConfig {
     pub smtp_timeout: Duration,
     /// Retry schedule for mails the SMTP server did not take.
     pub retry: Backoff,
+    /// How long a replica's claim on a mail it is sending holds: several replicas share the
+    /// outbox, and a mail claimed by one is not sent by another (exactly once) unless the
+    /// claimant died without sending it for this long. Keep it well above `smtp_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub claim_lease: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -53,6 +58,7 @@ impl Default for NotifyConfig {
             repeat_after: Duration::from_secs(24 * 3600),
             smtp_timeout: Duration::from_secs(10),
             retry: Backoff::default(),
+            claim_lease: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -89,22 +95,49 @@ pub async fn on_status(
         return Ok(());
     }
     let at = now_ms();
+    let notice = |kind| Notice {
+        kind,
+        stream_id: stream.id.clone(),
+        status: status.clone(),
+    };
     if entered_broken {
-        let mail = broken_mail(world, stream, status, recipients.clone());
-        once_per_period(store, config, MailKind::Broken, &stream.id, &mail, at).await?;
+        let notice = notice(NoticeKind::Broken);
+        let mail = render(world, stream, &notice, status, recipients.clone(), config);
+        once_per_period(store, config, MailKind::Broken, &notice, &mail, at).await?;
     } else if recovered {
-        store
-            .enqueue_mail(
-                &recovered_mail(world, stream, status, recipients.clone()),
-                at,
-            )
-            .await?;
+        let notice = notice(NoticeKind::Recovered);
+        let mail = render(world, stream, &notice, status, recipients.clone(), config);
+        store.enqueue_notice(&mail, &notice, at).await?;
     }
     if started_expiring {
-        let mail = expiry_mail(world, stream, status, recipients, config.repeat_after);
-        once_per_period(store, config, MailKind::Expiry, &stream.id, &mail, at).await?;
+        let notice = notice(NoticeKind::Expiry);
+        let mail = render(world, stream, &notice, status, recipients, config);
+        once_per_period(store, config, MailKind::Expiry, &notice, &mail, at).await?;
     }
     Ok(())
+}
+
+/// The mail about `notice`, with the figures of `now` (the status at send time).
+fn render(
+    world: &World,
+    stream: &Stream,
+    notice: &Notice,
+    now: &StreamStatus,
+    recipients: Vec<String>,
+    config: &NotifyConfig,
+) -> Mail {
+    match notice.kind {
+        NoticeKind::Broken => broken_mail(world, stream, &notice.status, now, recipients),
+        NoticeKind::Recovered => recovered_mail(world, stream, now, recipients),
+        NoticeKind::Expiry => expiry_mail(
+            world,
+            stream,
+            &notice.status,
+            now,
+            recipients,
+            config.repeat_after,
+        ),
+    }
 }
 
 /// Queues `mail` unless one of its kind went out for the stream within `repeat_after`.
@@ -112,16 +145,16 @@ async fn once_per_period(
     store: &Store,
     config: &NotifyConfig,
     kind: MailKind,
-    stream_id: &str,
+    notice: &Notice,
     mail: &Mail,
     at: i64,
 ) -> Result<(), ServiceError> {
-    let last = store.last_mail(kind, stream_id).await?;
+    let last = store.last_mail(kind, &notice.stream_id).await?;
     if last.is_some_and(|last| at - last < config.repeat_after.as_millis() as i64) {
         return Ok(()); // Already told within the period.
     }
-    store.enqueue_mail(mail, at).await?;
-    store.set_last_mail(kind, stream_id, at).await
+    store.enqueue_notice(mail, notice, at).await?;
+    store.set_last_mail(kind, &notice.stream_id, at).await
 }
 
 /// The admins of the stream's node, or of its nearest ancestor that has some.
@@ -163,16 +196,19 @@ fn scope(world: &World, stream: &Stream) -> String {
     )
 }
 
+/// `event`: the status that made the destination broken (its error and hint); `now`: the
+/// figures when the mail is sent.
 fn broken_mail(
     world: &World,
     stream: &Stream,
-    status: &StreamStatus,
+    event: &StreamStatus,
+    now: &StreamStatus,
     recipients: Vec<String>,
 ) -> Mail {
-    let hint = if status.hint.is_empty() {
+    let hint = if event.hint.is_empty() {
         "see the error above".to_owned()
     } else {
-        status.hint.clone()
+        event.hint.clone()
     };
     Mail {
         recipients,
@@ -194,16 +230,17 @@ fn broken_mail(
             dest = destination(stream),
             name = stream.name,
             id = stream.id,
-            error = status.last_error,
-            backlog = status.backlog_depth,
+            error = event.last_error,
+            backlog = now.backlog_depth,
         ),
     }
 }
 
+/// `now`: the figures when the mail is sent.
 fn recovered_mail(
     world: &World,
     stream: &Stream,
-    status: &StreamStatus,
+    now: &StreamStatus,
     recipients: Vec<String>,
 ) -> Mail {
     Mail {
@@ -221,22 +258,25 @@ fn recovered_mail(
             dest = destination(stream),
             name = stream.name,
             id = stream.id,
-            replayed = status.replayed_events,
+            replayed = now.replayed_events,
         ),
     }
 }
 
+/// `event`: the status that started the expiry (its error and hint); `now`: the figures
+/// when the mail is sent.
 fn expiry_mail(
     world: &World,
     stream: &Stream,
-    status: &StreamStatus,
+    event: &StreamStatus,
+    now: &StreamStatus,
     recipients: Vec<String>,
     repeat_after: Duration,
 ) -> Mail {
-    let at = if status.oldest_expires_at.is_empty() {
+    let at = if now.oldest_expires_at.is_empty() {
         "the end of the backlog retention".to_owned()
     } else {
-        status.oldest_expires_at.clone()
+        now.oldest_expires_at.clone()
     };
     let or_none = |s: &str| {
         if s.is_empty() {
@@ -264,13 +304,13 @@ fn expiry_mail(
              Check the stream with\n  \
              auditctl stream status {id}\n\n\
              You will get at most one such message per stream per {period}.\n",
-            count = status.expiring_events,
+            count = now.expiring_events,
             id = stream.id,
             scope = scope(world, stream),
             name = stream.name,
             dest = destination(stream),
-            error = or_none(&status.last_error),
-            hint = or_none(&status.hint),
+            error = or_none(&event.last_error),
+            hint = or_none(&event.hint),
             period = period(repeat_after),
         ),
     }
@@ -288,9 +328,17 @@ fn period(d: Duration) -> String {
 }
 
 /// Sends queued mails until `shutdown`; failures are retried on `config.retry`'s schedule.
+///
+/// Every replica runs one, on the shared outbox: a mail is sent only by the replica that
+/// claimed it ([`Store::claim_mails`]), so two replicas send each mail once. The mail is
+/// written when it is sent, from the stream and status of that moment (the backlog depth
+/// read live from JetStream), so a mail held back by an SMTP outage does not report stale
+/// figures.
 pub async fn run_mailer(
     store: std::sync::Arc<Store>,
     config: NotifyConfig,
+    js: async_nats::jetstream::Context,
+    request_timeout: Duration,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -307,11 +355,15 @@ pub async fn run_mailer(
         ));
     }
     let transport = transport.build();
+    // Names this replica's claims (only for the record: a claim is won by the update).
+    let owner = auditstream_model::new_event_id();
+    let lease_ms = config.claim_lease.as_millis() as i64;
     loop {
-        match store.due_mails(now_ms()).await {
+        match store.claim_mails(now_ms(), lease_ms, &owner).await {
             Ok(mails) => {
                 for queued in mails {
-                    let result = match message(&config.from, &queued.mail) {
+                    let mail = current_mail(&store, &js, request_timeout, &config, &queued).await;
+                    let result = match message(&config.from, &mail) {
                         Ok(m) => transport
                             .send(m)
                             .await
@@ -345,6 +397,75 @@ pub async fn run_mailer(
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
+
+/// The mail as it reads now: written again from the current stream, recipients and status,
+/// with the backlog depth read live. The mail as queued when its stream is gone (or the
+/// configuration cannot be read), or when it is not a notice.
+async fn current_mail(
+    store: &Store,
+    js: &async_nats::jetstream::Context,
+    request_timeout: Duration,
+    config: &NotifyConfig,
+    queued: &QueuedMail,
+) -> Mail {
+    let Some(notice) = &queued.notice else {
+        return queued.mail.clone();
+    };
+    let world = match store.load().await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the configuration; sending the mail as queued");
+            return queued.mail.clone();
+        }
+    };
+    let Some(stream) = world.streams.get(&notice.stream_id) else {
+        return queued.mail.clone();
+    };
+    let stored = match store.get_status(&notice.stream_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the stream status; using the one of the report");
+            None
+        }
+    };
+    let mut now = notice.status.clone();
+    if let Some(stored) = &stored {
+        now.backlog_depth = stored.backlog_depth;
+        // Replays only add up until the next break resets the count: the larger one is
+        // this recovery's.
+        now.replayed_events = now.replayed_events.max(stored.replayed_events);
+        if stored.expiring_events > 0 {
+            now.expiring_events = stored.expiring_events;
+            now.oldest_expires_at = stored.oldest_expires_at.clone();
+        }
+    }
+    let sink = stream
+        .destination
+        .as_ref()
+        .and_then(|d| d.target.as_ref())
+        .map(crate::credentials::target_type);
+    if let Some(sink) = sink {
+        match tokio::time::timeout(request_timeout, crate::dlq::depths(js, sink, stream.key()))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {request_timeout:?}")))
+        {
+            Ok((backlog, dlq)) => {
+                now.backlog_depth = backlog;
+                now.dlq_depth = dlq;
+            }
+            Err(e) => tracing::warn!(
+                stream = %stream.id,
+                error = %e,
+                "cannot read the backlog depth from JetStream; the mail shows the last reported one"
+            ),
+        }
+    }
+    let mut recipients = recipients(&world, &stream.node_id);
+    if recipients.is_empty() {
+        recipients = queued.mail.recipients.clone();
+    }
+    render(&world, stream, notice, &now, recipients, config)
 }
 
 fn message(from: &str, mail: &Mail) -> Result<Message, String> {

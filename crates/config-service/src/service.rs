@@ -42,6 +42,8 @@ pub struct Service {
     /// Longest wait for the PubAck of one replayed dead letter.
     pub(crate) publish_timeout: Duration,
     pub(crate) notifications: crate::notify::NotifyConfig,
+    /// Largest page of `StreamRoutingSnapshot` (H5).
+    pub(crate) snapshot_page_bytes: usize,
 }
 
 type Rpc<T> = Result<Response<T>, Status>;
@@ -1177,6 +1179,26 @@ impl ConfigService for Service {
                 .collect(),
             feed_public_key: self.feed_public_key.clone(),
         }))
+    }
+
+    type StreamRoutingSnapshotStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::RoutingSnapshotPage, Status>> + Send>,
+    >;
+
+    async fn stream_routing_snapshot(
+        &self,
+        request: Request<pb::StreamRoutingSnapshotRequest>,
+    ) -> Rpc<Self::StreamRoutingSnapshotStream> {
+        self.principal(&request)?.check_service()?;
+        // One world for every page: the revision is the same throughout.
+        let world = self.store.load().await?;
+        let pages = crate::snapshot::Pager::new(
+            world,
+            self.snapshot_page_bytes,
+            self.feed_public_key.clone(),
+            Self::present,
+        );
+        Ok(Response::new(Box::pin(tokio_stream::iter(pages.map(Ok)))))
     }
 
     async fn get_destination(

@@ -6,7 +6,10 @@
 //! revision changes. Writes go through [`Store::write`]: inside one transaction it locks the
 //! revision counter, loads the world, lets the caller decide the mutations against it (so
 //! checks and writes see the same state), stores them with consecutive revisions and
-//! appends each to the `changes` outbox that feeds AUDIT_CONTROL.
+//! appends each to the `changes` outbox that feeds AUDIT_CONTROL. The self-audit events
+//! stored with a change are published from a cursor of their own (`audit_cursor`, M14), so
+//! a full AUDIT_INGEST never holds the feed back. The `mail_outbox` is shared by every
+//! replica's mailer, which claims a mail before sending it ([`Store::claim_mails`]).
 
 use std::{
     borrow::Cow,
@@ -55,7 +58,7 @@ impl Backend {
 
     fn migrator(self) -> Migrator {
         // One schema for both backends; only the binary column type is spelled differently.
-        const MIGRATIONS: [(i64, &str, &str); 4] = [
+        const MIGRATIONS: [(i64, &str, &str); 6] = [
             (1, "initial", include_str!("../migrations/0001_initial.sql")),
             (
                 2,
@@ -71,6 +74,16 @@ impl Backend {
                 4,
                 "feed signing key",
                 include_str!("../migrations/0004_feed_signing_key.sql"),
+            ),
+            (
+                5,
+                "self-audit cursor",
+                include_str!("../migrations/0005_self_audit_cursor.sql"),
+            ),
+            (
+                6,
+                "mail claims",
+                include_str!("../migrations/0006_mail_claims.sql"),
             ),
         ];
         let migrations = MIGRATIONS
@@ -258,12 +271,62 @@ pub struct Mail {
     pub body: String,
 }
 
+/// What a notification mail is about, kept beside it so that the mailer writes it when it
+/// sends it, with the figures of that moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub stream_id: String,
+    /// The merged status that called for the mail (what broke: the error and the hint).
+    pub status: StreamStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Broken,
+    Recovered,
+    Expiry,
+}
+
+impl NoticeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Broken => "broken",
+            NoticeKind::Recovered => "recovered",
+            NoticeKind::Expiry => "expiry",
+        }
+    }
+
+    fn parse(s: &str) -> Option<NoticeKind> {
+        [
+            NoticeKind::Broken,
+            NoticeKind::Recovered,
+            NoticeKind::Expiry,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
 /// A mail waiting in the outbox.
 #[derive(Debug, Clone)]
 pub struct QueuedMail {
     pub id: String,
+    /// As written when it was queued (sent as is when no `notice` is known, or its stream
+    /// is gone).
     pub mail: Mail,
     pub attempts: u32,
+    pub notice: Option<Notice>,
+}
+
+/// Self-audit events still to publish to AUDIT_INGEST, from the `audit_cursor` on (M14).
+#[derive(Debug, Clone)]
+pub struct PendingAudit {
+    pub revision: u64,
+    /// The index (in this change's events) of `events[0]`: the cursor may stand inside a
+    /// change whose first events are already published.
+    pub first_index: u32,
+    pub events: Vec<Vec<u8>>,
 }
 
 /// An unpublished change from the outbox.
@@ -368,6 +431,128 @@ impl Store {
                 Err(e)
             }
         }
+    }
+
+    /// Bulk load into an empty store (seeding a large tree for a bench, or moving a tree over
+    /// from another system): every node, connection and stream in one transaction at one new
+    /// revision, many rows per statement. No change is appended to the feed, so nothing
+    /// follows an import but a snapshot; which is why only an empty store (no node yet) takes
+    /// one. The tree must load ([`World::new`]: no cycles, no dangling parents); the kind and
+    /// write rules of the RPCs are not checked. Returns the new revision.
+    pub async fn import(
+        &self,
+        nodes: Vec<Node>,
+        connections: Vec<StoredConnection>,
+        streams: Vec<Stream>,
+    ) -> Result<u64, ServiceError> {
+        // Rows per INSERT: 200 rows of at most 5 values stays below SQLite's oldest limit on
+        // bound values (999).
+        const ROWS: usize = 200;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("UPDATE meta SET value = value WHERE key = 'revision'")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let world = load_world(&mut tx).await?;
+        if !world.nodes.is_empty() {
+            return Err(ServiceError::FailedPrecondition(
+                "import needs an empty store (it appends nothing to the change feed)".into(),
+            ));
+        }
+        let revision = world.revision + 1;
+        let nodes: BTreeMap<_, _> = nodes
+            .into_iter()
+            .map(|mut n| {
+                n.revision = revision;
+                (n.id.clone(), n)
+            })
+            .collect();
+        let connections: BTreeMap<_, _> = connections
+            .into_iter()
+            .map(|mut c| {
+                c.public.revision = revision;
+                (c.public.id.clone(), c)
+            })
+            .collect();
+        let streams: BTreeMap<_, _> = streams
+            .into_iter()
+            .map(|mut s| {
+                s.revision = revision;
+                (s.id.clone(), s)
+            })
+            .collect();
+        let imported = World::new(revision, nodes, connections, streams)?;
+        let values = |row: usize, columns: usize| {
+            (0..row)
+                .map(|r| {
+                    let params: Vec<_> = (1..=columns)
+                        .map(|c| format!("${}", r * columns + c))
+                        .collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let nodes: Vec<_> = imported.nodes.values().collect();
+        for chunk in nodes.chunks(ROWS) {
+            let sql = format!(
+                "INSERT INTO nodes (id, parent_id, body) VALUES {}",
+                values(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for n in chunk {
+                q = q
+                    .bind(n.id.clone())
+                    .bind((!n.parent_id.is_empty()).then(|| n.parent_id.clone()))
+                    .bind(n.encode_to_vec());
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        let connections: Vec<_> = imported.connections.values().collect();
+        for chunk in connections.chunks(ROWS) {
+            let sql = format!(
+                "INSERT INTO connections (id, node_id, body, sealed, key_id) VALUES {}",
+                values(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in chunk {
+                q = q
+                    .bind(c.public.id.clone())
+                    .bind(c.public.node_id.clone())
+                    .bind(c.public.encode_to_vec())
+                    .bind(c.sealed.blob.clone())
+                    .bind(c.sealed.key_id.clone());
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        let streams: Vec<_> = imported.streams.values().collect();
+        for chunk in streams.chunks(ROWS) {
+            let sql = format!(
+                "INSERT INTO streams (id, node_id, connection_id, body) VALUES {}",
+                values(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                q = q
+                    .bind(s.id.clone())
+                    .bind(s.node_id.clone())
+                    .bind(
+                        s.destination
+                            .as_ref()
+                            .map(|d| d.connection_id.clone())
+                            .unwrap_or_default(),
+                    )
+                    .bind(s.encode_to_vec());
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'revision'")
+            .bind(revision as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(revision)
     }
 
     /// The sealed feed signing key, stored as `sealed` unless a replica stored one first:
@@ -509,6 +694,71 @@ impl Store {
             .collect()
     }
 
+    /// The self-audit events not yet published (M14: they have a cursor of their own, so the
+    /// change feed never waits for AUDIT_INGEST), oldest first, at most `limit` changes.
+    pub async fn pending_audit(&self, limit: i64) -> Result<Vec<PendingAudit>, ServiceError> {
+        let (cursor_revision, cursor_index) = self.audit_cursor().await?;
+        let rows = sqlx::query("SELECT revision, audit FROM changes WHERE revision >= $1 AND audit IS NOT NULL ORDER BY revision LIMIT $2")
+            .bind(cursor_revision as i64)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let revision = row.try_get::<i64, _>(0).map_err(db)? as u64;
+            let blob: Vec<u8> = row.try_get(1).map_err(db)?;
+            let mut events = decode_audit(&blob)?;
+            let first_index = if revision == cursor_revision {
+                let skip = (cursor_index as usize).min(events.len());
+                events.drain(..skip);
+                skip as u32
+            } else {
+                0
+            };
+            if !events.is_empty() {
+                out.push(PendingAudit {
+                    revision,
+                    first_index,
+                    events,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where the self-audit publisher stands: `(revision, event index)` of the next event.
+    pub async fn audit_cursor(&self) -> Result<(u64, u32), ServiceError> {
+        let row =
+            sqlx::query("SELECT revision, event_index FROM audit_cursor WHERE id = 'self-audit'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok((
+            row.try_get::<i64, _>(0).map_err(db)? as u64,
+            row.try_get::<i64, _>(1).map_err(db)? as u32,
+        ))
+    }
+
+    /// Moves the self-audit cursor to `(revision, event_index)`, only ever forwards: another
+    /// replica publishing the same events may be ahead (`Nats-Msg-Id` de-duplicates what both
+    /// publish).
+    pub async fn advance_audit_cursor(
+        &self,
+        revision: u64,
+        event_index: u32,
+    ) -> Result<(), ServiceError> {
+        sqlx::query(
+            "UPDATE audit_cursor SET revision = $1, event_index = $2 WHERE id = 'self-audit' AND (revision < $1 OR (revision = $1 AND event_index < $2))",
+        )
+        .bind(revision as i64)
+        .bind(i64::from(event_index))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     pub async fn mark_published(&self, revision: u64) -> Result<(), ServiceError> {
         sqlx::query("UPDATE changes SET published = 1 WHERE revision = $1")
             .bind(revision as i64)
@@ -539,21 +789,43 @@ impl Store {
 
     /// Queues a mail (sent by the mailer task).
     pub async fn enqueue_mail(&self, mail: &Mail, now_ms: i64) -> Result<(), ServiceError> {
-        sqlx::query("INSERT INTO mail_outbox (id, recipients, subject, body, attempts, next_attempt, sent) VALUES ($1, $2, $3, $4, 0, $5, 0)")
+        self.enqueue(mail, None, now_ms).await
+    }
+
+    /// Queues a notification mail about `notice` (written again when it is sent).
+    pub async fn enqueue_notice(
+        &self,
+        mail: &Mail,
+        notice: &Notice,
+        now_ms: i64,
+    ) -> Result<(), ServiceError> {
+        self.enqueue(mail, Some(notice), now_ms).await
+    }
+
+    async fn enqueue(
+        &self,
+        mail: &Mail,
+        notice: Option<&Notice>,
+        now_ms: i64,
+    ) -> Result<(), ServiceError> {
+        sqlx::query("INSERT INTO mail_outbox (id, recipients, subject, body, attempts, next_attempt, sent, claimed_until, kind, stream_id, status) VALUES ($1, $2, $3, $4, 0, $5, 0, 0, $6, $7, $8)")
             .bind(auditstream_model::new_event_id())
             .bind(mail.recipients.join(","))
             .bind(mail.subject.as_str())
             .bind(mail.body.as_str())
             .bind(now_ms)
+            .bind(notice.map(|n| n.kind.as_str()))
+            .bind(notice.map(|n| n.stream_id.clone()))
+            .bind(notice.map(|n| n.status.encode_to_vec()))
             .execute(&self.pool)
             .await
             .map_err(db)?;
         Ok(())
     }
 
-    /// Unsent mails whose next attempt is due.
+    /// Unsent mails whose next attempt is due and that no mailer holds a claim on.
     pub async fn due_mails(&self, now_ms: i64) -> Result<Vec<QueuedMail>, ServiceError> {
-        let rows = sqlx::query("SELECT id, recipients, subject, body, attempts FROM mail_outbox WHERE sent = 0 AND next_attempt <= $1 ORDER BY next_attempt LIMIT 50")
+        let rows = sqlx::query("SELECT id, recipients, subject, body, attempts, kind, stream_id, status FROM mail_outbox WHERE sent = 0 AND next_attempt <= $1 AND claimed_until <= $1 ORDER BY next_attempt LIMIT 50")
             .bind(now_ms)
             .fetch_all(&self.pool)
             .await
@@ -561,6 +833,18 @@ impl Store {
         rows.into_iter()
             .map(|r| {
                 let recipients: String = r.try_get(1).map_err(db)?;
+                let kind: Option<String> = r.try_get(5).map_err(db)?;
+                let stream_id: Option<String> = r.try_get(6).map_err(db)?;
+                let status: Option<Vec<u8>> = r.try_get(7).map_err(db)?;
+                let notice = match (kind.as_deref().and_then(NoticeKind::parse), stream_id) {
+                    (Some(kind), Some(stream_id)) => Some(Notice {
+                        kind,
+                        stream_id,
+                        status: StreamStatus::decode(status.unwrap_or_default().as_slice())
+                            .map_err(corrupt)?,
+                    }),
+                    _ => None,
+                };
                 Ok(QueuedMail {
                     id: r.try_get(0).map_err(db)?,
                     mail: Mail {
@@ -569,9 +853,39 @@ impl Store {
                         body: r.try_get(3).map_err(db)?,
                     },
                     attempts: r.try_get::<i64, _>(4).map_err(db)? as u32,
+                    notice,
                 })
             })
             .collect()
+    }
+
+    /// The due mails that `owner` (one mailer) now holds a claim on until `now_ms +
+    /// lease_ms`: every replica's mailer reads the same outbox, and the claim is a
+    /// conditional update only one of them can win, so each mail is sent by one replica.
+    /// A claim of a replica that died runs out after the lease and the mail is sent then.
+    pub async fn claim_mails(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        owner: &str,
+    ) -> Result<Vec<QueuedMail>, ServiceError> {
+        let mut claimed = Vec::new();
+        for mail in self.due_mails(now_ms).await? {
+            let won = sqlx::query("UPDATE mail_outbox SET claimed_until = $2, claimed_by = $3 WHERE id = $1 AND sent = 0 AND next_attempt <= $4 AND claimed_until <= $4")
+                .bind(mail.id.as_str())
+                .bind(now_ms.saturating_add(lease_ms))
+                .bind(owner)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?
+                .rows_affected()
+                == 1;
+            if won {
+                claimed.push(mail);
+            }
+        }
+        Ok(claimed)
     }
 
     pub async fn mail_sent(&self, id: &str) -> Result<(), ServiceError> {
@@ -589,7 +903,8 @@ impl Store {
         error: &str,
         next_attempt_ms: i64,
     ) -> Result<(), ServiceError> {
-        sqlx::query("UPDATE mail_outbox SET attempts = attempts + 1, next_attempt = $2, last_error = $3 WHERE id = $1")
+        // The claim ends with the attempt: the next one may be any replica's.
+        sqlx::query("UPDATE mail_outbox SET attempts = attempts + 1, next_attempt = $2, last_error = $3, claimed_until = 0 WHERE id = $1")
             .bind(id)
             .bind(next_attempt_ms)
             .bind(error)

@@ -634,6 +634,169 @@ async fn the_fingerprint_key_of_an_existing_database_keeps_its_fingerprints(url:
     assert_ne!(random, stored);
 }
 
+/// M14: the self-audit events have a cursor of their own, per event, independent of the
+/// change feed's `published` marks.
+async fn self_audit_events_have_their_own_cursor(url: String) {
+    let store = Store::connect(&url, 4).await.unwrap();
+    store
+        .write(|_| {
+            Ok(Plan {
+                mutations: vec![Mutation::PutNode(node("org", "", NodeKind::Organization))],
+                audit: vec![b"a0".to_vec(), b"a1".to_vec()],
+                output: (),
+            })
+        })
+        .await
+        .unwrap();
+    store
+        .write(|_| {
+            Ok(plan(vec![Mutation::PutNode(node(
+                "ws",
+                "org",
+                NodeKind::Workspace,
+            ))]))
+        })
+        .await
+        .unwrap();
+    store
+        .write(|_| {
+            Ok(Plan {
+                mutations: vec![Mutation::PutNode(node("w2", "org", NodeKind::Workspace))],
+                audit: vec![b"c0".to_vec()],
+                output: (),
+            })
+        })
+        .await
+        .unwrap();
+    // The change feed goes on whatever the self-audit publisher does.
+    for revision in 1..=3 {
+        store.mark_published(revision).await.unwrap();
+    }
+    assert!(store.pending_changes(10).await.unwrap().is_empty());
+    let pending = store.pending_audit(10).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| (p.revision, p.first_index, p.events.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, 0, vec![b"a0".to_vec(), b"a1".to_vec()]),
+            (3, 0, vec![b"c0".to_vec()]),
+        ]
+    );
+    // One event of revision 1 out: the next attempt starts at its second.
+    store.advance_audit_cursor(1, 1).await.unwrap();
+    let pending = store.pending_audit(10).await.unwrap();
+    assert_eq!((pending[0].revision, pending[0].first_index), (1, 1));
+    assert_eq!(pending[0].events, vec![b"a1".to_vec()]);
+    // The cursor only moves forwards (another replica may be ahead).
+    store.advance_audit_cursor(2, 0).await.unwrap();
+    store.advance_audit_cursor(1, 2).await.unwrap();
+    assert_eq!(store.audit_cursor().await.unwrap(), (2, 0));
+    let pending = store.pending_audit(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.revision).collect::<Vec<_>>(),
+        vec![3]
+    );
+    store.advance_audit_cursor(4, 0).await.unwrap();
+    assert!(store.pending_audit(10).await.unwrap().is_empty());
+}
+
+/// Two replicas' mailers on one outbox: a due mail is claimed by one of them only, until
+/// its lease runs out; a failed attempt ends the claim.
+async fn a_mail_is_claimed_by_one_mailer_until_its_lease_ends(url: String) {
+    use auditstream_config_service::store::{Mail, Notice, NoticeKind};
+    let (a, b) = (
+        Store::connect(&url, 4).await.unwrap(),
+        Store::connect(&url, 4).await.unwrap(),
+    );
+    let mail = Mail {
+        recipients: vec!["a@x.example".into()],
+        subject: "broken".into(),
+        body: "what to fix".into(),
+    };
+    let notice = Notice {
+        kind: NoticeKind::Broken,
+        stream_id: "s1".into(),
+        status: StreamStatus {
+            stream_id: "s1".into(),
+            last_error: "403".into(),
+            ..Default::default()
+        },
+    };
+    for _ in 0..20 {
+        a.enqueue_notice(&mail, &notice, 1_000).await.unwrap();
+    }
+    // Both claim at once: every mail goes to exactly one of them.
+    let (mine, theirs) = tokio::join!(
+        a.claim_mails(1_000, 60_000, "a"),
+        b.claim_mails(1_000, 60_000, "b")
+    );
+    let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+    assert_eq!(
+        mine.len() + theirs.len(),
+        20,
+        "{} + {}",
+        mine.len(),
+        theirs.len()
+    );
+    let mut ids: Vec<_> = mine.iter().chain(&theirs).map(|m| m.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "a mail claimed twice");
+    assert_eq!(
+        mine.first().or(theirs.first()).unwrap().notice,
+        Some(notice)
+    );
+    // Claimed: nobody else gets them within the lease...
+    assert!(b.claim_mails(60_999, 60_000, "b").await.unwrap().is_empty());
+    let first = ids[0].clone();
+    a.mail_sent(&first).await.unwrap();
+    let failed = ids[1].clone();
+    a.mail_failed(&failed, "refused", 2_000).await.unwrap();
+    // ...a failed one is free again at its next attempt...
+    let again = b.claim_mails(2_000, 60_000, "b").await.unwrap();
+    assert_eq!(
+        again.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        vec![failed]
+    );
+    // ...and a claimant that died leaves the rest to whoever comes after the lease; a sent
+    // mail is never claimed again.
+    let later = b.claim_mails(61_000, 60_000, "b").await.unwrap();
+    assert_eq!(later.len(), 18);
+    assert!(later.iter().all(|m| m.id != first));
+}
+
+/// A bulk import lands at one revision without feed entries, and only into an empty store.
+async fn an_import_fills_an_empty_store_at_one_revision(url: String) {
+    let store = Store::connect(&url, 4).await.unwrap();
+    let mut nodes = vec![node("org", "", NodeKind::Organization)];
+    let mut streams = vec![];
+    for i in 0..450 {
+        nodes.push(node(&format!("w{i}"), "org", NodeKind::Workspace));
+        streams.push(stream(&format!("s{i}"), &format!("w{i}"), "c1"));
+    }
+    let revision = store
+        .import(nodes.clone(), vec![connection("c1", "org")], streams)
+        .await
+        .unwrap();
+    assert_eq!(revision, 1);
+    let world = store.load().await.unwrap();
+    assert_eq!(
+        (world.revision, world.nodes.len(), world.streams.len()),
+        (1, 451, 450)
+    );
+    assert_eq!(world.nodes["w7"].revision, 1);
+    assert_eq!(world.streams["s449"].node_id, "w449");
+    assert!(world.connections.contains_key("c1"));
+    assert!(store.pending_changes(10).await.unwrap().is_empty());
+    let err = store.import(nodes, vec![], vec![]).await.unwrap_err();
+    assert!(
+        matches!(err, ServiceError::FailedPrecondition(_)),
+        "{err:?}"
+    );
+}
+
 macro_rules! store_suite {
     ($($test:ident),* $(,)?) => {
         mod on_sqlite {
@@ -666,4 +829,7 @@ store_suite!(
     replicas_share_the_first_feed_signing_key,
     reseal_moves_every_sealed_row_to_the_active_key,
     the_fingerprint_key_of_an_existing_database_keeps_its_fingerprints,
+    self_audit_events_have_their_own_cursor,
+    a_mail_is_claimed_by_one_mailer_until_its_lease_ends,
+    an_import_fills_an_empty_store_at_one_revision,
 );

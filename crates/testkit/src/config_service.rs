@@ -151,6 +151,9 @@ pub const TEST_SECRETS_KEY: &str = "UiR8sjtpOYzxYtkxLjNrpYh+NAuFYcfqgtbRjvUCyfw=
 pub enum Database {
     Sqlite,
     Postgres,
+    /// The database of another harness (its `database_url`): replicas of the config
+    /// service sharing one database, as in production.
+    Shared(String),
 }
 
 /// A config-service configuration for tests: the tokens above, a fixed test key, loopback
@@ -214,6 +217,7 @@ impl ConfigHarness {
                 let pg = PgSchema::create().await;
                 (pg.url(), Some(pg))
             }
+            Database::Shared(url) => (url, None),
         };
         let mut config = test_config_service_config(nats_url, &database_url);
         tweak(&mut config);
