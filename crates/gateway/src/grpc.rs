@@ -112,7 +112,7 @@ impl GrpcIngest {
         }
         if let Some(after) = outcome.rate_limited {
             let mut status = Status::resource_exhausted(format!(
-                "an organization of this call is over its ingest rate limit; {} events of this call were stored, resend the rest after {} s (events with ids are de-duplicated)",
+                "an organization of this call (or its token) is over its ingest rate limit; {} events of this call were stored, resend the rest after {} s (events with ids are de-duplicated)",
                 response.accepted,
                 after.as_secs()
             ));

@@ -195,7 +195,7 @@ async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response
         }),
         (None, Some(_)) => Some(ErrorDetail {
             code: "rate_limited",
-            message: "an organization of this request is over its ingest rate limit; events listed as rate_limited were not stored, retry them after the Retry-After delay",
+            message: "an organization of this request (or its token) is over its ingest rate limit; events listed as rate_limited were not stored, retry them after the Retry-After delay",
         }),
         (None, None) => None,
     };
