@@ -217,6 +217,11 @@ impl IngestService for GrpcIngest {
         let mut offset = 0;
         let cut = loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            // Checked before waiting: `timeout` polls the message first, so a client that
+            // always has one ready would otherwise never meet the deadline.
+            if left.is_zero() {
+                break Some(Cut::Duration);
+            }
             let wait = left.min(limits.stream_idle_timeout);
             let batch = match tokio::time::timeout(wait, stream.message()).await {
                 Ok(Ok(Some(batch))) => batch,
@@ -266,6 +271,14 @@ impl IngestService for GrpcIngest {
             if let Ok(v) = text.parse() {
                 reply.metadata_mut().insert(INCOMPLETE, v);
             }
+            // What the client still sends is read and dropped (for at most request_timeout)
+            // instead of resetting its HTTP/2 stream at once: a client caught mid-send would
+            // otherwise see a transport error instead of this response and lose its results.
+            let grace = self.core.request_timeout;
+            tokio::spawn(async move {
+                let drain = async { while let Ok(Some(_)) = stream.message().await {} };
+                let _ = tokio::time::timeout(grace, drain).await;
+            });
         }
         Ok(reply)
     }
