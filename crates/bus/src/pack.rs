@@ -37,9 +37,24 @@ pub enum PackError {
     Header(usize),
 }
 
-/// What one entry adds to a pack beyond its message bytes (the two lengths and its header
-/// lines), as both packers reckon it against [`PackConfig::max_bytes`].
-pub const ENTRY_OVERHEAD: usize = 256;
+/// The bytes one entry adds to a pack: the two lengths, its header lines exactly as
+/// [`Packer::push`] writes them, and its message bytes. Both packers reckon with it against
+/// [`PackConfig::max_bytes`]; a fixed estimate was wrong for long header values (a
+/// producer's `traceparent`, long ids), and packs then grew past the server's `max_payload`.
+pub fn entry_bytes(headers: &HeaderMap, body_len: usize) -> usize {
+    let lines: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            // As `push` writes it: `Name: value\r\n` per value.
+            let name: &[u8] = name.as_ref();
+            values
+                .iter()
+                .map(|value| name.len() + 2 + value.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    8 + lines + body_len
+}
 
 /// How big a pack may grow: the router's `pack` (deliveries of one stream) and the
 /// gateway's `pack` (events of one request and organization) settings.
@@ -239,6 +254,26 @@ mod tests {
         bad[5] = b'\n'; // inside the header block
         assert!(unpack(&Bytes::from(bad)).is_err());
         assert_eq!(unpack(&Bytes::new()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn entry_bytes_is_what_push_writes() {
+        let mut p = Packer::new();
+        let mut expected = 0;
+        for (id, body) in [("e-1", "{}".to_owned()), ("e-2", "y".repeat(5000))] {
+            let (mut h, b) = event(id, &body);
+            // A repeated header is written once per value.
+            h.append("X-Extra", "one");
+            h.append("X-Extra", "two and more");
+            expected += entry_bytes(&h, b.len());
+            p.push(&h, &b);
+            assert_eq!(p.bytes(), expected, "{id}");
+        }
+        // Empty headers and body: only the two lengths.
+        assert_eq!(entry_bytes(&HeaderMap::new(), 0), 8);
+        let mut empty = Packer::new();
+        empty.push(&HeaderMap::new(), b"");
+        assert_eq!(empty.bytes(), 8);
     }
 
     #[test]

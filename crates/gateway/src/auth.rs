@@ -83,6 +83,27 @@ impl OrgScope {
     }
 }
 
+/// Who sent a request: which configured token, and the organizations it may send for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's position in `auth.tokens`, or [`ANONYMOUS`]; the key of its rate limit.
+    pub token: usize,
+    pub scope: OrgScope,
+}
+
+/// The caller of a gateway that runs without tokens (`auth.allow_unauthenticated`).
+pub const ANONYMOUS: usize = usize::MAX;
+
+impl Caller {
+    /// Any organization, as the unauthenticated caller (tests and tools).
+    pub fn anonymous() -> Self {
+        Caller {
+            token: ANONYMOUS,
+            scope: OrgScope::All,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Auth {
     tokens: Vec<(Secret, OrgScope)>,
@@ -125,8 +146,16 @@ impl Auth {
 
     /// Checks an `Authorization` header value; on success, the organizations it may send for.
     pub fn check(&self, header: Option<&[u8]>) -> Result<OrgScope, AuthError> {
+        self.identify(header).map(|caller| caller.scope)
+    }
+
+    /// As [`Auth::check`], also saying which token it was (for its rate limit).
+    pub fn identify(&self, header: Option<&[u8]>) -> Result<Caller, AuthError> {
         if self.allow_unauthenticated && self.tokens.is_empty() {
-            return Ok(OrgScope::All);
+            return Ok(Caller {
+                token: ANONYMOUS,
+                scope: OrgScope::All,
+            });
         }
         let header = header.ok_or(AuthError::Missing)?;
         let presented = header
@@ -135,12 +164,17 @@ impl Auth {
             .ok_or(AuthError::Missing)?;
         // Every configured token is compared, so timing does not reveal which one matched.
         let mut matched = None;
-        for (token, scope) in &self.tokens {
+        for (index, (token, scope)) in self.tokens.iter().enumerate() {
             if bool::from(token.expose().as_bytes().ct_eq(presented)) {
-                matched = Some(scope);
+                matched = Some((index, scope));
             }
         }
-        matched.cloned().ok_or(AuthError::Invalid)
+        matched
+            .map(|(token, scope)| Caller {
+                token,
+                scope: scope.clone(),
+            })
+            .ok_or(AuthError::Invalid)
     }
 }
 

@@ -62,7 +62,7 @@ pub struct ServerLimits {
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Time to receive a whole request body once its headers are in (HTTP 408 after it);
-    /// for gRPC, the deadline of a whole call.
+    /// for gRPC, the deadline of a unary call (stream calls have their own limits below).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Largest request line plus headers (HTTP 431 beyond it; gRPC: header list size).
@@ -71,6 +71,22 @@ pub struct ServerLimits {
     /// Open connections, on the HTTP and on the gRPC port each; further clients wait in the
     /// kernel's accept queue.
     pub max_connections: usize,
+    /// HTTP request bodies held at once over all requests, raw and decompressed bytes
+    /// counted; a request that would pass it is answered 503 `overloaded` with
+    /// `Retry-After`. Bounds the memory of many concurrent large requests. At least twice
+    /// `limits.max_request_bytes`, so one largest request always fits.
+    pub max_inflight_body_bytes: usize,
+    /// Events one gRPC `IngestStream` call may send; the call ends at the batch that would
+    /// pass it (its response covers the events before). Bounds the results a call holds.
+    pub max_stream_events: usize,
+    /// Longest wait for the next message of an `IngestStream` call; the call then ends
+    /// with the results so far.
+    #[serde(with = "humantime_serde")]
+    pub stream_idle_timeout: Duration,
+    /// Longest an `IngestStream` call may last (instead of `request_timeout`, which bounds
+    /// unary calls); it then ends with the results so far.
+    #[serde(with = "humantime_serde")]
+    pub max_stream_duration: Duration,
 }
 
 impl Default for ServerLimits {
@@ -80,6 +96,10 @@ impl Default for ServerLimits {
             request_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            max_inflight_body_bytes: 128 * 1024 * 1024,
+            max_stream_events: 50_000,
+            stream_idle_timeout: Duration::from_secs(60),
+            max_stream_duration: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -127,6 +147,25 @@ impl GatewayConfig {
             || self.server.max_connections == 0
         {
             return Err("server.header_read_timeout, server.request_timeout and server.max_connections must be greater than zero".into());
+        }
+        let s = &self.server;
+        if s.max_inflight_body_bytes < 2 * self.limits.max_request_bytes {
+            return Err(format!(
+                "server.max_inflight_body_bytes ({}) must be at least twice limits.max_request_bytes ({}): one largest request holds its raw and its decompressed body",
+                s.max_inflight_body_bytes, self.limits.max_request_bytes
+            ));
+        }
+        if s.max_stream_events < self.limits.max_events_per_request {
+            return Err(format!(
+                "server.max_stream_events ({}) must be at least limits.max_events_per_request ({})",
+                s.max_stream_events, self.limits.max_events_per_request
+            ));
+        }
+        if s.stream_idle_timeout.is_zero() || s.max_stream_duration.is_zero() {
+            return Err(
+                "server.stream_idle_timeout and server.max_stream_duration must be greater than zero"
+                    .into(),
+            );
         }
         if self.nats.publish_timeout.is_zero() {
             return Err("nats.publish_timeout must be greater than zero".into());

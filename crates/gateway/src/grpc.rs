@@ -3,8 +3,22 @@
 //! UNAUTHENTICATED, RESOURCE_EXHAUSTED (too many events, or an organization over its rate
 //! limit, then with `retry-after` metadata) and UNAVAILABLE (with `retry-after` metadata)
 //! concern the whole call.
+//!
+//! An `IngestStream` call is bounded on its own (security review M17): at most
+//! `server.max_stream_events` events, at most `server.stream_idle_timeout` between two
+//! messages and `server.max_stream_duration` in all, instead of the unary
+//! `server.request_timeout`, which used to kill long streams and lose every result. A call
+//! cut short by one of these ends *gracefully*: the response (status OK) carries the results
+//! of every event read so far, and the `auditstream-ingest-incomplete` response metadata
+//! says which limit ended it and from which index on nothing was read. An error status
+//! could not carry the results: it drops the response message, and trailer metadata is
+//! limited to 8–16 KiB by gRPC clients (beyond, they drop the whole connection), while a
+//! call's results can run to megabytes.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use auditstream_model::{ItemError, ValidatedEvent, envelope::Parts, validate_parts};
 use auditstream_proto::v1::{
@@ -13,21 +27,24 @@ use auditstream_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{Core, auth::OrgScope, ingest::ItemOutcome};
+use crate::{Core, auth::Caller, ingest::ItemOutcome, traceparent::Incoming};
 
 const TRANSPORT: &str = "grpc";
+
+/// Response metadata of an `IngestStream` call that a limit ended before the client did.
+pub const INCOMPLETE: &str = "auditstream-ingest-incomplete";
 
 pub struct GrpcIngest {
     pub(crate) core: Arc<Core>,
 }
 
 impl GrpcIngest {
-    fn authenticate<T>(&self, request: &Request<T>) -> Result<OrgScope, Status> {
+    fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         let header = request
             .metadata()
             .get("authorization")
             .map(|v| v.as_bytes());
-        self.core.auth.check(header).map_err(|e| {
+        self.core.auth.identify(header).map_err(|e| {
             self.core
                 .metrics
                 .request_rejected(TRANSPORT, "unauthorized");
@@ -38,7 +55,7 @@ impl GrpcIngest {
     /// Validates and stores one batch; `offset` numbers its events after earlier batches.
     async fn ingest_batch(
         &self,
-        scope: &OrgScope,
+        caller: &Caller,
         events: Vec<IngestEvent>,
         offset: usize,
         traceparent: Option<&str>,
@@ -72,7 +89,7 @@ impl GrpcIngest {
         let outcome = self
             .core
             .ingestor
-            .ingest(items, scope, TRANSPORT, traceparent)
+            .ingest(items, caller, TRANSPORT, traceparent)
             .await;
         response.accepted += outcome.stored() as u32;
         response.duplicates += outcome.duplicates() as u32;
@@ -95,7 +112,7 @@ impl GrpcIngest {
         }
         if let Some(after) = outcome.rate_limited {
             let mut status = Status::resource_exhausted(format!(
-                "an organization of this call is over its ingest rate limit; {} events of this call were stored, resend the rest after {} s (events with ids are de-duplicated)",
+                "an organization of this call (or its token) is over its ingest rate limit; {} events of this call were stored, resend the rest after {} s (events with ids are de-duplicated)",
                 response.accepted,
                 after.as_secs()
             ));
@@ -108,12 +125,23 @@ impl GrpcIngest {
     }
 }
 
-fn traceparent<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+impl GrpcIngest {
+    /// The producer's `traceparent` if W3C-shaped; a malformed one is dropped and counted.
+    fn traceparent<T>(&self, request: &Request<T>) -> Option<String> {
+        let value = request.metadata().get("traceparent").map(|v| v.as_bytes());
+        let incoming = Incoming::of(value);
+        if incoming == Incoming::Dropped {
+            self.core.metrics.traceparent_dropped.inc();
+        }
+        incoming.valid().map(str::to_owned)
+    }
+}
+
+/// Why a stream call ended before its client closed it.
+enum Cut {
+    Events,
+    Idle,
+    Duration,
 }
 
 fn to_result(index: usize, outcome: &ItemOutcome) -> ItemResult {
@@ -138,7 +166,7 @@ fn to_result(index: usize, outcome: &ItemOutcome) -> ItemResult {
                 message: reason.clone(),
             }),
         ),
-        ItemOutcome::RateLimited { id, reason } => (
+        ItemOutcome::RateLimited { id, reason, .. } => (
             id.clone(),
             ItemStatus::Rejected,
             Some(auditstream_proto::v1::ItemError {
@@ -162,11 +190,11 @@ impl IngestService for GrpcIngest {
         &self,
         request: Request<IngestRequest>,
     ) -> Result<Response<IngestResponse>, Status> {
-        let scope = self.authenticate(&request)?;
-        let tp = traceparent(&request);
+        let caller = self.authenticate(&request)?;
+        let tp = self.traceparent(&request);
         let mut response = IngestResponse::default();
         self.ingest_batch(
-            &scope,
+            &caller,
             request.into_inner().events,
             0,
             tp.as_deref(),
@@ -180,17 +208,86 @@ impl IngestService for GrpcIngest {
         &self,
         request: Request<Streaming<IngestRequest>>,
     ) -> Result<Response<IngestResponse>, Status> {
-        let scope = self.authenticate(&request)?;
-        let tp = traceparent(&request);
+        let caller = self.authenticate(&request)?;
+        let tp = self.traceparent(&request);
+        let limits = &self.core.stream;
+        let deadline = Instant::now() + limits.max_stream_duration;
         let mut stream = request.into_inner();
         let mut response = IngestResponse::default();
         let mut offset = 0;
-        while let Some(batch) = stream.message().await? {
+        let cut = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Checked before waiting: `timeout` polls the message first, so a client that
+            // always has one ready would otherwise never meet the deadline.
+            if left.is_zero() {
+                break Some(Cut::Duration);
+            }
+            let wait = left.min(limits.stream_idle_timeout);
+            let batch = match tokio::time::timeout(wait, stream.message()).await {
+                Ok(Ok(Some(batch))) => batch,
+                Ok(Ok(None)) => break None,
+                Ok(Err(status)) => return Err(status),
+                Err(_) if wait < limits.stream_idle_timeout => break Some(Cut::Duration),
+                Err(_) => break Some(Cut::Idle),
+            };
             let n = batch.events.len();
-            self.ingest_batch(&scope, batch.events, offset, tp.as_deref(), &mut response)
+            if offset + n > limits.max_stream_events {
+                break Some(Cut::Events);
+            }
+            self.ingest_batch(&caller, batch.events, offset, tp.as_deref(), &mut response)
                 .await?;
             offset += n;
+        };
+        let mut reply = Response::new(response);
+        if let Some(cut) = cut {
+            let (reason, why) = match cut {
+                Cut::Events => (
+                    "max_stream_events",
+                    format!(
+                        "the call reached server.max_stream_events ({})",
+                        limits.max_stream_events
+                    ),
+                ),
+                Cut::Idle => (
+                    "stream_idle_timeout",
+                    format!(
+                        "no message within server.stream_idle_timeout ({} s)",
+                        limits.stream_idle_timeout.as_secs_f64()
+                    ),
+                ),
+                Cut::Duration => (
+                    "max_stream_duration",
+                    format!(
+                        "the call lasted server.max_stream_duration ({} s)",
+                        limits.max_stream_duration.as_secs_f64()
+                    ),
+                ),
+            };
+            self.core.metrics.request_rejected(TRANSPORT, reason);
+            tracing::info!(reason, events = offset, "ingest stream ended by a limit");
+            let text = format!(
+                "{why}: the results cover events 0..{offset}; events from index {offset} on were not read, send them in a new call"
+            );
+            if let Ok(v) = text.parse() {
+                reply.metadata_mut().insert(INCOMPLETE, v);
+            }
+            // What the client still sends is read and dropped (for at most request_timeout)
+            // instead of resetting its HTTP/2 stream at once: a client caught mid-send would
+            // otherwise see a transport error instead of this response and lose its results.
+            let grace = self.core.request_timeout;
+            tokio::spawn(async move {
+                let drain = async { while let Ok(Some(_)) = stream.message().await {} };
+                let _ = tokio::time::timeout(grace, drain).await;
+            });
         }
-        Ok(Response::new(response))
+        Ok(reply)
     }
+}
+
+/// The limits of one `IngestStream` call (from `server`).
+#[derive(Debug, Clone)]
+pub(crate) struct StreamLimits {
+    pub(crate) max_stream_events: usize,
+    pub(crate) stream_idle_timeout: Duration,
+    pub(crate) max_stream_duration: Duration,
 }

@@ -6,10 +6,13 @@
 //! send for; 408 the body did not arrive within `server.request_timeout`; 413 over a size
 //! or count limit; 415 unsupported content type or encoding; 429 with `Retry-After` when an
 //! organization is over its rate limit; 503 with `Retry-After` when JetStream could not
-//! store a valid event. A 2xx therefore always means every event listed as accepted is
-//! durable, and with 429 / 503 the events listed as accepted are durable too.
+//! store a valid event, or (code `overloaded`) when the gateway holds
+//! `server.max_inflight_body_bytes` of request bodies already ([`crate::budget`]). A 2xx
+//! therefore always means every event listed as accepted is durable, and with 429 / 503 the
+//! events listed as accepted are durable too. A request whose every event is too large
+//! (`event_too_large`, including one NATS refused for the server's `max_payload`) gets 413.
 
-use std::{sync::Arc, time::Duration};
+use std::{io::Read as _, sync::Arc, time::Duration};
 
 use auditstream_model::{
     ItemErrorCode,
@@ -26,7 +29,12 @@ use axum::{
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::{Core, ingest::ItemOutcome};
+use crate::{
+    Core,
+    budget::{Exhausted, Hold},
+    ingest::ItemOutcome,
+    traceparent::Incoming,
+};
 
 const TRANSPORT: &str = "http";
 
@@ -115,30 +123,60 @@ async fn post_events(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bo
                     header::HeaderValue::from_static("Bearer"),
                 );
             }
+            if e.status == StatusCode::SERVICE_UNAVAILABLE {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, core.retry_after_header());
+            }
             response
         }
     }
 }
 
 async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response, RequestError> {
-    let scope = core
+    let caller = core
         .auth
-        .check(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+        .identify(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
         .map_err(|e| RequestError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message()))?;
     let framing = framing(headers)?;
     let gzip = content_encoding_is_gzip(headers)?;
-    let raw = read_limited(body, core.limits.max_request_bytes, core.request_timeout).await?;
+    // Every body byte held counts against the global budget until this request ends.
+    let mut raw_hold = core.budget.hold();
+    let raw = read_limited(
+        body,
+        core.limits.max_request_bytes,
+        core.request_timeout,
+        &mut raw_hold,
+    )
+    .await?;
     let limits = core.limits.clone();
+    let budget = core.budget.clone();
     // Decompressing and validating up to 10 MiB is CPU work: keep it off the async workers.
-    let items = tokio::task::spawn_blocking(move || decode(raw, gzip, framing, &limits))
-        .await
-        .map_err(|e| {
-            RequestError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let (items, _held) = tokio::task::spawn_blocking(move || {
+        let (body, hold) = if gzip {
+            let mut hold = budget.hold();
+            let body = gunzip(&raw, limits.max_request_bytes, &mut hold)?;
+            // The compressed bytes are no longer held.
+            drop((raw, raw_hold));
+            (body, hold)
+        } else {
+            (raw, raw_hold)
+        };
+        decode(body, false, framing, &limits)
+            .map(|items| (items, hold))
+            .map_err(RequestError::from)
+    })
+    .await
+    .map_err(|e| {
+        RequestError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    })??;
+    let traceparent = Incoming::of(headers.get("traceparent").map(|v| v.as_bytes()));
+    if traceparent == Incoming::Dropped {
+        core.metrics.traceparent_dropped.inc();
+    }
     let outcome = core
         .ingestor
-        .ingest(items, &scope, TRANSPORT, traceparent)
+        .ingest(items, &caller, TRANSPORT, traceparent.valid())
         .await;
 
     let stored = outcome.stored();
@@ -157,7 +195,7 @@ async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response
         }),
         (None, Some(_)) => Some(ErrorDetail {
             code: "rate_limited",
-            message: "an organization of this request is over its ingest rate limit; events listed as rate_limited were not stored, retry them after the Retry-After delay",
+            message: "an organization of this request (or its token) is over its ingest rate limit; events listed as rate_limited were not stored, retry them after the Retry-After delay",
         }),
         (None, None) => None,
     };
@@ -166,16 +204,23 @@ async fn handle(core: &Core, headers: &HeaderMap, body: Body) -> Result<Response
         .iter()
         .filter(|i| matches!(i, ItemOutcome::RateLimited { .. }))
         .count();
-    let only_other_orgs = rejected > 0
-        && outcome.items.iter().all(|i| {
-            matches!(i, ItemOutcome::Rejected { error } if error.code == ItemErrorCode::OrgNotAllowed)
-        });
+    let all_rejected_as = |code: ItemErrorCode| {
+        rejected > 0
+            && outcome
+                .items
+                .iter()
+                .all(|i| matches!(i, ItemOutcome::Rejected { error } if error.code == code))
+    };
+    let only_other_orgs = all_rejected_as(ItemErrorCode::OrgNotAllowed);
+    let only_too_large = all_rejected_as(ItemErrorCode::EventTooLarge);
     let status = if outcome.unavailable.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
     } else if outcome.rate_limited.is_some() {
         StatusCode::TOO_MANY_REQUESTS
     } else if only_other_orgs {
         StatusCode::FORBIDDEN
+    } else if only_too_large {
+        StatusCode::PAYLOAD_TOO_LARGE
     } else if rejected == 0 {
         StatusCode::OK
     } else if stored > 0 {
@@ -254,15 +299,29 @@ fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, RequestError> {
     }
 }
 
+impl From<Exhausted> for RequestError {
+    fn from(e: Exhausted) -> Self {
+        RequestError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "the gateway holds {} bytes of request bodies already (server.max_inflight_body_bytes); retry after the Retry-After delay",
+                e.total
+            ),
+        )
+    }
+}
+
 /// Reads the body, stopping as soon as it passes `limit` instead of buffering it whole, or
 /// when it has not arrived within `timeout` (a client trickling its body holds a connection
-/// and a request slot, never more than this long).
+/// and a request slot, never more than this long). Every chunk is taken from `hold` first.
 async fn read_limited(
     body: Body,
     limit: usize,
     timeout: Duration,
+    hold: &mut Hold,
 ) -> Result<Vec<u8>, RequestError> {
-    tokio::time::timeout(timeout, read_body(body, limit))
+    tokio::time::timeout(timeout, read_body(body, limit, hold))
         .await
         .unwrap_or_else(|_| {
             Err(RequestError::new(
@@ -276,7 +335,7 @@ async fn read_limited(
         })
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, RequestError> {
+async fn read_body(body: Body, limit: usize, hold: &mut Hold) -> Result<Vec<u8>, RequestError> {
     let mut out = Vec::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -290,7 +349,36 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, RequestError> {
         if out.len() + chunk.len() > limit {
             return Err(too_large(limit, "is larger than").into());
         }
+        hold.take(chunk.len())?;
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// Inflates a gzip body (members one after another, as `decode` would), bounded by `limit`
+/// like the raw body, taking every inflated chunk from `hold` as it comes: a small body that
+/// inflates to 10 MiB counts as 10 MiB.
+fn gunzip(raw: &[u8], limit: usize, hold: &mut Hold) -> Result<Vec<u8>, RequestError> {
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match decoder.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(RequestError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_gzip",
+                    format!("the body is not valid gzip: {e}"),
+                ));
+            }
+        };
+        if out.len() + n > limit {
+            return Err(too_large(limit, "decompressed").into());
+        }
+        hold.take(n)?;
+        out.extend_from_slice(&buf[..n]);
+    }
 }

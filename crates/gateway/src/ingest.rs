@@ -3,7 +3,12 @@
 //! HTTP and gRPC both decode their framing into per-item validation results and hand them
 //! here. Valid items are published concurrently; the call returns once every one has its
 //! PubAck or has failed, so a success answer always means "on disk". Events whose ids the
-//! gateway assigned travel packed per organization ([`messages`]), one PubAck for many.
+//! gateway assigned travel packed per organization ([`messages`]), one PubAck for many;
+//! a pack is sized by its real bytes ([`pack::entry_bytes`]).
+//!
+//! An event that NATS refuses as larger than the server's `max_payload` is answered on its
+//! own (`event_too_large`, not stored) instead of failing the request as "retry later": it
+//! would be refused again however often the producer retried (security review L4).
 
 use std::{
     collections::HashMap,
@@ -24,7 +29,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::{
-    auth::OrgScope,
+    auth::Caller,
     metrics::{Metrics, ReasonLabel, TransportLabel},
     ratelimit::RateLimiter,
 };
@@ -48,11 +53,14 @@ pub enum ItemOutcome {
         id: String,
         reason: String,
     },
-    /// Valid, but its organization is over its rate limit; not stored, the request as a
-    /// whole gets 429 (unless a 503 applies).
+    /// Valid, but its organization (or its token) is over its rate limit; not stored, the
+    /// request as a whole gets 429 (unless a 503 applies).
     RateLimited {
         id: String,
         reason: String,
+        /// The token's limit refused it, not the organization's (for the metrics).
+        #[serde(skip)]
+        by_token: bool,
     },
 }
 
@@ -99,7 +107,8 @@ pub struct Ingestor {
 /// What happens to one item, decided before anything is published.
 enum Plan {
     Reject(ItemError),
-    Limit(String, Duration),
+    /// Rate limited: its id, when to retry, and whether the token's limit refused it.
+    Limit(String, Duration, bool),
     Publish(ValidatedEvent),
 }
 
@@ -109,7 +118,7 @@ impl Ingestor {
     pub async fn ingest(
         &self,
         items: Vec<Result<ValidatedEvent, ItemError>>,
-        scope: &OrgScope,
+        caller: &Caller,
         transport: &'static str,
         traceparent: Option<&str>,
     ) -> IngestOutcome {
@@ -119,11 +128,11 @@ impl Ingestor {
         // every event (lives until the events are stored).
         let hop = auditstream_telemetry::traces::hop("gateway.ingest", traceparent);
         let traceparent = hop.traceparent.as_deref();
-        let plans = self.plan(items, scope);
+        let plans = self.plan(items, caller);
         let rate_limited = plans
             .iter()
             .filter_map(|p| match p {
-                Plan::Limit(_, after) => Some(*after),
+                Plan::Limit(_, after, _) => Some(*after),
                 _ => None,
             })
             .max();
@@ -134,12 +143,22 @@ impl Ingestor {
         for (index, plan) in plans.into_iter().enumerate() {
             match plan {
                 Plan::Reject(error) => done.push((index, ItemOutcome::Rejected { error }, None)),
-                Plan::Limit(id, after) => {
+                Plan::Limit(id, after, by_token) => {
+                    let whose = if by_token {
+                        "this token"
+                    } else {
+                        "the organization"
+                    };
                     let reason = format!(
-                        "the organization is over its ingest rate limit; retry in {} s",
+                        "{whose} is over its ingest rate limit; retry in {} s",
                         after.as_secs()
                     );
-                    done.push((index, ItemOutcome::RateLimited { id, reason }, None));
+                    let outcome = ItemOutcome::RateLimited {
+                        id,
+                        reason,
+                        by_token,
+                    };
+                    done.push((index, outcome, None));
                 }
                 Plan::Publish(event) if !connected => {
                     let e = PublishError::Unavailable("not connected to NATS".into());
@@ -152,13 +171,9 @@ impl Ingestor {
                 Plan::Publish(event) => to_publish.push((index, event)),
             }
         }
-        let sends = messages(to_publish, &self.pack);
-        let published = join_all(
-            sends
-                .into_iter()
-                .map(|send| self.publish(send, &received_at, traceparent)),
-        )
-        .await;
+        let meta = |event: &ValidatedEvent| event_headers(event, &received_at, traceparent);
+        let sends = messages(to_publish, &self.pack, meta);
+        let published = join_all(sends.into_iter().map(|send| self.publish(send))).await;
         done.extend(published.into_iter().flatten());
         done.sort_unstable_by_key(|(index, _, _)| *index);
         let (items, errors): (Vec<ItemOutcome>, Vec<Option<PublishError>>) =
@@ -186,13 +201,15 @@ impl Ingestor {
                         .get_or_create(&ReasonLabel { transport, reason })
                         .inc();
                 }
-                ItemOutcome::RateLimited { .. } => {
+                ItemOutcome::RateLimited { by_token, .. } => {
+                    let reason = if *by_token {
+                        "token_rate_limited"
+                    } else {
+                        "rate_limited"
+                    };
                     self.metrics
                         .rejected
-                        .get_or_create(&ReasonLabel {
-                            transport,
-                            reason: "rate_limited",
-                        })
+                        .get_or_create(&ReasonLabel { transport, reason })
                         .inc();
                 }
                 ItemOutcome::NotStored { .. } => {}
@@ -212,7 +229,7 @@ impl Ingestor {
             tracing::info!(
                 transport,
                 retry_after_s = after.as_secs(),
-                "events refused by an organization's rate limit"
+                "events refused by a rate limit"
             );
         }
         IngestOutcome {
@@ -222,16 +239,27 @@ impl Ingestor {
         }
     }
 
-    /// Applies the token's organization scope, then each organization's rate limit, whose
-    /// grant goes to the request's first events of that organization.
-    fn plan(&self, items: Vec<Result<ValidatedEvent, ItemError>>, scope: &OrgScope) -> Vec<Plan> {
+    /// Applies the token's organization scope, then the token's rate limit, then each
+    /// organization's; the grants go to the request's first events.
+    fn plan(&self, items: Vec<Result<ValidatedEvent, ItemError>>, caller: &Caller) -> Vec<Plan> {
+        let scope = &caller.scope;
+        let now = Instant::now();
+        let allowed = items
+            .iter()
+            .flatten()
+            .filter(|e| scope.allows(&e.org_id))
+            .count();
+        let token = self.limiter.take_token(caller.token, allowed, now);
+        // The organizations' buckets are asked only for what the token's limit let through,
+        // so events the token may not send cost no organization anything.
+        let mut token_left = token.granted;
         let mut wanted: HashMap<&str, usize> = HashMap::new();
         for event in items.iter().flatten() {
-            if scope.allows(&event.org_id) {
+            if scope.allows(&event.org_id) && token_left > 0 {
+                token_left -= 1;
                 *wanted.entry(event.org_id.as_str()).or_default() += 1;
             }
         }
-        let now = Instant::now();
         let mut grants: HashMap<String, (usize, Duration)> = wanted
             .into_iter()
             .map(|(org, n)| {
@@ -239,7 +267,9 @@ impl Ingestor {
                 (org.to_owned(), (g.granted, g.retry_after))
             })
             .collect();
-        items
+        let mut token_left = token.granted;
+        let mut org_refused = 0;
+        let plans = items
             .into_iter()
             .map(|item| match item {
                 Err(error) => Plan::Reject(error),
@@ -251,119 +281,178 @@ impl Ingestor {
                         event.org_id
                     ),
                 )),
-                Ok(event) => match grants.get_mut(&event.org_id) {
-                    Some((left, _)) if *left > 0 => {
-                        *left -= 1;
-                        Plan::Publish(event)
+                Ok(event) if token_left == 0 => Plan::Limit(event.id, token.retry_after, true),
+                Ok(event) => {
+                    token_left -= 1;
+                    match grants.get_mut(&event.org_id) {
+                        Some((left, _)) if *left > 0 => {
+                            *left -= 1;
+                            Plan::Publish(event)
+                        }
+                        Some((_, after)) => {
+                            org_refused += 1;
+                            Plan::Limit(event.id, *after, false)
+                        }
+                        None => Plan::Publish(event),
                     }
-                    Some((_, after)) => Plan::Limit(event.id, *after),
-                    None => Plan::Publish(event),
-                },
+                }
             })
-            .collect()
+            .collect();
+        // Events an organization refused were not sent: the token keeps their share.
+        self.limiter.refund_token(caller.token, org_refused);
+        plans
     }
 
     /// Publishes one message (a lone event or a pack) and reports for each event in it.
-    async fn publish(
-        &self,
-        send: Send,
-        received_at: &str,
-        traceparent: Option<&str>,
-    ) -> Vec<(usize, ItemOutcome, Option<PublishError>)> {
-        let meta = |event: &ValidatedEvent| {
-            EventMeta {
-                event_id: &event.id,
-                org_id: &event.org_id,
-                workspace_id: &event.workspace_id,
-                event_type: event.event_type.as_str(),
-                occurred_at: &event.occurred_at,
-                received_at,
-                traceparent,
-            }
-            .to_headers()
-        };
-        let (subject, msg_id, headers, payload, events) = match send {
-            Send::One(index, mut event) => {
-                let subject =
-                    subjects::ingest(&event.org_id, &event.workspace_id, event.event_type);
-                let headers = meta(&event);
-                let msg_id = headers::ingest_msg_id(&event.org_id, &event.id);
-                let payload = Bytes::from(std::mem::take(&mut event.body));
-                (subject, msg_id, headers, payload, vec![(index, event)])
-            }
+    async fn publish(&self, send: Send) -> Vec<(usize, ItemOutcome, Option<PublishError>)> {
+        match send {
+            Send::One(index, event, headers) => vec![self.publish_one(index, event, headers).await],
             Send::Pack(events) => {
                 let subject = subjects::ingest_pack(&events[0].1.org_id);
                 let mut packer = Packer::new();
-                for (_, event) in &events {
-                    let mut h = meta(event);
-                    // Inside the pack every event keeps its own de-duplication key.
-                    h.insert(
-                        headers::MSG_ID,
-                        headers::ingest_msg_id(&event.org_id, &event.id),
-                    );
-                    packer.push(&h, &event.body);
+                for (_, event, h) in &events {
+                    packer.push(h, &event.body);
                 }
                 let (msg_id, payload) = packer.finish();
                 let mut h = async_nats::HeaderMap::new();
                 h.insert(pack::PACK, pack::VERSION);
                 h.insert(headers::ORG_ID, events[0].1.org_id.as_str());
-                (subject, msg_id, h, payload, events)
+                let result = match subject {
+                    Ok(subject) => self.send(subject, &msg_id, h, payload).await,
+                    // Unreachable after validation, but never publish to a subject we did
+                    // not check.
+                    Err(e) => {
+                        return events
+                            .into_iter()
+                            .map(|(index, _, _)| (index, unpublishable(e.to_string()), None))
+                            .collect();
+                    }
+                };
+                match result {
+                    // Over `max_payload` (a `pack.max_bytes` above the server's limit): each
+                    // event goes alone instead, under the same per-event de-duplication key.
+                    Err(PublishError::Refused(_)) => {
+                        join_all(
+                            events
+                                .into_iter()
+                                .map(|(index, event, h)| self.publish_one(index, event, h)),
+                        )
+                        .await
+                    }
+                    result => events
+                        .into_iter()
+                        .map(|(index, event, _)| settle(index, event.id, &result))
+                        .collect(),
+                }
             }
-        };
-        let subject = match subject {
+        }
+    }
+
+    /// Publishes one event as a message of its own, on its own subject.
+    async fn publish_one(
+        &self,
+        index: usize,
+        mut event: ValidatedEvent,
+        h: async_nats::HeaderMap,
+    ) -> (usize, ItemOutcome, Option<PublishError>) {
+        let subject = match subjects::ingest(&event.org_id, &event.workspace_id, event.event_type) {
             Ok(s) => s,
-            // Unreachable after validation, but never publish to a subject we did not check.
-            Err(e) => {
-                return events
-                    .into_iter()
-                    .map(|(index, _)| {
-                        let error = ItemError {
-                            field: String::new(),
-                            code: ItemErrorCode::InvalidId,
-                            message: e.to_string(),
-                        };
-                        (index, ItemOutcome::Rejected { error }, None)
-                    })
-                    .collect();
-            }
+            Err(e) => return (index, unpublishable(e.to_string()), None),
         };
+        let msg_id = headers::ingest_msg_id(&event.org_id, &event.id);
+        let payload = Bytes::from(std::mem::take(&mut event.body));
+        let result = self.send(subject, &msg_id, h, payload).await;
+        settle(index, event.id, &result)
+    }
+
+    async fn send(
+        &self,
+        subject: String,
+        msg_id: &str,
+        h: async_nats::HeaderMap,
+        payload: Bytes,
+    ) -> Result<auditstream_bus::Ack, PublishError> {
         let started = Instant::now();
-        let result = publish_durable(
-            &self.js,
-            subject,
-            &msg_id,
-            headers,
-            payload,
-            self.publish_timeout,
-        )
-        .await;
+        let result =
+            publish_durable(&self.js, subject, msg_id, h, payload, self.publish_timeout).await;
         self.metrics
             .publish_seconds
             .observe(started.elapsed().as_secs_f64());
-        events
-            .into_iter()
-            .map(|(index, event)| match &result {
-                Ok(ack) if ack.duplicate => (index, ItemOutcome::Duplicate { id: event.id }, None),
-                Ok(_) => (index, ItemOutcome::Accepted { id: event.id }, None),
-                Err(e) => (
-                    index,
-                    ItemOutcome::NotStored {
-                        id: event.id,
-                        reason: e.to_string(),
-                    },
-                    Some(e.clone()),
-                ),
-            })
-            .collect()
+        result
     }
 }
 
-/// An event with its position in the request.
-type Numbered = (usize, ValidatedEvent);
+/// An event's NATS headers, with its own de-duplication key (inside a pack that is what
+/// names it; alone, `publish_durable` sets the same value).
+fn event_headers(
+    event: &ValidatedEvent,
+    received_at: &str,
+    traceparent: Option<&str>,
+) -> async_nats::HeaderMap {
+    let mut h = EventMeta {
+        event_id: &event.id,
+        org_id: &event.org_id,
+        workspace_id: &event.workspace_id,
+        event_type: event.event_type.as_str(),
+        occurred_at: &event.occurred_at,
+        received_at,
+        traceparent,
+    }
+    .to_headers();
+    h.insert(
+        headers::MSG_ID,
+        headers::ingest_msg_id(&event.org_id, &event.id),
+    );
+    h
+}
+
+/// The outcome of one event from its message's publish.
+fn settle(
+    index: usize,
+    id: String,
+    result: &Result<auditstream_bus::Ack, PublishError>,
+) -> (usize, ItemOutcome, Option<PublishError>) {
+    match result {
+        Ok(ack) if ack.duplicate => (index, ItemOutcome::Duplicate { id }, None),
+        Ok(_) => (index, ItemOutcome::Accepted { id }, None),
+        // Refused for its size: answered for this event alone, never "retry later".
+        Err(PublishError::Refused(e)) => {
+            let error = ItemError::new(
+                "",
+                ItemErrorCode::EventTooLarge,
+                format!(
+                    "the event with its headers is larger than the NATS server accepts in one message ({e}); lower limits.max_event_bytes below the server's max_payload, or send a smaller event"
+                ),
+            );
+            (index, ItemOutcome::Rejected { error }, None)
+        }
+        Err(e) => (
+            index,
+            ItemOutcome::NotStored {
+                id,
+                reason: e.to_string(),
+            },
+            Some(e.clone()),
+        ),
+    }
+}
+
+fn unpublishable(message: String) -> ItemOutcome {
+    ItemOutcome::Rejected {
+        error: ItemError {
+            field: String::new(),
+            code: ItemErrorCode::InvalidId,
+            message,
+        },
+    }
+}
+
+/// An event with its position in the request and its NATS headers.
+type Numbered = (usize, ValidatedEvent, async_nats::HeaderMap);
 
 /// One NATS message to publish: a lone event, or a pack of one organization's events.
 enum Send {
-    One(usize, ValidatedEvent),
+    One(usize, ValidatedEvent, async_nats::HeaderMap),
     Pack(Vec<Numbered>),
 }
 
@@ -372,15 +461,20 @@ enum Send {
 /// an id again, so nothing depends on JetStream de-duplicating them one by one. An event
 /// with the producer's own id goes alone under `Nats-Msg-Id = id`, which is the producer's
 /// idempotency promise (the same id within the window is stored once, whatever request it
-/// comes in).
-fn messages(events: Vec<Numbered>, pack: &PackConfig) -> Vec<Send> {
+/// comes in). A pack's size is the real size of its entries, headers included.
+fn messages(
+    events: Vec<(usize, ValidatedEvent)>,
+    pack: &PackConfig,
+    headers_of: impl Fn(&ValidatedEvent) -> async_nats::HeaderMap,
+) -> Vec<Send> {
     let mut sends = Vec::new();
     // Per organization in first-seen order: the open pack and its bytes.
     let mut open: Vec<(String, Vec<Numbered>, usize)> = Vec::new();
     for (index, event) in events {
-        let size = event.body.len() + pack::ENTRY_OVERHEAD;
+        let h = headers_of(&event);
+        let size = pack::entry_bytes(&h, event.body.len());
         if !event.id_assigned || pack.max_events <= 1 || size > pack.max_bytes {
-            sends.push(Send::One(index, event));
+            sends.push(Send::One(index, event, h));
             continue;
         }
         let at = match open.iter().position(|(org, _, _)| *org == event.org_id) {
@@ -396,7 +490,7 @@ fn messages(events: Vec<Numbered>, pack: &PackConfig) -> Vec<Send> {
             *bytes = 0;
         }
         *bytes += size;
-        list.push((index, event));
+        list.push((index, event, h));
     }
     sends.extend(
         open.into_iter()
@@ -409,8 +503,8 @@ fn messages(events: Vec<Numbered>, pack: &PackConfig) -> Vec<Send> {
 /// A lone event is published as itself, on its own subject.
 fn close(mut list: Vec<Numbered>) -> Send {
     if list.len() == 1 {
-        let (index, event) = list.pop().expect("one event");
-        Send::One(index, event)
+        let (index, event, h) = list.pop().expect("one event");
+        Send::One(index, event, h)
     } else {
         Send::Pack(list)
     }

@@ -9,6 +9,7 @@
 //! real gateway in-process on port 0; `main.rs` only loads configuration and binds.
 
 pub mod auth;
+mod budget;
 pub mod config;
 mod grpc;
 mod http;
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod ratelimit;
 mod serve;
+pub mod traceparent;
 
 use std::{sync::Arc, time::Duration};
 
@@ -51,6 +53,9 @@ pub(crate) struct Core {
     pub(crate) limits: Limits,
     pub(crate) retry_after: Duration,
     pub(crate) request_timeout: Duration,
+    /// HTTP bodies held over all requests (`server.max_inflight_body_bytes`).
+    pub(crate) budget: budget::Budget,
+    pub(crate) stream: grpc::StreamLimits,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -106,6 +111,15 @@ pub async fn run(
         limits: config.limits.clone(),
         retry_after: config.retry_after,
         request_timeout: config.server.request_timeout,
+        budget: budget::Budget::new(
+            config.server.max_inflight_body_bytes,
+            metrics.inflight_body_bytes.clone(),
+        ),
+        stream: grpc::StreamLimits {
+            max_stream_events: config.server.max_stream_events,
+            stream_idle_timeout: config.server.stream_idle_timeout,
+            max_stream_duration: config.server.max_stream_duration,
+        },
         metrics,
     });
 
@@ -132,18 +146,19 @@ pub async fn run(
         .grpc_tls
         .server("grpc_tls")
         .map_err(anyhow::Error::msg)?
-        .timeout(config.server.request_timeout)
         // Closes HTTP/2 connections whose peer stopped answering pings (a vanished client
         // would otherwise hold one of `server.max_connections` for good).
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_max_header_list_size(
             u32::try_from(config.server.max_header_bytes).unwrap_or(u32::MAX),
         )
-        .add_service(health_service)
-        .add_service(
+        .add_service(deadline(health_service, &config.server, &[]))
+        .add_service(deadline(
             IngestServiceServer::new(grpc::GrpcIngest { core: core.clone() })
                 .max_decoding_message_size(config.limits.max_request_bytes),
-        )
+            &config.server,
+            &["/IngestStream"],
+        ))
         .serve_with_incoming_shutdown(
             serve::grpc_incoming(listeners.grpc, &config.server, shutdown.clone()),
             shutdown.clone().cancelled_owned(),
@@ -173,6 +188,22 @@ pub async fn run(
     }
     tracing::info!("gateway stopped");
     served.map(|_| ())
+}
+
+/// Every gRPC call gets a deadline: `request_timeout` for unary calls; a stream call (the
+/// `streaming` methods) ends itself within `max_stream_duration`, so its deadline here is
+/// only a backstop past that.
+fn deadline<S>(
+    inner: S,
+    server: &config::ServerLimits,
+    streaming: &'static [&'static str],
+) -> serve::Deadline<S> {
+    serve::Deadline {
+        inner,
+        unary: server.request_timeout,
+        stream: server.max_stream_duration + server.request_timeout,
+        streaming,
+    }
 }
 
 fn readiness(client: &async_nats::Client, topology: &TopologyGate) -> Result<(), String> {

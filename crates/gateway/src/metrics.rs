@@ -2,7 +2,7 @@
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -29,6 +29,11 @@ pub struct Metrics {
     pub requests_rejected: Family<ReasonLabel, Counter>,
     /// Time from sending one event to JetStream until its PubAck.
     pub publish_seconds: Histogram,
+    /// Producer `traceparent` headers dropped because they were not W3C-shaped.
+    pub traceparent_dropped: Counter,
+    /// HTTP request bodies held now (raw and decompressed), against
+    /// `server.max_inflight_body_bytes`.
+    pub inflight_body_bytes: Gauge,
 }
 
 impl Metrics {
@@ -42,6 +47,8 @@ impl Metrics {
             publish_seconds: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 14),
             ),
+            traceparent_dropped: Counter::default(),
+            inflight_body_bytes: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("auditstream_gateway");
         r.register(
@@ -69,6 +76,17 @@ impl Metrics {
             "Time from publish to JetStream acknowledgement, per event",
             prometheus_client::registry::Unit::Seconds,
             m.publish_seconds.clone(),
+        );
+        r.register(
+            "traceparent_dropped",
+            "Producer traceparent headers dropped as not W3C-shaped",
+            m.traceparent_dropped.clone(),
+        );
+        r.register_with_unit(
+            "inflight_body",
+            "HTTP request body bytes held now, raw and decompressed",
+            prometheus_client::registry::Unit::Bytes,
+            m.inflight_body_bytes.clone(),
         );
         m
     }

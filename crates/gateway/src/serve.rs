@@ -3,6 +3,11 @@
 //! could hold connections and memory; hyper's own connection builder has both, and the HTTP
 //! loop adds a cap on open connections. tonic has neither a cap nor a first-bytes timeout,
 //! so the gRPC port gets its connections from [`grpc_incoming`], which adds both.
+//!
+//! tonic's server-wide `timeout` would apply the unary deadline to stream calls too (a long
+//! `IngestStream` was killed with all its results lost, security review M17), so each gRPC
+//! service is wrapped in [`Deadline`] instead: unary calls get `server.request_timeout`,
+//! `IngestStream` calls enforce their own limits and get only a backstop here.
 
 use std::{
     io,
@@ -180,5 +185,58 @@ impl AsyncWrite for Limited {
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+/// A gRPC service whose calls are cut off after a deadline chosen by method: `stream` for
+/// the method paths ending in one of `streaming`, `unary` for every other.
+#[derive(Clone)]
+pub(crate) struct Deadline<S> {
+    pub(crate) inner: S,
+    pub(crate) unary: Duration,
+    pub(crate) stream: Duration,
+    pub(crate) streaming: &'static [&'static str],
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for Deadline<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower_service::Service<http::Request<tonic::body::Body>> for Deadline<S>
+where
+    S: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path();
+        let limit = if self.streaming.iter().any(|m| path.ends_with(m)) {
+            self.stream
+        } else {
+            self.unary
+        };
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, call).await {
+                Ok(response) => response,
+                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                    "the call did not finish within {} s (server.request_timeout for unary calls)",
+                    limit.as_secs_f64()
+                ))
+                .into_http()),
+            }
+        })
     }
 }

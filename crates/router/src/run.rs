@@ -641,7 +641,7 @@ async fn publish(
         let mut run: Vec<Out<'_>> = Vec::new();
         let mut run_bytes = 0;
         for out in list {
-            let size = out.body.len() + pack::ENTRY_OVERHEAD;
+            let size = pack::entry_bytes(&out.headers, out.body.len());
             if !run.is_empty()
                 && (run.len() >= settings.pack_events || run_bytes + size > settings.pack_bytes)
             {

@@ -23,6 +23,7 @@ pub fn test_gateway_config(nats_url: &str) -> GatewayConfig {
     c.auth.tokens = vec![ProducerToken::any_org(TEST_TOKEN)];
     // Tests send bursts far above a production rate; the limit has its own tests.
     c.rate_limit.events_per_second = 0;
+    c.rate_limit.token_events_per_second = 0;
     c
 }
 
