@@ -10,6 +10,7 @@
 
 pub mod config;
 mod dead_letter;
+mod deliver;
 pub mod enrich;
 pub mod metrics;
 mod park;
