@@ -88,6 +88,8 @@ async fn secrets_never_reach_the_logs() {
         .env("AUDITSTREAM_NATS__TOPOLOGY__DELIVER__MAX_BYTES", "67108864")
         .env("AUDITSTREAM_NATS__TOPOLOGY__BACKLOG__MAX_BYTES", "67108864")
         .env("AUDITSTREAM_NATS__TOPOLOGY__DLQ__MAX_BYTES", "67108864")
+        .env("AUDITSTREAM_NATS__TOPOLOGY__HISTORY__MAX_BYTES", "67108864")
+        .env("AUDITSTREAM_NATS__TOPOLOGY__PARKED__MAX_BYTES", "67108864")
         .stdout(Stdio::null())
         // A file, not a pipe: debug logging would fill an undrained pipe and stall the child.
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
