@@ -40,7 +40,7 @@ where
 /// What the platform's owner chose: longer ages than the test kit's defaults.
 fn owners_topology() -> TopologyConfig {
     let mut t = small_topology();
-    t.ingest.max_age = 2 * DAY;
+    t.history.max_age = 2 * DAY;
     t.dlq.max_age = 14 * DAY;
     t
 }
@@ -67,12 +67,12 @@ async fn a_router_never_changes_the_streams_and_refuses_weaker_ones_naming_them(
     // Configured for more than is stored: refused, with stream, field and both values.
     let mut higher = test_router_config(&nats.url(), &config.url());
     higher.nats.topology = owners_topology();
-    higher.nats.topology.ingest.max_age = 30 * DAY;
+    higher.nats.topology.history.max_age = 30 * DAY;
     higher.nats.topology.replicas = 3;
     let router = RouterHarness::start_unready(higher.clone()).await;
     let text = wait_readyz_saying(|| router.readyz(), "jetstream topology refused").await;
     for part in [
-        "stream AUDIT_INGEST: max_age is 2days stored, 30days configured (weaker)",
+        "stream AUDIT_HISTORY: max_age is 2days stored, 30days configured (weaker)",
         "stream AUDIT_CONTROL: replicas is 1 stored, 3 configured (weaker)",
         "only the config service or `auditctl topology apply` changes the topology",
     ] {
@@ -107,8 +107,11 @@ async fn a_router_never_changes_the_streams_and_refuses_weaker_ones_naming_them(
         [
             ("AUDIT_CONTROL", "replicas"),
             ("AUDIT_DELIVER", "replicas"),
-            ("AUDIT_INGEST", "max_age"),
+            ("AUDIT_DLQ", "replicas"),
+            ("AUDIT_HISTORY", "max_age"),
+            ("AUDIT_HISTORY", "replicas"),
             ("AUDIT_INGEST", "replicas"),
+            ("AUDIT_PARKED", "replicas"),
         ]
     );
     router.stop().await.expect("clean shutdown");
@@ -116,16 +119,17 @@ async fn a_router_never_changes_the_streams_and_refuses_weaker_ones_naming_them(
 
 /// A topology file as an operator (or a Helm job) passes it: a service's whole TOML file,
 /// whose other sections `auditctl topology apply` ignores.
-fn topology_file(dir: &tempfile::TempDir, ingest_max_age: &str) -> std::path::PathBuf {
+fn topology_file(dir: &tempfile::TempDir, history_max_age: &str) -> std::path::PathBuf {
     // As the topology's owner: the config service's NATS user.
     let owner = auditstream_bus::Service::ConfigService;
     let (user, password) = (owner.user(), auditstream_testkit::service_password(owner));
     let mut text = format!(
         "ops_addr = \"127.0.0.1:9\"\n[log]\nformat = \"text\"\n[nats]\nurl = \"nats://127.0.0.1:9\"\n\
          user = \"{user}\"\npassword = \"{password}\"\n\
-         [nats.topology.ingest]\nmax_age = \"{ingest_max_age}\"\nmax_bytes = 67108864\n"
+         [nats.topology.ingest]\nmax_bytes = 67108864\n\
+         [nats.topology.history]\nmax_age = \"{history_max_age}\"\nmax_bytes = 67108864\n"
     );
-    for stream in ["deliver", "backlog", "dlq", "control"] {
+    for stream in ["parked", "deliver", "backlog", "dlq", "control"] {
         text += &format!("[nats.topology.{stream}]\nmax_bytes = 67108864\n");
     }
     let path = dir.path().join("service.toml");
@@ -192,6 +196,8 @@ async fn auditctl_topology_apply_creates_the_streams_and_is_idempotent() {
         "AUDIT_BACKLOG_HTTP",
         "AUDIT_DLQ",
         "AUDIT_CONTROL",
+        "AUDIT_HISTORY",
+        "AUDIT_PARKED",
     ];
     let expect = |change: &[&str]| -> Vec<Vec<String>> {
         names
@@ -202,13 +208,13 @@ async fn auditctl_topology_apply_creates_the_streams_and_is_idempotent() {
     };
 
     let first = apply(&file, &nats.url(), false).await;
-    assert_eq!(columns(&first), expect(&["created"; 8]), "{first}");
+    assert_eq!(columns(&first), expect(&["created"; 10]), "{first}");
     let created = stream_configs(&js).await;
     // The file's topology, not the defaults (which would reserve 4 GiB and more).
     assert_eq!(created[0]["max_bytes"], 67108864);
 
     let second = apply(&file, &nats.url(), false).await;
-    assert_eq!(columns(&second), expect(&["unchanged"; 8]), "{second}");
+    assert_eq!(columns(&second), expect(&["unchanged"; 10]), "{second}");
     assert_eq!(stream_configs(&js).await, created);
 
     // A longer age is applied in place; `--json` says so per stream.
@@ -218,7 +224,7 @@ async fn auditctl_topology_apply_creates_the_streams_and_is_idempotent() {
     assert_eq!(
         json,
         serde_json::json!([
-            {"stream": "AUDIT_INGEST", "change": "updated"},
+            {"stream": "AUDIT_INGEST", "change": "unchanged"},
             {"stream": "AUDIT_DELIVER", "change": "unchanged"},
             {"stream": "AUDIT_BACKLOG_S3", "change": "unchanged"},
             {"stream": "AUDIT_BACKLOG_AZURE_BLOB", "change": "unchanged"},
@@ -226,8 +232,10 @@ async fn auditctl_topology_apply_creates_the_streams_and_is_idempotent() {
             {"stream": "AUDIT_BACKLOG_HTTP", "change": "unchanged"},
             {"stream": "AUDIT_DLQ", "change": "unchanged"},
             {"stream": "AUDIT_CONTROL", "change": "unchanged"},
+            {"stream": "AUDIT_HISTORY", "change": "updated"},
+            {"stream": "AUDIT_PARKED", "change": "unchanged"},
         ])
     );
-    let info = js.get_stream(topology::INGEST).await.unwrap();
+    let info = js.get_stream(topology::HISTORY).await.unwrap();
     assert_eq!(info.cached_info().config.max_age, 2 * DAY);
 }
