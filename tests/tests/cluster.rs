@@ -15,13 +15,12 @@ use std::{
 use auditstream_bus::topology;
 use auditstream_config_service::authz::Role;
 use auditstream_model::SinkType;
-use auditstream_proto::v1::NodeKind::*;
 use auditstream_sink_http::HttpSink;
 use auditstream_testkit::{
     ConfigHarness, Database, GatewayHarness, HttpReceiver, NatsCluster, RouterHarness, SinkHarness,
     small_topology, test_gateway_config, test_router_config, test_sink_config,
 };
-use common::{config::*, sink::*, *};
+use common::{sink::*, *};
 
 fn topology() -> auditstream_bus::TopologyConfig {
     let mut t = small_topology();
@@ -43,19 +42,7 @@ async fn a_three_node_cluster_loses_nothing_when_a_node_and_then_stream_leaders_
     .await;
     let mut admin = config.client_as(Role::PlatformAdmin, None).await;
     let receiver = HttpReceiver::start().await;
-    put(&mut admin, node("org", "", Organization)).await;
-    put(&mut admin, node("ws-0", "org", Workspace)).await;
-    create_connection(
-        &mut admin,
-        http_connection("c-0", "org", GOOD_TOKEN, &receiver.url("/")),
-    )
-    .await;
-    create_stream(
-        &mut admin,
-        http_stream("s-0", "ws-0", "c-0", &receiver.url("/intake/s-0")),
-    )
-    .await
-    .unwrap();
+    one_http_stream(&mut admin, &receiver).await;
     let info = js
         .get_stream(topology::INGEST)
         .await

@@ -14,13 +14,12 @@ use std::{collections::HashSet, time::Duration};
 use auditstream_bus::topology;
 use auditstream_config_service::authz::Role;
 use auditstream_model::SinkType;
-use auditstream_proto::v1::NodeKind::*;
 use auditstream_sink_http::HttpSink;
 use auditstream_testkit::{
     ConfigHarness, Database, GatewayHarness, HttpReceiver, NatsServer, RouterHarness, SinkHarness,
     read_stream, small_topology, test_gateway_config, test_router_config, test_sink_config,
 };
-use common::{config::*, sink::*, *};
+use common::{sink::*, *};
 
 const INGEST_BYTES: i64 = 2 << 20;
 const HISTORY_BYTES: i64 = 1 << 20;
@@ -44,19 +43,7 @@ async fn three_times_the_ingest_stream_flows_through_without_a_503_and_the_histo
     .await;
     let mut admin = config.client_as(Role::PlatformAdmin, None).await;
     let receiver = HttpReceiver::start().await;
-    put(&mut admin, node("org", "", Organization)).await;
-    put(&mut admin, node("ws-0", "org", Workspace)).await;
-    create_connection(
-        &mut admin,
-        http_connection("c-0", "org", GOOD_TOKEN, &receiver.url("/")),
-    )
-    .await;
-    create_stream(
-        &mut admin,
-        http_stream("s-0", "ws-0", "c-0", &receiver.url("/intake/s-0")),
-    )
-    .await
-    .unwrap();
+    one_http_stream(&mut admin, &receiver).await;
     let mut gateway_config = test_gateway_config(&nats.url());
     gateway_config.nats.topology = topology();
     let gateway = GatewayHarness::start(gateway_config).await;

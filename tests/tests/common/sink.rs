@@ -415,3 +415,22 @@ impl SinkStack {
             .unwrap();
     }
 }
+
+/// Organization `org` with workspace `ws-0`, connection `c-0` and stream `s-0` (its
+/// `user_activity` events, the kind [`events`] makes) to `receiver`'s `/intake/s-0`.
+pub async fn one_http_stream(admin: &mut ConfigClient, receiver: &HttpReceiver) {
+    use auditstream_proto::v1::NodeKind::*;
+    put(admin, node("org", "", Organization)).await;
+    put(admin, node("ws-0", "org", Workspace)).await;
+    create_connection(
+        admin,
+        http_connection("c-0", "org", GOOD_TOKEN, &receiver.url("/")),
+    )
+    .await;
+    create_stream(
+        admin,
+        http_stream("s-0", "ws-0", "c-0", &receiver.url("/intake/s-0")),
+    )
+    .await
+    .unwrap();
+}
